@@ -1,0 +1,52 @@
+# lens_jax: two commands for a newcomer — `make run` and `make test`.
+SHELL := /bin/bash
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+FASHION := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+export LENS_JAX_CACHE ?= $(CURDIR)/.cache
+OUT     ?= outputs/run
+JOBS    ?= 2
+
+.PHONY: all venv sysdeps run test test-fast bench experiments clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned, so pip takes the CPU build (test/benchmark reference only)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[data,test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian's Fashion-MNIST (offline data set). Best effort: tests skip without it.
+sysdeps:
+	@if [ ! -f $(FASHION) ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
+	      || echo "warning: could not install dataset-fashion-mnist (apt-get install dataset-fashion-mnist)"; \
+	  else echo "note: Fashion-MNIST missing; run: sudo apt-get install dataset-fashion-mnist"; fi; \
+	fi
+
+run: venv sysdeps
+	$(BIN)/python -m lens_jax run --out $(OUT)
+
+test: venv sysdeps
+	$(BIN)/python -m pytest -n $(JOBS) -q tests
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -x -m "not slow" tests
+
+bench: venv
+	$(BIN)/python benchmarks/bench_pyramid.py
+	$(BIN)/python benchmarks/bench_lens.py
+
+experiments: venv sysdeps
+	$(BIN)/python experiments/run_all.py
+
+clean:
+	rm -rf $(VENV) .cache outputs

@@ -1,0 +1,1 @@
+"""lens_jax: placeholder, filled in as modules land."""
