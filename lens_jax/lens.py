@@ -1,0 +1,442 @@
+"""The lens: one class-conditional gradient in a transform domain, amplified and swept.
+
+    image --analyse--> state --(params: phase / log-amplitude / pixel increments)-->
+          render (synthesise, colour merge, clip) --> logits_fn --> loss
+    g = jax.grad(loss)(0)      once, at the source (the paper's "fixed" gradient)
+    frames = vmap over alpha of render(-alpha * g)
+
+:func:`morph` is the one-call API; :func:`prepare_edit` exposes the pieces (render,
+loss, zeros) for users composing their own loops.
+
+Clipping: frames are clipped to [0, 1] (part of the operator, as in the follow-up
+protocol).  At zero edit the synthesis equals the source only up to round-off, so
+pixels at exactly 0 or 1 (most of an MNIST background) land a hair outside [0, 1];
+a hard clip would zero their gradient.  The gradient therefore passes the clip
+*straight through* (``x + stop_gradient(clip(x) - x)``: clipped values, identity
+derivative); frames and distances use the ordinary clip.  ``straight_through=False``
+restores the hard clip's zero derivative.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .domains import DOMAINS, COLORS, Domain, get_domain, merge_color, split_color
+from .pyramid import SteerablePyramid
+
+__all__ = ["Morph", "Edit", "morph", "prepare_edit", "budget_alphas", "polar_grads",
+           "LOSSES", "MODES", "DEFAULT_FINAL_CHANGE"]
+
+LOSSES = ("nll", "margin")
+MODES = ("fixed", "live", "live_local")
+
+# automatic schedule (no alphas / step_cap / l2_budget): the last frame changes the
+# edited parameter by at most this much (radians for phases, e-folds for amplitude,
+# grey levels for pixels)
+DEFAULT_FINAL_CHANGE = {"pixel": 1.0, "fourier_phase": math.pi, "csp_phase": math.pi,
+                        "csp_amplitude": 1.0, "csp_joint": math.pi}
+
+_GRID = 1e-4 * 2.0 ** np.arange(30)     # budget search: max parameter change per frame
+_BISECT_ITERS = 24                       # bracket [a, 2a] -> relative width 6e-8
+
+
+class Morph(NamedTuple):
+    """Result of :func:`morph`; a pytree (works under ``jit``/``vmap``).
+
+    Attributes:
+      frames: ``(n, H, W, C)`` images in [0, 1]; ``frames[i]`` is the source where
+        ``alphas[i] == 0``.
+      alphas: ``(n,)`` amplification of each frame (cumulative step for live modes).
+      logits: ``(n, K)`` ``logits_fn`` at every frame.
+      probs: ``(n, K)`` softmax of ``logits``.
+      l2: ``(n,)`` L2 distance of each frame to the source (all channels, [0, 1] scale).
+      grad: the transform-domain gradient of the loss at the source: a dict
+        ``{"phase"|"logamp"|"pixel": ...}`` shaped like the edit parameters.
+      target, source: ``()`` int classes (source = argmax at the image if not given).
+      reached: ``(n,)`` bool; False where an L2 budget was never reached (the frame is
+        then the farthest one found).  All True for raw alphas.
+    """
+    frames: jax.Array
+    alphas: jax.Array
+    logits: jax.Array
+    probs: jax.Array
+    l2: jax.Array
+    grad: Any
+    target: jax.Array
+    source: jax.Array
+    reached: jax.Array
+
+    @property
+    def target_prob(self) -> jax.Array:
+        return jnp.take_along_axis(self.probs, self.target[..., None, None], axis=-1)[..., 0]
+
+    @property
+    def source_prob(self) -> jax.Array:
+        return jnp.take_along_axis(self.probs, self.source[..., None, None], axis=-1)[..., 0]
+
+    @property
+    def margin(self) -> jax.Array:
+        t = jnp.take_along_axis(self.logits, self.target[..., None, None], axis=-1)[..., 0]
+        s = jnp.take_along_axis(self.logits, self.source[..., None, None], axis=-1)[..., 0]
+        return t - s
+
+    @property
+    def pred(self) -> jax.Array:
+        return jnp.argmax(self.logits, axis=-1)
+
+
+class Edit(NamedTuple):
+    """The pieces of a lens edit for one image (see :func:`prepare_edit`).
+
+    ``render(params, straight_through=True) -> (H, W, C)`` clipped image;
+    ``loss(params) -> ()``; ``zeros``: the identity edit; ``domain``; ``source``.
+    """
+    render: Callable
+    loss: Callable
+    zeros: Any
+    domain: Domain
+    source: jax.Array
+    num_classes: int
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _check_image(image) -> jax.Array:
+    if not hasattr(image, "dtype"):
+        image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3:
+        raise ValueError(f"image must be (H, W) or (H, W, C); got shape {tuple(image.shape)} "
+                         "(use jax.vmap for batches)")
+    if not jnp.issubdtype(image.dtype, jnp.floating):
+        raise ValueError(f"image must be float in [0, 1]; got dtype {image.dtype}")
+    image = jnp.asarray(image)
+    if image.dtype in (jnp.bfloat16, jnp.float16):
+        image = image.astype(jnp.float32)
+    if _is_concrete(image):
+        a = np.asarray(image)
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"image contains {int(np.sum(~np.isfinite(a)))} NaN/Inf values")
+        lo, hi = float(a.min()), float(a.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"image values must lie in [0, 1]; got range [{lo:.4g}, {hi:.4g}]")
+    return image
+
+
+def _clip(x, straight_through: bool):
+    y = jnp.clip(x, 0.0, 1.0)
+    return x + jax.lax.stop_gradient(y - x) if straight_through else y
+
+
+def prepare_edit(logits_fn: Callable, image, *, target, source=None,
+                 domain: str = "csp_phase", loss: str = "nll", color: str = "luminance",
+                 pyramid: SteerablePyramid | None = None) -> Edit:
+    """Analyse ``image`` once and return pure ``render``/``loss`` functions of the
+    edit parameters.  Validates shapes and (when concrete) values; see :func:`morph`."""
+    image = _check_image(image)
+    H, W, C = image.shape
+    if color not in COLORS:
+        raise ValueError(f"unknown color mode {color!r}; choose one of {COLORS}")
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+    dom = get_domain(domain, (H, W), pyramid)
+    out = jax.eval_shape(logits_fn, jax.ShapeDtypeStruct((1, H, W, C), image.dtype))
+    if not hasattr(out, "shape") or len(out.shape) != 2 or out.shape[0] != 1 \
+            or out.shape[1] < 2:
+        raise ValueError("logits_fn must map a batch (N, H, W, C) to logits (N, num_classes) "
+                         f"with num_classes >= 2; for input (1, {H}, {W}, {C}) it returned "
+                         f"{getattr(out, 'shape', type(out).__name__)}")
+    K = int(out.shape[1])
+    target = jnp.asarray(target)
+    if target.ndim != 0 or not jnp.issubdtype(target.dtype, jnp.integer):
+        raise ValueError(f"target must be one integer class; got {target!r}")
+    if _is_concrete(target) and not 0 <= int(target) < K:
+        raise ValueError(f"target class {int(target)} is outside the classifier's "
+                         f"{K} classes (0..{K - 1})")
+    if source is not None:
+        source = jnp.asarray(source)
+        if source.ndim != 0 or not jnp.issubdtype(source.dtype, jnp.integer):
+            raise ValueError(f"source must be one integer class; got {source!r}")
+        if _is_concrete(source) and not 0 <= int(source) < K:
+            raise ValueError(f"source class {int(source)} is outside the classifier's "
+                             f"{K} classes (0..{K - 1})")
+    else:
+        source = jnp.argmax(logits_fn(image[None])[0]).astype(jnp.int32)
+    target = target.astype(jnp.int32)
+    source = source.astype(jnp.int32)
+
+    x, rest = split_color(image, color)
+    state = dom.analyse(x)
+    zeros = dom.zeros(state)
+
+    def render(params, straight_through: bool = True):
+        y = merge_color(dom.render(state, params, (H, W)), rest, color)
+        return _clip(y.astype(image.dtype), straight_through)
+
+    def loss_fn(params, straight_through: bool = True):
+        z = logits_fn(render(params, straight_through)[None])[0]
+        if loss == "nll":
+            return -jax.nn.log_softmax(z)[target]
+        return -(z[target] - z[source])
+
+    return Edit(render, loss_fn, zeros, dom, source, K)
+
+
+def _max_abs(tree) -> jax.Array:
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(l)) for l in jax.tree.leaves(tree)]))
+
+
+def _scale(tree, a):
+    return jax.tree.map(lambda g: -a * g, tree)
+
+
+def polar_grads(c: jax.Array, gj: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Phase and log-amplitude gradients from ``gj = jax.grad(L)(c)`` w.r.t. complex ``c``.
+
+    JAX returns the *conjugate* of ``dL/dRe + i dL/dIm`` for a real function of a complex
+    argument (method.md section 11), so ``dL/dphi = -Im(c * gj)`` and
+    ``dL/dln|c| = Re(c * gj)``.  The lens never needs this (it differentiates w.r.t. real
+    ``delta``, ``eta``); it is here for users holding complex gradients.
+    """
+    cg = c * gj
+    return -jnp.imag(cg), jnp.real(cg)
+
+
+def _l2(frame, image):
+    return jnp.sqrt(jnp.sum((frame - image) ** 2))
+
+
+def budget_alphas(dist_fn: Callable, budgets: jax.Array, unit: jax.Array
+                  ) -> tuple[jax.Array, jax.Array]:
+    """Vectorised search of ``alpha`` with ``dist_fn(alpha) == budget``.
+
+    Scans a doubling grid ``unit * 1e-4 * 2**k`` (``k < 30``), takes the first bracket
+    where the distance reaches each budget (distance need not be monotone: phases wrap,
+    pixels clip), and bisects inside it.  Returns ``(alphas, reached)``; an unreached
+    budget gets the grid alpha of largest distance.
+    """
+    grid = jnp.asarray(_GRID, unit.dtype) * unit
+    d = jax.vmap(dist_fn)(grid)
+    hit = d[None, :] >= budgets[:, None]
+    reached = jnp.any(hit, axis=1)
+    k = jnp.argmax(hit, axis=1)
+    lo = jnp.where(k > 0, grid[jnp.maximum(k - 1, 0)], 0.0)
+    hi = grid[k]
+
+    def body(_, lohi):
+        lo, hi = lohi
+        mid = 0.5 * (lo + hi)
+        ok = jax.vmap(dist_fn)(mid) >= budgets
+        return jnp.where(ok, lo, mid), jnp.where(ok, mid, hi)
+
+    lo, hi = jax.lax.fori_loop(0, _BISECT_ITERS, body, (lo, hi))
+    far = grid[jnp.argmax(d)]
+    return jnp.where(reached, hi, far), reached
+
+
+def morph(logits_fn: Callable, image, *, target, source=None, domain: str = "csp_phase",
+          alphas=None, loss: str = "nll", mode: str = "fixed",
+          pyramid: SteerablePyramid | None = None, color: str = "luminance",
+          step_cap: float | None = None, l2_budget=None, n_frames: int = 12,
+          chunk_size: int | None = None) -> Morph:
+    """Morph ``image`` toward class ``target`` by extrapolating one class gradient.
+
+    Args:
+      logits_fn: JAX function ``(N, H, W, C)`` images in [0, 1] -> ``(N, K)`` logits.
+      image: ``(H, W, C)`` or ``(H, W)`` float in [0, 1].
+      target: target class; ``source``: source class for the margin loss and
+        reporting (default: the classifier's prediction at ``image``).
+      domain: ``"pixel"``, ``"fourier_phase"``, ``"csp_phase"`` (the paper's),
+        ``"csp_amplitude"`` or ``"csp_joint"``.
+      alphas: raw amplification factors ``(n,)``; frame ``i`` is
+        ``render(-alphas[i] * g)``.
+      loss: ``"nll"`` (``-log p(target)``) or ``"margin"`` (``-(z_target - z_source)``).
+      mode: ``"fixed"`` (one gradient at the source: the method), ``"live"`` (gradient
+        recomputed after each step, persistent coordinates of the source
+        decomposition) or ``"live_local"`` (re-analyse each frame, step from its
+        gradient).  In live modes ``alphas`` are cumulative step sizes, so
+        ``alphas=[0, a]`` gives the same frames in every mode.
+      pyramid: a complex :class:`SteerablePyramid` plan for the image size (default:
+        order 3, all scales, tight frame, adjoint synthesis).
+      color: ``"luminance"`` (edit Y of YIQ), ``"rgb"`` (every channel) or ``"gray"``.
+      step_cap: instead of ``alphas``: ``n_frames`` frames whose edit parameters change
+        by at most ``step_cap`` per frame (radians for phase; per step in live modes).
+      l2_budget: instead of ``alphas``: a scalar ``B`` gives ``n_frames`` frames from the
+        source to the frame at L2 distance ``B``; a 1-D array gives one frame per budget
+        (the endpoints, for comparisons at equal image change across domains).
+      n_frames: frames for ``step_cap``, scalar ``l2_budget`` and the automatic schedule.
+      chunk_size: render/classify at most this many frames at once (bounds memory).
+
+    With none of ``alphas``, ``step_cap``, ``l2_budget``, the schedule is automatic:
+    ``n_frames`` frames up to a final change of ``DEFAULT_FINAL_CHANGE[domain]``.
+
+    Raises:
+      ValueError: bad image (rank, dtype, NaN/Inf, outside [0, 1]), target/source
+        outside the classes, ``logits_fn`` output of the wrong shape, empty or
+        non-finite alphas, an image size the pyramid cannot take, unknown domain,
+        loss, mode or colour, conflicting schedules.
+    """
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown domain {domain!r}; choose one of {DOMAINS}")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    chosen = [n for n, v in (("alphas", alphas), ("step_cap", step_cap),
+                             ("l2_budget", l2_budget)) if v is not None]
+    if len(chosen) > 1:
+        raise ValueError(f"give at most one schedule; got {', '.join(chosen)}")
+    if int(n_frames) < 1:
+        raise ValueError(f"n_frames must be >= 1; got {n_frames}")
+    if chunk_size is not None and int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
+    if step_cap is not None and _is_concrete(jnp.asarray(step_cap)) and \
+            not (np.isfinite(float(step_cap)) and float(step_cap) > 0):
+        raise ValueError(f"step_cap must be a positive finite number; got {step_cap}")
+    ed = prepare_edit(logits_fn, image, target=target, source=source, domain=domain,
+                      loss=loss, color=color, pyramid=pyramid)
+    image = _check_image(image)
+    dtype = image.dtype
+
+    budgets, scalar_budget = None, False
+    if alphas is not None:
+        alphas = jnp.asarray(alphas, dtype)
+        if alphas.ndim != 1 or alphas.shape[0] == 0:
+            raise ValueError(f"alphas must be a non-empty 1-D array; got shape {alphas.shape}")
+        if _is_concrete(alphas) and not np.all(np.isfinite(np.asarray(alphas))):
+            raise ValueError("alphas contain NaN/Inf")
+        if mode != "fixed" and _is_concrete(alphas) and np.any(np.diff(np.asarray(alphas)) < 0):
+            raise ValueError("live modes need non-decreasing alphas (cumulative steps)")
+    if l2_budget is not None:
+        budgets = jnp.asarray(l2_budget, dtype)
+        scalar_budget = budgets.ndim == 0
+        budgets = jnp.atleast_1d(budgets)
+        if budgets.ndim != 1 or budgets.shape[0] == 0:
+            raise ValueError(f"l2_budget must be a number or a non-empty 1-D array; "
+                             f"got shape {budgets.shape}")
+        if _is_concrete(budgets) and not np.all(np.asarray(budgets) > 0):
+            raise ValueError(f"l2_budget values must be positive; got {np.asarray(budgets)}")
+    if alphas is None and budgets is None and step_cap is None:
+        step_cap = DEFAULT_FINAL_CHANGE[domain] / max(int(n_frames) - 1, 1)
+
+    grad_fn = jax.grad(ed.loss)
+    g0 = grad_fn(ed.zeros)
+    unit0 = _safe_inv(_max_abs(g0))
+
+    def frame_logits(frames):
+        if chunk_size is None:
+            return logits_fn(frames)
+        return jax.lax.map(lambda f: logits_fn(f[None])[0], frames, batch_size=int(chunk_size))
+
+    reached = None
+    if mode == "fixed":
+        def render_a(a):
+            return ed.render(_scale(g0, a), straight_through=False)
+
+        if budgets is not None:
+            found, ok = budget_alphas(lambda a: _l2(render_a(a), image), budgets, unit0)
+            if scalar_budget:
+                alphas = jnp.linspace(0.0, 1.0, int(n_frames), dtype=dtype) * found[0]
+                reached = jnp.broadcast_to(ok[0], alphas.shape)
+            else:
+                alphas, reached = found, ok
+        elif step_cap is not None:
+            alphas = jnp.arange(int(n_frames), dtype=dtype) * (step_cap * unit0)
+        if chunk_size is None:
+            frames = jax.vmap(render_a)(alphas)
+        else:
+            frames = jax.lax.map(render_a, alphas, batch_size=int(chunk_size))
+    else:
+        def run(steps):
+            return _live(ed, image, steps, mode, step_cap=None, grad_fn=grad_fn,
+                         color=color, pyramid=pyramid, logits_fn=logits_fn,
+                         target=target, loss=loss)
+
+        if budgets is not None:
+            n = int(n_frames) if scalar_budget else int(n_frames)
+
+            def dist(step):
+                steps = jnp.concatenate([jnp.zeros((1,), dtype),
+                                         jnp.full((n - 1,), step, dtype)])
+                fr, _ = run(steps)
+                return _l2(fr[-1], image)
+
+            found, ok = budget_alphas(dist, budgets, unit0 / max(n - 1, 1))
+            if scalar_budget:
+                steps = jnp.concatenate([jnp.zeros((1,), dtype),
+                                         jnp.full((n - 1,), found[0], dtype)])
+                frames, alphas = run(steps)
+                reached = jnp.broadcast_to(ok[0], alphas.shape)
+            else:
+                def endpoint(step):
+                    steps = jnp.concatenate([jnp.zeros((1,), dtype),
+                                             jnp.full((n - 1,), step, dtype)])
+                    fr, al = run(steps)
+                    return fr[-1], al[-1]
+                frames, alphas = jax.vmap(endpoint)(found)
+                reached = ok
+        elif step_cap is not None:
+            frames, alphas = _live(ed, image, jnp.zeros((int(n_frames),), dtype), mode,
+                                   step_cap=step_cap, grad_fn=grad_fn, color=color,
+                                   pyramid=pyramid, logits_fn=logits_fn, target=target,
+                                   loss=loss)
+        else:
+            steps = jnp.diff(alphas, prepend=jnp.zeros((1,), dtype))
+            frames, alphas = run(steps)
+
+    frames = jnp.where((alphas == 0)[:, None, None, None], image[None], frames)
+    if reached is None:
+        reached = jnp.ones(alphas.shape, bool)
+    logits = frame_logits(frames)
+    probs = jax.nn.softmax(logits, axis=-1)
+    l2 = jax.vmap(_l2, in_axes=(0, None))(frames, image)
+    return Morph(frames, alphas, logits, probs, l2, g0, jnp.asarray(target, jnp.int32),
+                 ed.source, reached)
+
+
+def _safe_inv(m):
+    return jnp.where(m > 0, 1.0 / jnp.where(m > 0, m, 1.0), 1.0)
+
+
+def _live(ed: Edit, image, steps, mode, *, step_cap, grad_fn, color, pyramid, logits_fn,
+          target, loss):
+    """Live extrapolation with ``lax.scan``: returns frames and cumulative alphas.
+
+    ``steps[n]`` is the raw step before frame ``n`` (``steps[0] == 0`` keeps the source
+    as the first frame); with ``step_cap`` each step is ``step_cap / max|g_n|`` instead
+    (and frame 0 is the source).
+    """
+    dtype = image.dtype
+    if mode == "live":
+        def body(carry, step):
+            params, acc, n = carry
+            g = grad_fn(params)
+            if step_cap is not None:
+                step = jnp.where(n == 0, 0.0, step_cap * _safe_inv(_max_abs(g))).astype(dtype)
+            params = jax.tree.map(lambda p, gg: p - step * gg, params, g)
+            acc = acc + step
+            return (params, acc, n + 1), (ed.render(params, straight_through=False), acc)
+
+        _, (frames, alphas) = jax.lax.scan(body, (ed.zeros, jnp.zeros((), dtype), 0), steps)
+        return frames, alphas
+
+    # live_local: re-analyse every frame, step from the gradient at that frame
+    def body(carry, step):
+        x, acc, n = carry
+        e = prepare_edit(logits_fn, x, target=target, source=ed.source,
+                         domain=ed.domain.name, loss=loss, color=color,
+                         pyramid=ed.domain.pyramid)
+        g = jax.grad(e.loss)(e.zeros)
+        if step_cap is not None:
+            step = jnp.where(n == 0, 0.0, step_cap * _safe_inv(_max_abs(g))).astype(dtype)
+        x_new = e.render(_scale(g, step), straight_through=False)
+        x_new = jnp.where(step == 0, x, x_new)
+        return (x_new, acc + step, n + 1), (x_new, acc + step)
+
+    _, (frames, alphas) = jax.lax.scan(body, (image, jnp.zeros((), dtype), 0), steps)
+    return frames, alphas
