@@ -1,0 +1,338 @@
+"""The lens: gradients, extrapolation, schedules, colour, batching and bad input.
+
+References are independent of the code under test: finite differences, the analytic
+pixel-domain update on a linear classifier, and a blob whose class is set by position.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lens_jax as lj
+from lens_jax.metrics import best_translation
+
+DOMAINS = lj.DOMAINS
+
+
+def linear_classifier(H, W, C=1, K=3, seed=0, dtype=np.float32):
+    w = np.random.default_rng(seed).standard_normal((H * W * C, K)).astype(dtype) * 0.1
+    w = jnp.asarray(w)
+    return lambda x: x.reshape(x.shape[0], -1) @ w
+
+
+def smooth_classifier(H, W, C=1, K=3, seed=0, dtype=np.float32):
+    """A small nonlinear classifier (tanh features), smooth everywhere."""
+    r = np.random.default_rng(seed)
+    w1 = jnp.asarray(r.standard_normal((H * W * C, 16)).astype(dtype) / np.sqrt(H * W * C) * 3)
+    w2 = jnp.asarray(r.standard_normal((16, K)).astype(dtype))
+    return lambda x: jnp.tanh(x.reshape(x.shape[0], -1) @ w1) @ w2
+
+
+def smooth_image(H, W, C=1, seed=0, dtype=np.float32):
+    r = np.random.default_rng(seed)
+    x = r.random((H, W, C))
+    k = np.fft.fftfreq(H)[:, None] ** 2 + np.fft.fftfreq(W)[None, :] ** 2
+    x = np.real(np.fft.ifft2(np.fft.fft2(x, axes=(0, 1)) * np.exp(-k * 60)[..., None],
+                             axes=(0, 1)))
+    x = (x - x.min()) / (x.max() - x.min())
+    return jnp.asarray((0.15 + 0.7 * x).astype(dtype))
+
+
+# ----------------------------------------------------------------------------------
+# gradients
+# ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_transform_gradient_matches_finite_differences(domain):
+    H = W = 16
+    f = smooth_classifier(H, W, dtype=np.float64)
+    img = smooth_image(H, W, dtype=np.float64)
+    ed = lj.prepare_edit(f, img, target=2, domain=domain)
+    g = jax.grad(ed.loss)(ed.zeros)
+    leaves, tdef = jax.tree.flatten(ed.zeros)
+    gl = jax.tree.leaves(g)
+    rng = np.random.default_rng(1)
+    eps = 1e-6
+    for li, leaf in enumerate(leaves):
+        for _ in range(3):
+            idx = tuple(int(rng.integers(s)) for s in leaf.shape)
+            # pick a coordinate with a non-negligible gradient half of the time
+            if rng.random() < 0.5:
+                idx = np.unravel_index(int(np.argmax(np.abs(np.asarray(gl[li])))), leaf.shape)
+            def shifted(d):
+                new = [l.at[idx].add(d) if j == li else l for j, l in enumerate(leaves)]
+                return float(ed.loss(jax.tree.unflatten(tdef, new)))
+            fd = (shifted(eps) - shifted(-eps)) / (2 * eps)
+            np.testing.assert_allclose(float(gl[li][idx]), fd, rtol=1e-5, atol=1e-9)
+
+
+def test_complex_gradient_convention():
+    """jax.grad w.r.t. a complex c is the conjugate convention; polar_grads undoes it
+    and agrees with the gradient w.r.t. the real phase / log-amplitude parameters."""
+    np.testing.assert_allclose(jax.grad(lambda z: jnp.abs(z) ** 2)(3.0 + 4.0j), 6 - 8j)
+    H = W = 16
+    f = smooth_classifier(H, W, dtype=np.float64)
+    img = smooth_image(H, W, dtype=np.float64)
+    pyr = lj.default_pyramid((H, W))
+    c0 = pyr.forward(img[..., 0][None])
+
+    def loss_c(bands):
+        x = pyr.inverse(c0._replace(bands=bands))
+        return -jax.nn.log_softmax(f(jnp.moveaxis(x, 0, -1)[None])[0])[1]
+
+    gj = jax.grad(loss_c)(c0.bands)
+
+    def loss_polar(d, e):
+        bands = tuple(b * jnp.exp(ee + 1j * dd) for b, dd, ee in zip(c0.bands, d, e))
+        return loss_c(bands)
+
+    z = tuple(jnp.zeros(b.shape) for b in c0.bands)
+    gd, ge = jax.grad(loss_polar, argnums=(0, 1))(z, z)
+    for b, g, d, e in zip(c0.bands, gj, gd, ge):
+        dphi, dlog = lj.polar_grads(b, g)
+        np.testing.assert_allclose(dphi, d, atol=1e-12)
+        np.testing.assert_allclose(dlog, e, atol=1e-12)
+        # the trap: treating gj as the descent direction flips the phase step
+        assert not np.allclose(jnp.imag(jnp.conj(b) * g), d, atol=1e-6) or \
+            np.allclose(d, 0, atol=1e-9)
+
+
+def test_straight_through_clip_keeps_boundary_gradients():
+    """An MNIST-like image (background exactly 0): the hard clip loses gradient at the
+    background after a round-trip through the pyramid; the straight-through clip keeps it."""
+    H = W = 16
+    img = np.zeros((H, W, 1), np.float64)
+    img[5:11, 6:10] = 1.0
+    img = jnp.asarray(img)
+    f = linear_classifier(H, W, dtype=np.float64)
+    ed = lj.prepare_edit(f, img, target=2, domain="csp_phase")
+    g_st = jax.grad(lambda p: ed.loss(p, True))(ed.zeros)
+    g_hard = jax.grad(lambda p: ed.loss(p, False))(ed.zeros)
+    # reference: the same loss without any clip
+    pyr = ed.domain.pyramid
+    c0 = pyr.forward(jnp.moveaxis(img, -1, 0))
+
+    def loss_noclip(d):
+        bands = tuple(b * jnp.exp(1j * dd) for b, dd in zip(c0.bands, d))
+        x = jnp.moveaxis(pyr.inverse(c0._replace(bands=bands)), 0, -1)
+        return -jax.nn.log_softmax(f(x[None])[0])[2]
+
+    g_ref = jax.grad(loss_noclip)(ed.zeros["phase"])
+    for a, b in zip(g_st["phase"], g_ref):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+    diff = sum(float(jnp.abs(a - b).sum()) for a, b in zip(g_hard["phase"], g_ref))
+    assert diff > 1e-3          # the hard clip really does lose gradient here
+
+
+# ----------------------------------------------------------------------------------
+# extrapolation
+# ----------------------------------------------------------------------------------
+
+def test_pixel_domain_is_exact_gradient_step_on_linear_classifier():
+    H = W = 12
+    f = linear_classifier(H, W, dtype=np.float64)
+    img = smooth_image(H, W, dtype=np.float64)
+    alphas = jnp.array([0.0, 0.01, 0.05, 0.2])
+    m = lj.morph(f, img, target=1, domain="pixel", alphas=alphas)
+    gx = jax.grad(lambda x: -jax.nn.log_softmax(f(x[None])[0])[1])(img)
+    want = jnp.clip(img[None] - alphas[:, None, None, None] * gx[None], 0, 1)
+    np.testing.assert_array_equal(np.asarray(m.frames), np.asarray(want))
+    np.testing.assert_array_equal(np.asarray(m.grad["pixel"][..., :]),
+                                  np.asarray(jnp.moveaxis(gx, -1, 0)))
+    # and the loss goes down along alpha
+    assert np.all(np.diff(np.asarray(m.target_prob)) > 0)
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_vmap_equals_loop_jit_equals_nojit_live_one_step_equals_fixed(domain):
+    H = W = 16
+    f = smooth_classifier(H, W)
+    img = smooth_image(H, W)
+    alphas = jnp.array([0.0, 0.5, 2.0, 7.0])
+    m = lj.morph(f, img, target=0, domain=domain, alphas=alphas)
+    assert m.frames.shape == (4, H, W, 1) and m.probs.shape == (4, 3)
+    np.testing.assert_array_equal(m.frames[0], img)           # frames[0] is the source
+    for i, a in enumerate(alphas):
+        mi = lj.morph(f, img, target=0, domain=domain, alphas=a[None])
+        np.testing.assert_allclose(mi.frames[0], m.frames[i], atol=2e-6)
+    mj = jax.jit(lambda x: lj.morph(f, x, target=0, domain=domain, alphas=alphas))(img)
+    np.testing.assert_allclose(mj.frames, m.frames, atol=2e-6)
+    np.testing.assert_allclose(mj.probs, m.probs, atol=1e-5)
+    mc = lj.morph(f, img, target=0, domain=domain, alphas=alphas, chunk_size=3)
+    np.testing.assert_allclose(mc.frames, m.frames, atol=2e-6)
+    np.testing.assert_allclose(mc.probs, m.probs, atol=1e-5)
+    two = jnp.array([0.0, 3.0])
+    fx = lj.morph(f, img, target=0, domain=domain, alphas=two)
+    for mode in ("live", "live_local"):
+        lv = lj.morph(f, img, target=0, domain=domain, alphas=two, mode=mode)
+        np.testing.assert_allclose(lv.frames, fx.frames, atol=2e-6)
+
+
+def test_vmap_over_images_with_per_image_targets():
+    H = W = 16
+    f = smooth_classifier(H, W)
+    imgs = jnp.stack([smooth_image(H, W, seed=s) for s in range(3)])
+    targets = jnp.array([0, 2, 1])
+    alphas = jnp.linspace(0, 3, 4)
+    run = jax.jit(jax.vmap(lambda x, t: lj.morph(f, x, target=t, alphas=alphas)))
+    mb = run(imgs, targets)
+    for i in range(3):
+        mi = lj.morph(f, imgs[i], target=int(targets[i]), alphas=alphas)
+        np.testing.assert_allclose(mb.frames[i], mi.frames, atol=2e-6)
+        assert int(mb.target[i]) == int(targets[i])
+    assert mb.target_prob.shape == (3, 4)
+
+
+def test_large_alphas_never_nan():
+    H = W = 16
+    f = smooth_classifier(H, W)
+    img = smooth_image(H, W)
+    alphas = jnp.array([0.0, 1e3, 1e6, 1e9, 3e38])
+    for domain in DOMAINS:
+        m = lj.morph(f, img, target=1, domain=domain, alphas=alphas)
+        assert np.all(np.isfinite(m.frames)), domain
+        assert float(m.frames.min()) >= 0 and float(m.frames.max()) <= 1
+        assert np.all(np.isfinite(m.probs))
+
+
+# ----------------------------------------------------------------------------------
+# the method does what it claims on a case with a known answer
+# ----------------------------------------------------------------------------------
+
+def test_csp_phase_moves_the_blob_where_pixel_crossfades():
+    """Two Gaussian templates 8 px apart; the source blob sits under template 0.
+    At matched image change (L2 = 2) the CSP-phase morph translates the blob toward
+    the target template, and a translated copy of the source explains more of its
+    change than of the pixel morph's (method.md section 16 calibration)."""
+    N, s = 64, 4.0
+    yy, xx = np.mgrid[:N, :N].astype(np.float32)
+
+    def blob(cx):
+        return np.exp(-((xx - cx) ** 2 + (yy - 32.0) ** 2) / (2 * s * s)).astype(np.float32)
+
+    T = jnp.asarray(np.stack([blob(28), blob(36)]))
+    f = lambda x: 0.05 * jnp.einsum("nhwc,khw->nk", x, T)
+    src = jnp.asarray(0.1 + 0.8 * blob(28))[..., None]
+    out = {}
+    for dom in ("pixel", "csp_phase"):
+        m = lj.morph(f, src, target=1, domain=dom, l2_budget=jnp.array([2.0]))
+        assert bool(m.reached[0])
+        np.testing.assert_allclose(float(m.l2[0]), 2.0, rtol=1e-3)
+        assert float(m.target_prob[0]) > float(lj.morph(f, src, target=1, domain=dom,
+                                                        alphas=jnp.zeros(1)).target_prob[0])
+        tr = best_translation(src, m.frames[0], max_shift=4)
+        out[dom] = (np.asarray(tr.shift), float(tr.explained))
+    (dy, dx), expl_csp = out["csp_phase"]
+    assert 0.8 < dx < 3.0 and abs(dy) < 0.3, out
+    assert expl_csp > out["pixel"][1] + 0.05, out
+
+
+# ----------------------------------------------------------------------------------
+# schedules
+# ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["fixed", "live"])
+def test_l2_budget_is_matched(mode):
+    H = W = 16
+    f = smooth_classifier(H, W)
+    img = smooth_image(H, W)
+    for domain in ("pixel", "csp_phase", "fourier_phase"):
+        m = lj.morph(f, img, target=1, domain=domain, mode=mode,
+                     l2_budget=jnp.array([0.5, 1.0, 1e6]))
+        np.testing.assert_allclose(np.asarray(m.l2[:2]), [0.5, 1.0], rtol=1e-3)
+        assert list(np.asarray(m.reached)) == [True, True, False]
+        assert np.all(np.isfinite(m.frames))
+        strip = lj.morph(f, img, target=1, domain=domain, mode=mode, l2_budget=1.0,
+                         n_frames=5)
+        assert strip.frames.shape[0] == 5
+        np.testing.assert_allclose(float(strip.l2[-1]), 1.0, rtol=1e-3)
+        assert float(strip.l2[0]) == 0.0
+
+
+def test_step_cap_schedule():
+    H = W = 16
+    f = smooth_classifier(H, W)
+    img = smooth_image(H, W)
+    m = lj.morph(f, img, target=1, domain="csp_phase", step_cap=0.25, n_frames=5)
+    gmax = max(float(jnp.abs(l).max()) for l in jax.tree.leaves(m.grad))
+    np.testing.assert_allclose(np.asarray(m.alphas) * gmax, 0.25 * np.arange(5), rtol=1e-5)
+    lv = lj.morph(f, img, target=1, domain="csp_phase", step_cap=0.25, n_frames=5, mode="live")
+    assert lv.frames.shape == (5, H, W, 1)
+    assert np.all(np.diff(np.asarray(lv.alphas)) >= 0)
+    # the automatic schedule ends at a phase change of pi
+    auto = lj.morph(f, img, target=1, domain="csp_phase", n_frames=4)
+    np.testing.assert_allclose(float(auto.alphas[-1]) * gmax, np.pi, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------
+# colour
+# ----------------------------------------------------------------------------------
+
+def test_luminance_mode_keeps_chroma_and_rgb_edits_all_channels():
+    H = W = 16
+    f = smooth_classifier(H, W, C=3)
+    img = jnp.concatenate([smooth_image(H, W, seed=s) for s in range(3)], -1) * 0.8 + 0.1
+    m = lj.morph(f, img, target=1, color="luminance", alphas=jnp.array([0.0, 4.0]))
+    yiq = lambda x: jnp.einsum("...c,dc->...d", x, lj.domains.RGB_TO_YIQ)
+    inside = np.all((np.asarray(m.frames[1]) > 0) & (np.asarray(m.frames[1]) < 1), -1)
+    assert inside.mean() > 0.9
+    np.testing.assert_allclose(np.asarray(yiq(m.frames[1]))[inside][:, 1:],
+                               np.asarray(yiq(img))[inside][:, 1:], atol=1e-5)
+    assert float(jnp.abs(yiq(m.frames[1])[..., 0] - yiq(img)[..., 0]).max()) > 1e-3
+    r = lj.morph(f, img, target=1, color="rgb", alphas=jnp.array([0.0, 4.0]))
+    assert jax.tree.leaves(r.grad)[0].shape[0] == 3
+    changed = [float(jnp.abs(r.frames[1][..., c] - img[..., c]).max()) for c in range(3)]
+    assert min(changed) > 1e-3
+    with pytest.raises(ValueError, match="gray"):
+        lj.morph(f, img, target=1, color="gray")
+
+
+# ----------------------------------------------------------------------------------
+# bad input
+# ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad, kwargs, match", [
+    ("nan", {}, "NaN"),
+    ("range", {}, r"\[0, 1\]"),
+    (None, {"target": 7}, "outside"),
+    (None, {"target": -1}, "outside"),
+    (None, {"alphas": jnp.zeros((0,))}, "non-empty"),
+    (None, {"alphas": jnp.array([0.0, jnp.inf])}, "NaN/Inf"),
+    (None, {"domain": "wavelet"}, "unknown domain"),
+    (None, {"loss": "hinge"}, "unknown loss"),
+    (None, {"mode": "slow"}, "unknown mode"),
+    (None, {"color": "hsv"}, "unknown color"),
+    (None, {"l2_budget": 1.0, "alphas": jnp.ones(2)}, "at most one schedule"),
+    ("rank", {}, "image must be"),
+    ("int", {}, "float"),
+])
+def test_bad_input_raises_value_error(bad, kwargs, match):
+    H = W = 16
+    f = smooth_classifier(H, W)
+    img = np.asarray(smooth_image(H, W))
+    if bad == "nan":
+        img = img.copy(); img[3, 3] = np.nan
+    elif bad == "range":
+        img = img * 2.0
+    elif bad == "rank":
+        img = img[None, None]
+    elif bad == "int":
+        img = (img * 255).astype(np.uint8)
+    kw = dict(target=1)
+    kw.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        lj.morph(f, img, **kw)
+
+
+def test_bad_classifier_and_size_raise():
+    img = smooth_image(16, 16)
+    with pytest.raises(ValueError, match="logits_fn"):
+        lj.morph(lambda x: x.reshape(x.shape[0], -1)[:, 0], img, target=0)
+    with pytest.raises(ValueError, match="logits_fn"):
+        lj.morph(lambda x: jnp.zeros((3, 2)), img, target=0)
+    small = jnp.full((6, 6, 1), 0.5)
+    with pytest.raises(ValueError, match="height"):
+        lj.morph(lambda x: jnp.zeros((x.shape[0], 2)), small, target=0, domain="csp_phase")
+    with pytest.raises(ValueError, match="plan"):
+        lj.morph(smooth_classifier(16, 16), img, target=0,
+                 pyramid=lj.SteerablePyramid((32, 32)))
