@@ -135,11 +135,10 @@ def _clip(x, straight_through: bool):
     return x + jax.lax.stop_gradient(y - x) if straight_through else y
 
 
-def prepare_edit(logits_fn: Callable, image, *, target, source=None,
-                 domain: str = "csp_phase", loss: str = "nll", color: str = "luminance",
-                 pyramid: SteerablePyramid | None = None) -> Edit:
-    """Analyse ``image`` once and return pure ``render``/``loss`` functions of the
-    edit parameters.  Validates shapes and (when concrete) values; see :func:`morph`."""
+def _validate(logits_fn, image, target, source, domain, loss, color, pyramid):
+    """Shape/config checks (always) and value checks (when concrete).
+
+    Returns ``(image, domain, num_classes, target, source)``; ``source`` may be None."""
     image = _check_image(image)
     H, W, C = image.shape
     if color not in COLORS:
@@ -147,6 +146,11 @@ def prepare_edit(logits_fn: Callable, image, *, target, source=None,
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
     dom = get_domain(domain, (H, W), pyramid)
+    if color == "gray" and C != 1:
+        raise ValueError(f"color='gray' needs a one-channel image; got {C} channels "
+                         "(use color='luminance' or 'rgb')")
+    if color == "luminance" and C not in (1, 3):
+        raise ValueError(f"color='luminance' needs 1 or 3 channels; got {C}")
     out = jax.eval_shape(logits_fn, jax.ShapeDtypeStruct((1, H, W, C), image.dtype))
     if not hasattr(out, "shape") or len(out.shape) != 2 or out.shape[0] != 1 \
             or out.shape[1] < 2:
@@ -167,10 +171,28 @@ def prepare_edit(logits_fn: Callable, image, *, target, source=None,
         if _is_concrete(source) and not 0 <= int(source) < K:
             raise ValueError(f"source class {int(source)} is outside the classifier's "
                              f"{K} classes (0..{K - 1})")
-    else:
+        source = source.astype(jnp.int32)
+    return image, dom, K, target.astype(jnp.int32), source
+
+
+def prepare_edit(logits_fn: Callable, image, *, target, source=None,
+                 domain: str = "csp_phase", loss: str = "nll", color: str = "luminance",
+                 pyramid: SteerablePyramid | None = None) -> Edit:
+    """Analyse ``image`` once and return pure ``render``/``loss`` functions of the
+    edit parameters.  Validates shapes and (when concrete) values; see :func:`morph`.
+
+    >>> import jax, jax.numpy as jnp, lens_jax as lj
+    >>> f = lambda x: jnp.stack([x.mean((1, 2, 3)), -x.mean((1, 2, 3))], -1)
+    >>> ed = lj.prepare_edit(f, jnp.full((16, 16), 0.5), target=1)
+    >>> g = jax.grad(ed.loss)(ed.zeros)            # one gradient in the phase domain
+    >>> ed.render(jax.tree.map(lambda a: -2.0 * a, g)).shape
+    (16, 16, 1)
+    """
+    image, dom, K, target, source = _validate(logits_fn, image, target, source, domain,
+                                              loss, color, pyramid)
+    H, W, C = image.shape
+    if source is None:
         source = jnp.argmax(logits_fn(image[None])[0]).astype(jnp.int32)
-    target = target.astype(jnp.int32)
-    source = source.astype(jnp.int32)
 
     x, rest = split_color(image, color)
     state = dom.analyse(x)
@@ -298,9 +320,8 @@ def morph(logits_fn: Callable, image, *, target, source=None, domain: str = "csp
     if step_cap is not None and _is_concrete(jnp.asarray(step_cap)) and \
             not (np.isfinite(float(step_cap)) and float(step_cap) > 0):
         raise ValueError(f"step_cap must be a positive finite number; got {step_cap}")
-    ed = prepare_edit(logits_fn, image, target=target, source=source, domain=domain,
-                      loss=loss, color=color, pyramid=pyramid)
-    image = _check_image(image)
+    image, dom, _, target, source = _validate(logits_fn, image, target, source, domain,
+                                              loss, color, pyramid)
     dtype = image.dtype
 
     budgets, scalar_budget = None, False
@@ -323,7 +344,26 @@ def morph(logits_fn: Callable, image, *, target, source=None, domain: str = "csp
             raise ValueError(f"l2_budget values must be positive; got {np.asarray(budgets)}")
     if alphas is None and budgets is None and step_cap is None:
         step_cap = DEFAULT_FINAL_CHANGE[domain] / max(int(n_frames) - 1, 1)
+    if step_cap is not None:
+        step_cap = jnp.asarray(step_cap, dtype)
 
+    static = dict(logits_fn=logits_fn, domain=domain, loss=loss, mode=mode,
+                  pyramid=dom.pyramid, color=color, n_frames=int(n_frames),
+                  chunk_size=None if chunk_size is None else int(chunk_size),
+                  scalar_budget=bool(scalar_budget))
+    try:
+        hash(logits_fn)
+        core = _morph_core_jit
+    except TypeError:          # e.g. an equinox module holding arrays: run eagerly
+        core = _morph_core
+    return core(image, target, source, alphas, budgets, step_cap, **static)
+
+
+def _morph_core(image, target, source, alphas, budgets, step_cap, *, logits_fn, domain,
+                loss, mode, pyramid, color, n_frames, chunk_size, scalar_budget):
+    dtype = image.dtype
+    ed = prepare_edit(logits_fn, image, target=target, source=source, domain=domain,
+                      loss=loss, color=color, pyramid=pyramid)
     grad_fn = jax.grad(ed.loss)
     g0 = grad_fn(ed.zeros)
     unit0 = _safe_inv(_max_abs(g0))
@@ -358,7 +398,7 @@ def morph(logits_fn: Callable, image, *, target, source=None, domain: str = "csp
                          target=target, loss=loss)
 
         if budgets is not None:
-            n = int(n_frames) if scalar_budget else int(n_frames)
+            n = int(n_frames)
 
             def dist(step):
                 steps = jnp.concatenate([jnp.zeros((1,), dtype),
@@ -397,6 +437,11 @@ def morph(logits_fn: Callable, image, *, target, source=None, domain: str = "csp
     l2 = jax.vmap(_l2, in_axes=(0, None))(frames, image)
     return Morph(frames, alphas, logits, probs, l2, g0, jnp.asarray(target, jnp.int32),
                  ed.source, reached)
+
+
+_morph_core_jit = jax.jit(_morph_core, static_argnames=(
+    "logits_fn", "domain", "loss", "mode", "pyramid", "color", "n_frames", "chunk_size",
+    "scalar_budget"))
 
 
 def _safe_inv(m):
