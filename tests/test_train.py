@@ -1,0 +1,159 @@
+"""Training, orbax checkpoints, resume after interruption, cached models."""
+import sys
+import types
+
+import jax
+import numpy as np
+import pytest
+
+import lens_jax
+from lens_jax import train as T
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """scikit-learn digits upsampled to 32x32 (600 train / 200 test)."""
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    d = sklearn_datasets.load_digits()
+    x = jax.image.resize(d.images[:, :, :, None] / 16.0, (len(d.images), 32, 32, 1), "bilinear")
+    x = np.clip(np.asarray(x, np.float32), 0, 1)
+    y = d.target.astype(np.int32)
+    p = np.random.default_rng(0).permutation(len(x))
+    x, y = x[p], y[p]
+    return (x[:600], y[:600]), (x[600:800], y[600:800])
+
+
+def _leaves_equal(a, b):
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    return len(la) == len(lb) and all(np.array_equal(np.asarray(u), np.asarray(v))
+                                      for u, v in zip(la, lb))
+
+
+def test_training_learns(digits):
+    train, test = digits
+    r = T.train_classifier("cnn", train, test, num_classes=10, epochs=4, batch_size=64,
+                           seed=0, progress=False)
+    losses = [h["train_loss"] for h in r.history]
+    assert len(r.history) == 4 and losses[-1] < 0.5 * losses[0]
+    assert r.test_accuracy > 0.85
+    assert r.test_accuracy == r.history[-1]["test_acc"]
+    acc = T.accuracy(r.logits_fn(test[0]), test[1])
+    assert abs(acc - r.test_accuracy) < 1e-9
+
+
+def test_deterministic_given_seed(digits):
+    train, _ = digits
+    small = (train[0][:128], train[1][:128])
+    kw = dict(num_classes=10, epochs=1, batch_size=32, progress=False)
+    a = T.train_classifier("mlp", small, **kw, seed=3)
+    b = T.train_classifier("mlp", small, **kw, seed=3)
+    c = T.train_classifier("mlp", small, **kw, seed=4)
+    assert _leaves_equal(a.params, b.params)
+    assert not _leaves_equal(a.params, c.params)
+
+
+def test_checkpoint_roundtrip(digits, tmp_path):
+    train, test = digits
+    r = T.train_classifier("cnn", train, test, num_classes=10, epochs=1, batch_size=64,
+                           workdir=tmp_path / "run", progress=False)
+    params, model, meta = T.restore_checkpoint(tmp_path / "run")
+    assert _leaves_equal(params, r.params)
+    assert all(p.dtype == np.float32 for p in jax.tree_util.tree_leaves(params))
+    assert meta["epoch"] == 1 and meta["finished"] is True
+    assert meta["history"] == r.history
+    assert meta["config"]["model"] == "cnn" and type(model) is type(r.model)
+    # no temporary directories are left behind
+    assert not [p for p in (tmp_path / "run").iterdir() if "tmp" in p.name]
+
+
+def test_resume_after_interrupt_matches_uninterrupted(digits, tmp_path):
+    train, test = digits
+    kw = dict(num_classes=10, epochs=2, batch_size=64, seed=1, progress=False)
+    full = T.train_classifier("cnn", train, test, workdir=tmp_path / "full", **kw)
+
+    def interrupt(epoch, record):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        T.train_classifier("cnn", train, test, workdir=tmp_path / "cut", callback=interrupt,
+                           **kw)
+    _, _, meta = T.restore_checkpoint(tmp_path / "cut")
+    assert meta["epoch"] == 1 and meta["finished"] is False
+
+    seen = []
+    resumed = T.train_classifier("cnn", train, test, workdir=tmp_path / "cut",
+                                 callback=lambda e, r: seen.append(e), **kw)
+    assert resumed.resumed_from == 1 and seen == [2]
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in resumed.history]
+    assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in full.history]
+    assert _leaves_equal(resumed.params, full.params)
+
+    # a finished run returns without training
+    again = T.train_classifier("cnn", train, test, workdir=tmp_path / "cut",
+                               callback=lambda e, r: seen.append(e), **kw)
+    assert again.resumed_from == 2 and seen == [2]
+    assert _leaves_equal(again.params, full.params)
+
+
+def test_config_mismatch(digits, tmp_path):
+    train, _ = digits
+    small = (train[0][:128], train[1][:128])
+    kw = dict(num_classes=10, epochs=1, batch_size=64, progress=False, workdir=tmp_path)
+    T.train_classifier("mlp", small, lr=1e-3, **kw)
+    with pytest.raises(T.CheckpointMismatchError, match="lr"):
+        T.train_classifier("mlp", small, lr=2e-3, **kw)
+    r = T.train_classifier("mlp", small, lr=2e-3, resume=False, **kw)
+    assert r.resumed_from == 0
+    assert T.restore_checkpoint(tmp_path)[2]["config"]["lr"] == 2e-3
+
+
+def test_bad_inputs():
+    x = np.zeros((10, 8, 8, 1), np.float32)
+    with pytest.raises(ValueError, match="labels"):
+        T.train_classifier("mlp", (x, np.full(10, 5)), num_classes=3, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="images"):
+        T.train_classifier("mlp", (x, np.zeros(9, int)), num_classes=3, epochs=1,
+                           progress=False)
+
+
+def test_load_or_train_caches(digits, tmp_path, monkeypatch):
+    """load_or_train with a stand-in ``lens_jax.data`` (the tests never need the real one)."""
+    train, test = digits
+    calls = []
+
+    def load(name, split, *, data_dir=None, with_info=False):
+        calls.append((name, split))
+        assert name == "toy"
+        return {"train": (train[0][:256], train[1][:256]), "test": test}[split]
+
+    fake = types.ModuleType("lens_jax.data")
+    fake.load = load
+    fake.class_names = lambda name: [str(i) for i in range(10)]
+    monkeypatch.setitem(sys.modules, "lens_jax.data", fake)
+    monkeypatch.setattr(lens_jax, "data", fake, raising=False)
+
+    fn, params, info = T.load_or_train("mlp", "toy", epochs=2, cache=tmp_path, progress=False)
+    assert calls == [("toy", "train"), ("toy", "test")]
+    assert info["epochs"] == 2 and info["num_classes"] == 10 and info["lr"] == 1e-3
+    assert info["input_shape"] == (32, 32, 1) and len(info["history"]) == 2
+    assert (tmp_path / "models" / "toy_mlp_s0").is_dir()
+    assert fn(test[0][:5]).shape == (5, 10)
+
+    fn2, params2, info2 = T.load_or_train("mlp", "toy", epochs=2, cache=tmp_path,
+                                          progress=False)
+    assert len(calls) == 2                      # served from the cache, no data loaded
+    assert _leaves_equal(params, params2)
+    assert info2["test_accuracy"] == info["test_accuracy"]
+    np.testing.assert_array_equal(np.asarray(fn(test[0][:5])), np.asarray(fn2(test[0][:5])))
+
+    # another epoch count is another run: retrained in place
+    _, _, info3 = T.load_or_train("mlp", "toy", epochs=1, cache=tmp_path, progress=False)
+    assert len(calls) == 4 and info3["epochs"] == 1
+
+
+def test_defaults_table():
+    assert T.default_epochs("mnist5k", "cnn") >= 8
+    assert T.default_epochs("fashion_mnist_local", "cnn") == T.default_epochs("fashion_mnist", "cnn")
+    assert T.default_epochs("unknown", "cnn") > 0 and T.default_lr("unknown", "mlp") == 1e-3
