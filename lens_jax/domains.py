@@ -108,9 +108,12 @@ class Domain(NamedTuple):
     def zeros(self, state: Any) -> dict:
         if self.name == "pixel":
             return {"pixel": jnp.zeros_like(state)}
+        # zeros_like (not jnp.zeros) so the parameters inherit the state's sharding /
+        # varying-manual-axes type: under shard_map a replicated zero would make
+        # jax.grad sum the gradients of every device's images
         if self.name == "fourier_phase":
-            return {"phase": jnp.zeros(state.shape, jnp.real(state).dtype)}
-        z = tuple(jnp.zeros(b.shape, jnp.real(b).dtype) for b in state.bands)
+            return {"phase": jnp.zeros_like(jnp.real(state))}
+        z = tuple(jnp.zeros_like(jnp.real(b)) for b in state.bands)
         return {k: z for k in self.param_names}
 
     def render(self, state: Any, params: dict, shape: tuple[int, int]) -> jax.Array:
