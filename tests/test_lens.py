@@ -337,3 +337,28 @@ def test_bad_classifier_and_size_raise():
     with pytest.raises(ValueError, match="plan"):
         lj.morph(smooth_classifier(16, 16), img, target=0,
                  pyramid=lj.SteerablePyramid((32, 32)))
+
+
+def test_transform_gradient_under_shard_map_matches_vmap():
+    """Edit parameters must not be replicated constants: under shard_map (default
+    check_vma) a replicated zero makes jax.grad sum every device's gradient."""
+    from jax.sharding import PartitionSpec as P
+    n = min(len(jax.devices()), 4)
+    if n < 2:
+        pytest.skip("needs several (forced CPU) devices")
+    H = W = 16
+    f = smooth_classifier(H, W)
+    x = jnp.stack([smooth_image(H, W, seed=s) for s in range(n)])
+    t = jnp.arange(n) % 3
+
+    def g(img, tt):
+        ed = lj.prepare_edit(f, img, target=tt, domain="csp_phase", source=0)
+        return jax.grad(ed.loss)(ed.zeros)
+
+    ref = jax.jit(jax.vmap(g))(x, t)
+    mesh = jax.make_mesh((n,), ("i",), devices=jax.devices()[:n])
+    put = lambda a: jax.device_put(a, jax.sharding.NamedSharding(mesh, P("i")))
+    out = jax.jit(jax.shard_map(jax.vmap(g), mesh=mesh, in_specs=P("i"),
+                                out_specs=P("i")))(put(x), put(t))
+    for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(out)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
