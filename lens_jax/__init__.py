@@ -18,7 +18,7 @@ Modules: ``pyramid`` (the transform), ``domains`` (edit parameterisations), ``le
 """
 from . import data, metrics, viz
 from .domains import DOMAINS, COLORS, Domain, get_domain, default_pyramid
-from .lens import Edit, Morph, budget_alphas, morph, polar_grads, prepare_edit
+from .lens import Edit, Morph, budget_alphas, morph, morph_batch, polar_grads, prepare_edit
 from .sweep import SweepResult, load_sweep, sweep, sweep_mesh
 from .pyramid import (PyramidCoeffs, SteerablePyramid, amplitude, from_plenoptic,
                       from_pyrtools, modulate_phase, phase, polar, to_plenoptic,
@@ -31,7 +31,7 @@ __all__ = [
     "SteerablePyramid", "PyramidCoeffs", "amplitude", "phase", "polar", "wrap_phase",
     "modulate_phase", "to_pyrtools", "from_pyrtools", "to_plenoptic", "from_plenoptic",
     # lens
-    "morph", "Morph", "prepare_edit", "Edit", "budget_alphas", "polar_grads",
+    "morph", "morph_batch", "Morph", "prepare_edit", "Edit", "budget_alphas", "polar_grads",
     "DOMAINS", "COLORS", "Domain", "get_domain", "default_pyramid",
     # scale-out (note: ``lens_jax.sweep`` is the function; the module is
     # ``lens_jax.sweep`` only through ``from lens_jax.sweep import ...``)

@@ -180,8 +180,9 @@ def _build_plan(shape, height, order, num_orientations, twidth, is_complex, down
     xx = 2.0 * np.fft.fftfreq(W)[None, :] * np.ones((H, 1))
     angle = np.arctan2(yy, xx)
     rad = np.hypot(xx, yy)
-    rad[0, 0] = 2.0 / W          # the anchors' DC fix: radius of the left neighbour
+    rad[0, 0] = 1.0
     log_rad = np.log2(rad)
+    log_rad[0, 0] = -np.inf      # DC: handled explicitly (see _with_dc)
 
     if masks == "lut":
         xr, yr = _raised_cosine_lut(twidth, -twidth / 2.0)
@@ -221,6 +222,10 @@ def _build_plan(shape, height, order, num_orientations, twidth, is_complex, down
                 m = 2.0 * m * (np.abs(d) < np.pi / 2)
             return m
 
+    # DC always belongs to the low-pass: with twidth > 1 the coarsest band masks would
+    # otherwise reach the DC bin, which an odd-order (or one-sided) band cannot carry
+    hi = _with_dc(hi, 0.0)
+    lo = _with_dc(lo, 1.0)
     hi0, lo0 = hi(log_rad), lo(log_rad)
     ifac, cfac = (-1j) ** n, (1j) ** n
     sq2 = math.sqrt(2.0)
@@ -277,6 +282,18 @@ def _reflect(a: np.ndarray) -> np.ndarray:
     """``a(-k)`` on an unshifted frequency grid (last two axes)."""
     h, w = a.shape[-2:]
     return a[..., (-np.arange(h)) % h, :][..., (-np.arange(w)) % w]
+
+
+_DC_LOG_RAD = -np.inf
+
+
+def _with_dc(fn, value):
+    """Wrap a radial mask so the DC bin (marked by log radius -inf) gets ``value``."""
+    def wrapped(l):
+        l = np.asarray(l, dtype=float)
+        out = fn(np.where(np.isneginf(l), 0.0, l))
+        return np.where(np.isneginf(l), value, out)
+    return wrapped
 
 
 def _angular_const(n: int, K: int) -> float:
@@ -461,6 +478,9 @@ class SteerablePyramid:
                    twidth=self.twidth, is_complex=self.is_complex, downsample=self.downsample,
                    tight_frame=self.tight_frame, num_orientations=self.num_orientations,
                    masks=self.masks, synthesis=self.synthesis)
+        if "order" in kw and "num_orientations" not in kw \
+                and self.num_orientations == self.order + 1:
+            cfg["num_orientations"] = None          # keep the default K = order + 1
         cfg.update(kw)
         return SteerablePyramid(**cfg)
 
@@ -614,12 +634,17 @@ class SteerablePyramid:
             if levels != "all":
                 raise ValueError(f"levels must be 'all' or a list; got {levels!r}")
             return allv
+        if not isinstance(levels, (list, tuple, set, frozenset, range, np.ndarray)):
+            raise ValueError(f"levels must be 'all' or a list of levels; got {levels!r}")
         out = set()
         for lv in levels:
-            if lv not in allv:
+            if isinstance(lv, (bool, np.bool_)) or not (
+                    isinstance(lv, str) or isinstance(lv, (int, np.integer))) \
+                    or (not isinstance(lv, str) and int(lv) not in allv) \
+                    or (isinstance(lv, str) and lv not in allv):
                 raise ValueError(f"unknown level {lv!r}; valid: 0..{self.height - 1}, "
                                  "'residual_highpass', 'residual_lowpass'")
-            out.add(lv)
+            out.add(lv if isinstance(lv, str) else int(lv))
         return out
 
     def _parse_bands(self, bands):
@@ -627,11 +652,18 @@ class SteerablePyramid:
             if bands != "all":
                 raise ValueError(f"bands must be 'all' or a list; got {bands!r}")
             return None
-        bands = [int(b) for b in bands]
+        if not isinstance(bands, (list, tuple, set, frozenset, range, np.ndarray)):
+            raise ValueError(f"bands must be 'all' or a list of orientations; got {bands!r}")
+        out = []
         for b in bands:
-            if not 0 <= b < self.num_orientations:
+            if isinstance(b, (bool, np.bool_)) or not isinstance(b, (int, np.integer)):
+                raise ValueError(f"bands must be integers; got {b!r}")
+            if not 0 <= int(b) < self.num_orientations:
                 raise ValueError(f"band {b} out of range 0..{self.num_orientations - 1}")
-        return np.asarray(bands, dtype=np.int32)
+            if int(b) in out:
+                raise ValueError(f"band {b} listed twice")
+            out.append(int(b))
+        return np.asarray(out, dtype=np.int32)
 
 
 # ----------------------------------------------------------------------------------

@@ -362,3 +362,19 @@ def test_transform_gradient_under_shard_map_matches_vmap():
                                 out_specs=P("i")))(put(x), put(t))
     for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(out)):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_morph_batch_equals_vmap_of_morph():
+    H = W = 16
+    f = smooth_classifier(H, W)
+    imgs = jnp.stack([smooth_image(H, W, seed=s) for s in range(3)])
+    targets = jnp.array([0, 2, 1])
+    for kw in (dict(alphas=jnp.linspace(0, 3, 4)), dict(l2_budget=jnp.array([0.5, 1.0]))):
+        mb = lj.morph_batch(f, imgs, target=targets, **kw)
+        mv = jax.vmap(lambda x, t: lj.morph(f, x, target=t, **kw))(imgs, targets)
+        for a, b in zip(jax.tree.leaves(mb), jax.tree.leaves(mv)):
+            np.testing.assert_allclose(a, b, atol=2e-6)
+    with pytest.raises(ValueError, match="outside"):
+        lj.morph_batch(f, imgs, target=jnp.array([0, 5, 1]))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        lj.morph_batch(f, imgs * 3, target=0)

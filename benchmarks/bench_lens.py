@@ -1,0 +1,160 @@
+"""Complete CSP-phase sweeps: lens_jax versus a plenoptic + torch autograd pipeline.
+
+A sweep = one gradient of the target NLL w.r.t. the pyramid phases at the source, the
+frames for every alpha, and the classifier on every frame.  Cases:
+
+  single: one 64x64 grey image, 32 alphas
+  batch:  64 images of 64x64, 16 alphas
+
+The classifier is the project's driver CNN (conv32-pool-conv64-pool-fc128-fc10) with the
+SAME weights in JAX (flax) and torch.  The reference is what a user would write today:
+plenoptic's SteerablePyramidFreq (complex, tight frame), phase increments as leaf
+tensors, torch autograd for the gradient, a Python loop over alphas under no_grad.
+The floor is the classifier alone: its forward pass on the same frames plus one
+gradient through it (what any lens must pay).  All run interleaved (A B C A B C ...).
+
+    python benchmarks/bench_lens.py [--repeats 20] [--json PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _timing import format_summary, interleaved, machine_info, summarize  # noqa: E402
+
+import lens_jax as lj  # noqa: E402
+from lens_jax.models import CNN, init_params, make_logits_fn  # noqa: E402
+
+
+def torch_cnn(params):
+    import torch
+    import torch.nn.functional as F
+
+    p = jax.tree.map(lambda a: torch.as_tensor(np.asarray(a)), params)
+
+    def conv(x, q):   # flax (kh, kw, in, out) -> torch (out, in, kh, kw)
+        return F.conv2d(x, q["kernel"].permute(3, 2, 0, 1), q["bias"], padding=1)
+
+    def f(x):          # x: (N, 1, H, W) in [0, 1]
+        x = 2.0 * x - 1.0
+        x = F.avg_pool2d(F.relu(conv(x, p["conv0"])), 2)
+        x = F.avg_pool2d(F.relu(conv(x, p["conv1"])), 2)
+        x = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)   # flax flattens NHWC
+        x = F.relu(x @ p["fc"]["kernel"] + p["fc"]["bias"])
+        return x @ p["head"]["kernel"] + p["head"]["bias"]
+    return f
+
+
+def torch_sweep(pyr, f, x, target, alphas):
+    """plenoptic + torch autograd: gradient w.r.t. phases, loop over alphas."""
+    import torch
+    c0 = pyr.forward(x)
+    keys = [k for k in c0 if not isinstance(k, str)]
+    deltas = {k: torch.zeros(c0[k].shape, dtype=torch.float32, requires_grad=True)
+              for k in keys}
+
+    def render(d):
+        c = dict(c0)
+        for k in keys:
+            c[k] = c0[k] * torch.exp(1j * d[k])
+        return torch.clamp(pyr.recon_pyr(c), 0.0, 1.0)
+
+    logp = torch.log_softmax(f(render(deltas)), -1)
+    loss = -logp[torch.arange(x.shape[0]), target].sum()
+    loss.backward()
+    g = {k: deltas[k].grad for k in keys}
+    probs = []
+    with torch.no_grad():
+        for a in alphas:
+            probs.append(torch.softmax(f(render({k: -float(a) * g[k] for k in keys})), -1))
+    return torch.stack(probs, 1)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+
+    import plenoptic as po
+    import torch
+    torch.set_num_threads(2)
+
+    H = W = 64
+    model = CNN(num_classes=10)
+    params = init_params(model, jax.random.key(0), (H, W, 1))
+    f = make_logits_fn(model, params)
+    tf = torch_cnn(params)
+    rng = np.random.default_rng(0)
+    pyr_t = po.process.SteerablePyramidFreq((H, W), height=4, order=3, is_complex=True,
+                                            tight_frame=True)
+    results = {}
+    for case, (B, A) in {"single": (1, 32), "batch": (64, 16)}.items():
+        imgs = rng.random((B, H, W, 1)).astype(np.float32) * 0.8 + 0.1
+        targets = rng.integers(0, 10, B)
+        alphas = jnp.linspace(0.0, 0.5, A, dtype=jnp.float32)
+        xj, tj = jnp.asarray(imgs), jnp.asarray(targets)
+        xt = torch.as_tensor(imgs).permute(0, 3, 1, 2).contiguous()
+        tt = torch.as_tensor(targets)
+
+        sweep = {}
+        for synth in ("adjoint", "real"):
+            pyr = lj.default_pyramid((H, W)).replace(synthesis=synth)
+            # morph_batch: the lens vmapped over images, the classifier on one flat batch
+            sweep[synth] = (lambda x, t, pyr=pyr: lj.morph_batch(
+                f, x, target=t, source=0, domain="csp_phase", alphas=alphas,
+                pyramid=pyr).probs)
+
+        def nll(x, t):
+            return -jax.nn.log_softmax(f(x[None])[0])[t]
+
+        frames0 = jnp.broadcast_to(xj[:, None], (B, A, H, W, 1)).reshape(B * A, H, W, 1)
+        floor = jax.jit(lambda fr, x, t: (f(fr), jax.vmap(jax.grad(nll))(x, t)))
+
+        # the two pipelines compute the same thing at alpha = 0
+        pj = np.asarray(sweep["real"](xj, tj))
+        pt = torch_sweep(pyr_t, tf, xt, tt, np.asarray(alphas)).numpy()
+        agree0 = float(np.abs(pj[:, 0] - pt[:, 0]).max())
+        agree = float(np.abs(pj - pt).max())
+
+        funcs = {
+            "lens_jax (adjoint)": lambda: jax.block_until_ready(sweep["adjoint"](xj, tj)),
+            "lens_jax (real)": lambda: jax.block_until_ready(sweep["real"](xj, tj)),
+            "floor: classifier only": lambda: jax.block_until_ready(floor(frames0, xj, tj)),
+            "plenoptic + torch": lambda: torch_sweep(pyr_t, tf, xt, tt, np.asarray(alphas)),
+        }
+        times = interleaved(funcs, repeats=args.repeats, warmup=args.warmup)
+        print(f"\n== {case}: {B} image(s) of {H}x{W}, {A} alphas, CSP phase (fixed) ==")
+        print(f"   probabilities, lens_jax 'real' synthesis vs plenoptic: "
+              f"max |diff| {agree0:.1e} at alpha=0, {agree:.1e} over the sweep")
+        rows = summarize(times, speedup_over=["plenoptic + torch"],
+                         relative_to=["floor: classifier only"])
+        med = {k: float(np.median(v)) for k, v in times.items()}
+        for r in rows:
+            r["frames_per_s"] = B * A / med[r["name"]]
+        print(format_summary(rows))
+        fl = med["floor: classifier only"]
+        for k in ("lens_jax (adjoint)", "lens_jax (real)"):
+            print(f"   {k}: {med['plenoptic + torch'] / med[k]:.2f}x the reference, "
+                  f"{med[k] / fl:.2f}x the floor")
+        results[case] = {"images": B, "alphas": A, "median_s": med, "rows": rows,
+                         "agree_alpha0": agree0, "agree_sweep": agree}
+    info = machine_info()
+    print(f"\nmachine: {info}")
+    results["machine"] = info
+    if args.json:
+        from lens_jax._io import atomic_save_json
+        atomic_save_json(args.json, results)
+
+
+if __name__ == "__main__":
+    main()
