@@ -17,6 +17,7 @@ Modules: ``pyramid`` (the transform), ``domains`` (edit parameterisations), ``le
 ``sweep``.
 """
 from . import data, metrics, viz
+from .compare import COMPARE_DOMAINS, DOMAIN_LABELS, compare_domains, morph_figure
 from .domains import DOMAINS, COLORS, Domain, get_domain, default_pyramid
 from .lens import Edit, Morph, budget_alphas, morph, morph_batch, polar_grads, prepare_edit
 from .sweep import SweepResult, load_sweep, sweep, sweep_mesh
@@ -36,6 +37,8 @@ __all__ = [
     # scale-out (note: ``lens_jax.sweep`` is the function; the module is
     # ``lens_jax.sweep`` only through ``from lens_jax.sweep import ...``)
     "sweep", "load_sweep", "sweep_mesh", "SweepResult",
+    # comparisons at matched image change
+    "compare_domains", "morph_figure", "COMPARE_DOMAINS", "DOMAIN_LABELS",
     # submodules
     "data", "metrics", "viz",
 ]

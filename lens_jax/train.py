@@ -461,6 +461,9 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
     if lr is None:
         lr = default_lr(dataset, model_name)
     name = f"{dataset}_{model_name}_s{seed}"
+    if epochs != default_epochs(dataset, model_name):
+        # a non-default recipe gets its own folder, so it never replaces the default model
+        name += f"_e{epochs}"
     workdir = (Path(cache) / "models" / name) if cache is not None else cache_dir("models", name)
     wanted = {"model": model_name, "epochs": int(epochs), "seed": int(seed),
               "lr": float(lr)}
