@@ -138,7 +138,9 @@ def test_load_or_train_caches(digits, tmp_path, monkeypatch):
     assert calls == [("toy", "train"), ("toy", "test")]
     assert info["epochs"] == 2 and info["num_classes"] == 10 and info["lr"] == 1e-3
     assert info["input_shape"] == (32, 32, 1) and len(info["history"]) == 2
-    assert (tmp_path / "models" / "toy_mlp_s0").is_dir()
+    default = T.default_epochs("toy", "mlp")
+    folder = "toy_mlp_s0" if default == 2 else "toy_mlp_s0_e2"
+    assert (tmp_path / "models" / folder).is_dir()
     assert fn(test[0][:5]).shape == (5, 10)
 
     fn2, params2, info2 = T.load_or_train("mlp", "toy", epochs=2, cache=tmp_path,
@@ -148,9 +150,11 @@ def test_load_or_train_caches(digits, tmp_path, monkeypatch):
     assert info2["test_accuracy"] == info["test_accuracy"]
     np.testing.assert_array_equal(np.asarray(fn(test[0][:5])), np.asarray(fn2(test[0][:5])))
 
-    # another epoch count is another run: retrained in place
+    # another epoch count is another run, in its own folder: the first model survives
     _, _, info3 = T.load_or_train("mlp", "toy", epochs=1, cache=tmp_path, progress=False)
     assert len(calls) == 4 and info3["epochs"] == 1
+    _, params4, _ = T.load_or_train("mlp", "toy", epochs=2, cache=tmp_path, progress=False)
+    assert len(calls) == 4 and _leaves_equal(params, params4)
 
 
 def test_defaults_table():
