@@ -484,7 +484,13 @@ def warp_explained_energy(source: ArrayLike, frame: ArrayLike, *, grid: int = 8,
         return loss
 
     params = {"d": jnp.zeros((grid, grid, 2), dt)}
+    warp_only = None
     if gain:
+        # the warp-only model is nested in warp + gain (g = 0): fit it first and keep it
+        # as a candidate, so E(warp + gain) >= E(warp) always
+        warp_only = warp_explained_energy(source, frame, grid=grid, gain=False, steps=steps,
+                                          lr=lr, coarse_to_fine=coarse_to_fine,
+                                          return_fields=True)
         params["g"] = jnp.zeros((grid, grid), dt)
     n_stage = len(stages)
     per = [steps // n_stage + (1 if i < steps % n_stage else 0) for i in range(n_stage)]
@@ -498,6 +504,10 @@ def warp_explained_energy(source: ArrayLike, frame: ArrayLike, *, grid: int = 8,
             zero = jax.tree.map(jnp.zeros_like, start)
             use_zero = loss(zero) < loss(params)
             params = jax.tree.map(lambda z, p: jnp.where(use_zero, z, p), zero, params)
+            if warp_only is not None:
+                cand = {"d": warp_only.displacement, "g": jnp.zeros((grid, grid), dt)}
+                use_w = loss(cand) < loss(params)
+                params = jax.tree.map(lambda c, p: jnp.where(use_w, c, p), cand, params)
         else:
             params, _ = _adam_minimise(make_loss(_blur(source, sigma), _blur(frame, sigma)),
                                        params, n, lr, track_best=False)

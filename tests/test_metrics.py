@@ -261,3 +261,18 @@ def test_frame_metrics():
     np.testing.assert_array_equal(m["pred"], [3, 1])
     small = M.frame_metrics(frames[:, :8, :8], src[:8, :8], probs, target=1)
     assert np.all(np.isnan(small["ssim"])) and np.all(np.isnan(small["p_source"]))
+
+
+def test_warp_plus_gain_never_below_warp_only():
+    """The warp-only model is nested in warp + gain (g = 0), so its E is a lower bound."""
+    rng = np.random.default_rng(3)
+    src = np.zeros((28, 28, 1), np.float32)
+    src[6:22, 12:16] = 1.0                                   # a stroke, like a "1"
+    src = jnp.asarray(src)
+    for k in range(3):
+        frame = jnp.clip(src + 0.15 * jnp.asarray(rng.standard_normal(src.shape),
+                                                  jnp.float32), 0, 1)
+        frame = jnp.roll(frame, k, axis=1)
+        e_w = float(M.warp_explained_energy(src, frame))
+        e_wg = float(M.warp_explained_energy(src, frame, gain=True))
+        assert e_wg >= e_w - 1e-6, (k, e_w, e_wg)
