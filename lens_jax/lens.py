@@ -135,6 +135,17 @@ def _clip(x, straight_through: bool):
     return x + jax.lax.stop_gradient(y - x) if straight_through else y
 
 
+def _check_class(name: str, value, K: int) -> jax.Array:
+    """One integer class in 0..K-1 (range checked when concrete), as int32."""
+    value = jnp.asarray(value)
+    if value.ndim != 0 or not jnp.issubdtype(value.dtype, jnp.integer):
+        raise ValueError(f"{name} must be one integer class; got {value!r}")
+    if _is_concrete(value) and not 0 <= int(value) < K:
+        raise ValueError(f"{name} class {int(value)} is outside the classifier's "
+                         f"{K} classes (0..{K - 1})")
+    return value.astype(jnp.int32)
+
+
 def _validate(logits_fn, image, target, source, domain, loss, color, pyramid):
     """Shape/config checks (always) and value checks (when concrete).
 
@@ -158,21 +169,10 @@ def _validate(logits_fn, image, target, source, domain, loss, color, pyramid):
                          f"with num_classes >= 2; for input (1, {H}, {W}, {C}) it returned "
                          f"{getattr(out, 'shape', type(out).__name__)}")
     K = int(out.shape[1])
-    target = jnp.asarray(target)
-    if target.ndim != 0 or not jnp.issubdtype(target.dtype, jnp.integer):
-        raise ValueError(f"target must be one integer class; got {target!r}")
-    if _is_concrete(target) and not 0 <= int(target) < K:
-        raise ValueError(f"target class {int(target)} is outside the classifier's "
-                         f"{K} classes (0..{K - 1})")
+    target = _check_class("target", target, K)
     if source is not None:
-        source = jnp.asarray(source)
-        if source.ndim != 0 or not jnp.issubdtype(source.dtype, jnp.integer):
-            raise ValueError(f"source must be one integer class; got {source!r}")
-        if _is_concrete(source) and not 0 <= int(source) < K:
-            raise ValueError(f"source class {int(source)} is outside the classifier's "
-                             f"{K} classes (0..{K - 1})")
-        source = source.astype(jnp.int32)
-    return image, dom, K, target.astype(jnp.int32), source
+        source = _check_class("source", source, K)
+    return image, dom, K, target, source
 
 
 def prepare_edit(logits_fn: Callable, image, *, target, source=None,
