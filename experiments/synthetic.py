@@ -230,7 +230,7 @@ def main(argv=None) -> int:
         needed = float(np.median([(S - 1) / 2 - cx[int(i)] for i in idx]))
     record_command(out, timer.wall_s)
     print(Path(tpaths["md"]).read_text())
-    print(f"[synthetic] driver test accuracies: "
+    print("[synthetic] driver test accuracies: "
           + ", ".join(f"{k} {v:.4f}" for k, v in accs.items()))
     print(f"[synthetic] median shift needed to cross the class boundary: {needed:+.2f} px")
     print(f"[synthetic] wall {timer.wall_s:.0f} s; figure {fig}; table {tpaths['md']}; "

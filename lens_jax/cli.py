@@ -573,8 +573,8 @@ def run_job(out: str | Path = "outputs/run", *, quick: bool = False, natural: bo
     for s, t in pairs:
         idx = np.where((y_test == s) & (pred == s))[0]
         sources[(s, t)] = idx[:max(1, n_sources)]
-    _say(f"[2/5] sources: first mnist5k test images of each source class that the driver "
-         f"classifies correctly: " + ", ".join(f"{s}->{t}: #{int(i[0])}"
+    _say("[2/5] sources: first mnist5k test images of each source class that the driver "
+         "classifies correctly: " + ", ".join(f"{s}->{t}: #{int(i[0])}"
                                                for (s, t), i in sources.items()))
 
     # 3. one source per pair, every domain, figures ------------------------------------------

@@ -19,7 +19,7 @@ restores the hard clip's zero derivative.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -406,7 +406,7 @@ def _morph_core(image, target, source, alphas, budgets, step_cap, *, logits_fn, 
     else:
         def run(steps):
             return _live(ed, image, steps, mode, step_cap=None, grad_fn=grad_fn,
-                         color=color, pyramid=pyramid, logits_fn=logits_fn,
+                         color=color, logits_fn=logits_fn,
                          target=target, loss=loss)
 
         if budgets is not None:
@@ -435,7 +435,7 @@ def _morph_core(image, target, source, alphas, budgets, step_cap, *, logits_fn, 
         elif step_cap is not None:
             frames, alphas = _live(ed, image, jnp.zeros((int(n_frames),), dtype), mode,
                                    step_cap=step_cap, grad_fn=grad_fn, color=color,
-                                   pyramid=pyramid, logits_fn=logits_fn, target=target,
+                                   logits_fn=logits_fn, target=target,
                                    loss=loss)
         else:
             steps = jnp.diff(alphas, prepend=jnp.zeros((1,), dtype))
@@ -513,8 +513,7 @@ def _safe_inv(m):
     return jnp.where(m > 0, 1.0 / jnp.where(m > 0, m, 1.0), 1.0)
 
 
-def _live(ed: Edit, image, steps, mode, *, step_cap, grad_fn, color, pyramid, logits_fn,
-          target, loss):
+def _live(ed: Edit, image, steps, mode, *, step_cap, grad_fn, color, logits_fn, target, loss):
     """Live extrapolation with ``lax.scan``: returns frames and cumulative alphas.
 
     ``steps[n]`` is the raw step before frame ``n`` (``steps[0] == 0`` keeps the source
