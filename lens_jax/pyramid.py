@@ -284,9 +284,6 @@ def _reflect(a: np.ndarray) -> np.ndarray:
     return a[..., (-np.arange(h)) % h, :][..., (-np.arange(w)) % w]
 
 
-_DC_LOG_RAD = -np.inf
-
-
 def _with_dc(fn, value):
     """Wrap a radial mask so the DC bin (marked by log radius -inf) gets ``value``."""
     def wrapped(l):
@@ -309,8 +306,8 @@ def _plan_arrays(plan_key, dtype_name):
     cdt = np.result_type(rdt, np.complex64)
     c = lambda a: a.astype(cdt)
     r = lambda a: a.astype(rdt)
-    return _Plan(plan.sizes, r(plan.hi0), r(plan.lo0), tuple(map(c, plan.fwd)),
-                 tuple(map(c, plan.rec_real)), tuple(map(c, plan.rec_adj)),
+    # the full-grid synthesis masks are only the source of their half-spectrum versions
+    return _Plan(plan.sizes, r(plan.hi0), r(plan.lo0), tuple(map(c, plan.fwd)), (), (),
                  tuple(map(r, plan.lo_fwd)), tuple(map(r, plan.lo_inv)),
                  r(plan.hi0_h), r(plan.lo0_h), tuple(map(c, plan.fwd_h)),
                  tuple(map(c, plan.rec_real_h)), tuple(map(c, plan.rec_adj_h)),
@@ -320,22 +317,6 @@ def _plan_arrays(plan_key, dtype_name):
 # ----------------------------------------------------------------------------------
 # spectrum crop / paste in unshifted layout
 # ----------------------------------------------------------------------------------
-
-def _crop(a: jax.Array, m: tuple[int, int]) -> jax.Array:
-    (pr, qr), (pc, qc) = _crop_index(a.shape[-2], m[0]), _crop_index(a.shape[-1], m[1])
-    rows = jnp.concatenate([a[..., :pr, :], a[..., a.shape[-2] - qr:, :]], axis=-2)
-    return jnp.concatenate([rows[..., :pc], rows[..., rows.shape[-1] - qc:]], axis=-1)
-
-
-def _paste(a: jax.Array, n: tuple[int, int]) -> jax.Array:
-    m = a.shape[-2:]
-    (pr, _), (pc, _) = _crop_index(n[0], m[0]), _crop_index(n[1], m[1])
-    lead = a.shape[:-2]
-    zr = jnp.zeros(lead + (n[0] - m[0], m[1]), a.dtype)
-    rows = jnp.concatenate([a[..., :pr, :], zr, a[..., pr:, :]], axis=-2)
-    zc = jnp.zeros(lead + (n[0], n[1] - m[1]), a.dtype)
-    return jnp.concatenate([rows[..., :pc], zc, rows[..., pc:]], axis=-1)
-
 
 def _crop_h(a: jax.Array, m: tuple[int, int]) -> jax.Array:
     """Crop a half spectrum (rfft2 layout) to the ``m = (h, w)`` lowest frequencies.

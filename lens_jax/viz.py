@@ -121,6 +121,17 @@ def _show(ax, img: np.ndarray, *, cmap: str | None, vmin: float, vmax: float):
 
 
 # ----------------------------------------------------------------------------- strip
+def _change(f: np.ndarray, source_image, diff_vmax) -> tuple[np.ndarray, float]:
+    """Per-frame change ``frame - source`` (channel mean) and its shared symmetric scale."""
+    ref = f[0] if source_image is None else np.asarray(source_image, np.float64)
+    ref = ref[..., None] if ref.ndim == 2 else ref
+    if ref.shape != f.shape[1:]:
+        raise ValueError(f"source_image {ref.shape} does not match frames {f.shape[1:]}")
+    change = (f - ref).mean(axis=-1)
+    v = float(diff_vmax) if diff_vmax is not None else float(np.max(np.abs(change)))
+    return change, (v if v > 0 else 1.0)
+
+
 def strip(frames: Any, *, probs: Any = None, target: int | None = None,
           source: int | None = None, alphas: Any = None,
           class_names: Sequence[str] | Mapping[int, str] | None = None,
@@ -165,13 +176,7 @@ def strip(frames: Any, *, probs: Any = None, target: int | None = None,
                        per * nrows * panel_size + nrows * 0.17 * n_lines + (0.3 if title else 0)))
     axes = np.asarray(fig.subplots(per * nrows, ncols, squeeze=False))
     if diff:
-        ref = f[0] if source_image is None else np.asarray(source_image, np.float64)
-        ref = ref[..., None] if ref.ndim == 2 else ref
-        if ref.shape != f.shape[1:]:
-            raise ValueError(f"source_image {ref.shape} does not match frames {f.shape[1:]}")
-        change = (f - ref).mean(axis=-1)
-        v = float(diff_vmax) if diff_vmax is not None else float(np.max(np.abs(change)))
-        v = v if v > 0 else 1.0
+        change, v = _change(f, source_image, diff_vmax)
     diff_ims = []
     for i in range(nrows * ncols):
         r, c = divmod(i, ncols)
@@ -259,13 +264,7 @@ def gif(frames: Any, path: PathLike, *, probs: Any = None, target: int | None = 
     line_h = font_size + 4
     band = (max(len(li) for li in labels) * line_h + 4) if annotate else 0
     if diff:
-        ref = f[0] if source_image is None else np.asarray(source_image, np.float64)
-        ref = ref[..., None] if ref.ndim == 2 else ref
-        if ref.shape != f.shape[1:]:
-            raise ValueError(f"source_image {ref.shape} does not match frames {f.shape[1:]}")
-        change = (f - ref).mean(axis=-1)
-        v = float(diff_vmax) if diff_vmax is not None else float(np.max(np.abs(change)))
-        v = v if v > 0 else 1.0
+        change, v = _change(f, source_image, diff_vmax)
         cmap = matplotlib.colormaps[diff_cmap]
     ims = []
     for i in range(n):
