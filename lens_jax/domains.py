@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._trig import rotation
 from .pyramid import PyramidCoeffs, SteerablePyramid
 
 __all__ = ["DOMAINS", "COLORS", "LOGAMP_MAX", "Domain", "get_domain", "split_color",
@@ -121,7 +122,7 @@ class Domain(NamedTuple):
             return state + params["pixel"]
         if self.name == "fourier_phase":
             ph = params["phase"]
-            return jnp.fft.irfft2(state * jax.lax.complex(jnp.cos(ph), jnp.sin(ph)), s=shape)
+            return jnp.fft.irfft2(state * rotation(ph), s=shape)
         c: PyramidCoeffs = state
         ph = params.get("phase")
         la = params.get("logamp")
@@ -131,7 +132,7 @@ class Domain(NamedTuple):
             if la is not None:
                 f = jnp.exp(jnp.clip(la[i], -LOGAMP_MAX, LOGAMP_MAX))
             if ph is not None:
-                rot = jax.lax.complex(jnp.cos(ph[i]), jnp.sin(ph[i]))
+                rot = rotation(ph[i])
                 f = rot if f is None else f * rot
             bands.append(b * f)
         return self.pyramid.inverse(c._replace(bands=tuple(bands)))

@@ -45,6 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._trig import rotation, sincos
+
 __all__ = [
     "SteerablePyramid", "PyramidCoeffs", "amplitude", "phase", "polar", "wrap_phase",
     "modulate_phase", "to_pyrtools", "from_pyrtools", "to_plenoptic", "from_plenoptic",
@@ -94,7 +96,8 @@ def phase(c: jax.Array) -> jax.Array:
 
 def polar(amp: jax.Array, ph: jax.Array) -> jax.Array:
     """``amp * exp(i * ph)`` from real arrays."""
-    return amp * jnp.cos(ph) + 1j * (amp * jnp.sin(ph))
+    s, c = sincos(ph)
+    return amp * c + 1j * (amp * s)
 
 
 def wrap_phase(ph: jax.Array) -> jax.Array:
@@ -104,7 +107,7 @@ def wrap_phase(ph: jax.Array) -> jax.Array:
 
 def modulate_phase(c: jax.Array, dphi: jax.Array) -> jax.Array:
     """Add ``dphi`` (real) to the phase of ``c``, keeping its amplitude: ``c*exp(i*dphi)``."""
-    return c * (jnp.cos(dphi) + 1j * jnp.sin(dphi))
+    return c * rotation(dphi)
 
 
 # ----------------------------------------------------------------------------------
@@ -591,14 +594,14 @@ class SteerablePyramid:
             if i in use_levels:
                 b = c.bands[i]
                 m = masks[i]
-                sel = np.arange(K) if use_bands is None else use_bands
+                if use_bands is not None:      # a static subset (slices, not a gather)
+                    sel = np.asarray(use_bands)
+                    b = jnp.concatenate([b[..., k:k + 1, :, :] for k in sel], axis=-3)
+                    m = m[np.concatenate([sel, sel + K])] if adjoint else m[sel]
                 if adjoint:
-                    b = b[..., sel, :, :]
                     b = jnp.concatenate([jnp.real(b), jnp.imag(b)], axis=-3).astype(rdt)
-                    m = m[np.concatenate([sel, sel + K])]
                 else:
-                    b = jnp.real(b[..., sel, :, :]).astype(rdt)
-                    m = m[sel]
+                    b = jnp.real(b).astype(rdt)
                 Y = Y + jnp.sum(jnp.fft.rfft2(b, norm=norm) * m, axis=-3)
         Y = Y * p.lo0_h
         if "residual_highpass" in use_levels:
