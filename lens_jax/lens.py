@@ -381,13 +381,66 @@ def morph(logits_fn: Callable, image, *, target, source=None, domain: str = "csp
         hashable = True
     except TypeError:          # e.g. an equinox module holding arrays: run eagerly
         hashable = False
-    if _batch is not None:
-        core = _morph_batch_jit if hashable else _morph_batch_core
-        return core(jnp.asarray(batch_image, dtype), batch_target.astype(jnp.int32),
-                    None if batch_source is None else batch_source.astype(jnp.int32),
-                    alphas, budgets, step_cap, **static)
-    core = _morph_core_jit if hashable else _morph_core
-    return core(image, target, source, alphas, budgets, step_cap, **static)
+    # Two stages: (1) gradient + frames, (2) the classifier on every frame.  Run eagerly,
+    # each stage is its own XLA program: a classifier compiled alone keeps its weights as
+    # constants inside one fused kernel, which on CPU ran about 2x faster than the same
+    # network sharing its weights with the gradient in one program (weights repacked on
+    # every call; benchmarks/RESULTS.md).  Under a caller's jit both stages inline.
+    classify = _classify_jit if hashable else _classify
+    if _batch is None:
+        core = _morph_core_jit if hashable else _morph_core
+        m = core(image, target, source, alphas, budgets, step_cap, classify=False, **static)
+        logits, probs = classify(m.frames, logits_fn=logits_fn, chunk_size=static["chunk_size"])
+        return m._replace(logits=logits, probs=probs)
+
+    core = _morph_batch_jit if hashable else _morph_batch_core
+    images = jnp.asarray(batch_image, dtype)
+    targets = batch_target.astype(jnp.int32)
+    sources = None if batch_source is None else batch_source.astype(jnp.int32)
+    n = images.shape[0]
+    per_call = n
+    eager = all(_is_concrete(a) for a in (images, targets, sources) if a is not None)
+    if hashable and eager and jax.default_backend() == "cpu":
+        # CPU: the frames' intermediates (2K real band images per frame) exceed the
+        # cache for big batches and the sweep turns memory-bound; a few images per call
+        # keep them cache-resident (64 images x 16 alphas of 64x64: 1.4x faster overall)
+        n_per_image = alphas.shape[0] if alphas is not None else int(n_frames)
+        if budgets is not None:
+            n_per_image = max(n_per_image, budgets.shape[0], 30)
+        H, W = images.shape[1:3]
+        c_edit = images.shape[3] if color == "rgb" else 1
+        frame_bytes = 32 * H * W * c_edit
+        per_call = int(min(n, max(1, _CPU_CALL_BYTES // (frame_bytes * n_per_image))))
+    parts = []
+    for i in range(0, n, per_call):
+        idx = np.minimum(np.arange(i, i + per_call), n - 1)   # pad the last call: no recompile
+        sel = idx if per_call < n else slice(None)
+        m = core(images[sel], targets[sel], None if sources is None else sources[sel],
+                 alphas, budgets, step_cap, **static)
+        logits, probs = classify(m.frames, logits_fn=logits_fn, chunk_size=static["chunk_size"])
+        parts.append(m._replace(logits=logits, probs=probs))
+    if len(parts) == 1:
+        return parts[0]
+    return jax.tree.map(lambda *a: jnp.concatenate(a)[:n], *parts)
+
+
+_CPU_CALL_BYTES = 8 << 20     # see morph(): frames' working set per call on CPU
+
+
+def _classify(frames, *, logits_fn, chunk_size):
+    """Logits and softmax of ``logits_fn`` on frames ``(..., H, W, C)`` as one flat batch
+    (``chunk_size`` frames at a time when given)."""
+    lead = frames.shape[:-3]
+    flat = frames.reshape((-1,) + frames.shape[-3:])
+    if chunk_size is None:
+        logits = logits_fn(flat)
+    else:
+        logits = jax.lax.map(lambda x: logits_fn(x[None])[0], flat, batch_size=int(chunk_size))
+    logits = logits.reshape(lead + logits.shape[1:])
+    return logits, jax.nn.softmax(logits, axis=-1)
+
+
+_classify_jit = jax.jit(_classify, static_argnames=("logits_fn", "chunk_size"))
 
 
 def _morph_core(image, target, source, alphas, budgets, step_cap, *, logits_fn, domain,
@@ -399,11 +452,6 @@ def _morph_core(image, target, source, alphas, budgets, step_cap, *, logits_fn, 
     grad_fn = jax.grad(ed.loss)
     g0 = grad_fn(ed.zeros)
     unit0 = _safe_inv(_max_abs(g0))
-
-    def frame_logits(frames):
-        if chunk_size is None:
-            return logits_fn(frames)
-        return jax.lax.map(lambda f: logits_fn(f[None])[0], frames, batch_size=int(chunk_size))
 
     reached = None
     if mode == "fixed":
@@ -464,8 +512,8 @@ def _morph_core(image, target, source, alphas, budgets, step_cap, *, logits_fn, 
     frames = jnp.where((alphas == 0)[:, None, None, None], image[None], frames)
     if reached is None:
         reached = jnp.ones(alphas.shape, bool)
-    logits = frame_logits(frames) if classify else None
-    probs = jax.nn.softmax(logits, axis=-1) if classify else None
+    logits, probs = (_classify(frames, logits_fn=logits_fn, chunk_size=chunk_size)
+                     if classify else (None, None))
     l2 = jax.vmap(_l2, in_axes=(0, None))(frames, image)
     return Morph(frames, alphas, logits, probs, l2, g0, jnp.asarray(target, jnp.int32),
                  ed.source, reached)
@@ -473,25 +521,15 @@ def _morph_core(image, target, source, alphas, budgets, step_cap, *, logits_fn, 
 
 _STATIC = ("logits_fn", "domain", "loss", "mode", "pyramid", "color", "n_frames",
            "chunk_size", "scalar_budget")
-_morph_core_jit = jax.jit(_morph_core, static_argnames=_STATIC)
+_morph_core_jit = jax.jit(_morph_core, static_argnames=_STATIC + ("classify",))
 
 
 def _morph_batch_core(images, targets, sources, alphas, budgets, step_cap, **static):
     def one(img, t, s):
         return _morph_core(img, t, s, alphas, budgets, step_cap, classify=False, **static)
     if sources is None:
-        m = jax.vmap(lambda i, t: one(i, t, None))(images, targets)
-    else:
-        m = jax.vmap(one)(images, targets, sources)
-    n, a = m.frames.shape[:2]
-    flat = m.frames.reshape((n * a,) + m.frames.shape[2:])
-    f = static["logits_fn"]
-    if static["chunk_size"] is None:
-        logits = f(flat)
-    else:
-        logits = jax.lax.map(lambda x: f(x[None])[0], flat, batch_size=static["chunk_size"])
-    logits = logits.reshape((n, a) + logits.shape[1:])
-    return m._replace(logits=logits, probs=jax.nn.softmax(logits, axis=-1))
+        return jax.vmap(lambda i, t: one(i, t, None))(images, targets)
+    return jax.vmap(one)(images, targets, sources)
 
 
 _morph_batch_jit = jax.jit(_morph_batch_core, static_argnames=_STATIC)

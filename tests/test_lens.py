@@ -364,7 +364,13 @@ def test_transform_gradient_under_shard_map_matches_vmap():
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_morph_batch_equals_vmap_of_morph():
+@pytest.mark.parametrize("call_bytes", [None, 70_000])
+def test_morph_batch_equals_vmap_of_morph(call_bytes, monkeypatch):
+    # call_bytes=70_000: on CPU the batch is split into calls of 2 images (alphas) or 1
+    # image (budgets), the last call padded; results must not change
+    from lens_jax import lens as lens_mod
+    if call_bytes is not None:
+        monkeypatch.setattr(lens_mod, "_CPU_CALL_BYTES", call_bytes)
     H = W = 16
     f = smooth_classifier(H, W)
     imgs = jnp.stack([smooth_image(H, W, seed=s) for s in range(3)])
@@ -372,6 +378,7 @@ def test_morph_batch_equals_vmap_of_morph():
     for kw in (dict(alphas=jnp.linspace(0, 3, 4)), dict(l2_budget=jnp.array([0.5, 1.0]))):
         mb = lj.morph_batch(f, imgs, target=targets, **kw)
         mv = jax.vmap(lambda x, t: lj.morph(f, x, target=t, **kw))(imgs, targets)
+        assert mb.frames.shape == mv.frames.shape
         for a, b in zip(jax.tree.leaves(mb), jax.tree.leaves(mv)):
             np.testing.assert_allclose(a, b, atol=2e-6)
     with pytest.raises(ValueError, match="outside"):
