@@ -389,7 +389,7 @@ def morph(logits_fn: Callable, image, *, target, source=None, domain: str = "csp
     classify = _classify_jit if hashable else _classify
     if _batch is None:
         core = _morph_core_jit if hashable else _morph_core
-        m = core(image, target, source, alphas, budgets, step_cap, classify=False, **static)
+        m = core(image, target, source, alphas, budgets, step_cap, **static)
         logits, probs = classify(m.frames, logits_fn=logits_fn, chunk_size=static["chunk_size"])
         return m._replace(logits=logits, probs=probs)
 
@@ -403,7 +403,7 @@ def morph(logits_fn: Callable, image, *, target, source=None, domain: str = "csp
     if hashable and eager and jax.default_backend() == "cpu":
         # CPU: the frames' intermediates (2K real band images per frame) exceed the
         # cache for big batches and the sweep turns memory-bound; a few images per call
-        # keep them cache-resident (64 images x 16 alphas of 64x64: 1.4x faster overall)
+        # keep them cache-resident (64 images x 16 alphas of 64x64: about 1.3x faster)
         n_per_image = alphas.shape[0] if alphas is not None else int(n_frames)
         if budgets is not None:
             n_per_image = max(n_per_image, budgets.shape[0], 30)
@@ -444,8 +444,9 @@ _classify_jit = jax.jit(_classify, static_argnames=("logits_fn", "chunk_size"))
 
 
 def _morph_core(image, target, source, alphas, budgets, step_cap, *, logits_fn, domain,
-                loss, mode, pyramid, color, n_frames, chunk_size, scalar_budget,
-                classify=True):
+                loss, mode, pyramid, color, n_frames, chunk_size, scalar_budget):
+    """Gradient and frames of one image; ``logits``/``probs`` are left None (morph adds
+    them with :func:`_classify`, a separate program when run eagerly)."""
     dtype = image.dtype
     ed = prepare_edit(logits_fn, image, target=target, source=source, domain=domain,
                       loss=loss, color=color, pyramid=pyramid)
@@ -512,21 +513,19 @@ def _morph_core(image, target, source, alphas, budgets, step_cap, *, logits_fn, 
     frames = jnp.where((alphas == 0)[:, None, None, None], image[None], frames)
     if reached is None:
         reached = jnp.ones(alphas.shape, bool)
-    logits, probs = (_classify(frames, logits_fn=logits_fn, chunk_size=chunk_size)
-                     if classify else (None, None))
     l2 = jax.vmap(_l2, in_axes=(0, None))(frames, image)
-    return Morph(frames, alphas, logits, probs, l2, g0, jnp.asarray(target, jnp.int32),
+    return Morph(frames, alphas, None, None, l2, g0, jnp.asarray(target, jnp.int32),
                  ed.source, reached)
 
 
 _STATIC = ("logits_fn", "domain", "loss", "mode", "pyramid", "color", "n_frames",
            "chunk_size", "scalar_budget")
-_morph_core_jit = jax.jit(_morph_core, static_argnames=_STATIC + ("classify",))
+_morph_core_jit = jax.jit(_morph_core, static_argnames=_STATIC)
 
 
 def _morph_batch_core(images, targets, sources, alphas, budgets, step_cap, **static):
     def one(img, t, s):
-        return _morph_core(img, t, s, alphas, budgets, step_cap, classify=False, **static)
+        return _morph_core(img, t, s, alphas, budgets, step_cap, **static)
     if sources is None:
         return jax.vmap(lambda i, t: one(i, t, None))(images, targets)
     return jax.vmap(one)(images, targets, sources)
