@@ -395,7 +395,8 @@ def _cmd_morph(args) -> int:
     curve_p = out / f"{name}_probs.png"
     viz.prob_curves(m.l2, {args.domain: m.probs}, target=target, source=s, path=curve_p,
                     xlabel="L2 distance to the source", class_names=names)
-    rows = [{"frame": i, "alpha": float(m.alphas[i]), "l2": float(m.l2[i]),
+    rows = [{"frame": i, "alpha": float(m.alphas[i]), "max_change": float(m.max_change[i]),
+             "l2": float(m.l2[i]),
              "p_target": float(m.probs[i, target]), "p_source": float(m.probs[i, s]),
              "pred": clf.class_names[int(m.probs[i].argmax())].split(",")[0],
              "reached": bool(m.reached[i])} for i in range(len(m.alphas))]
@@ -404,6 +405,9 @@ def _cmd_morph(args) -> int:
     if not np.all(m.reached):
         _say(f"note: the L2 budget {args.l2_budget} was not reached; the last frame is the "
              "farthest one found")
+    if "phase" in args.domain and float(np.max(m.max_change)) > np.pi:
+        _say(f"note: the largest phase edit is {float(np.max(m.max_change)):.3g} rad > pi: "
+             "phases wrap, so late frames are no longer small displacements")
     _say(f"done in {time.perf_counter() - t0:.1f} s; wrote {strip_p}, {gif_p}, {curve_p}, "
          f"{paths['md']}")
     return 0

@@ -50,7 +50,8 @@ DOMAIN_LABELS = {"pixel": "Pixel", "fourier_phase": "Fourier phase", "csp_phase"
                  "csp_amplitude": "CSP amplitude", "csp_joint": "Joint CSP"}
 
 #: The numeric/text columns of a row (figure paths and evaluator columns come after).
-ROW_COLUMNS = ("name", "domain", "mode", "budget", "reached", "alpha_star", "p_target_0",
+ROW_COLUMNS = ("name", "domain", "mode", "budget", "reached", "alpha_star", "max_change",
+               "p_target_0",
                "p_target", "p_source", "pred", "pred_name", "flip_frame", "l2", "psnr",
                "ssim", "E_warp", "E_warp_gain", "shift_dy", "shift_dx", "shift_explained",
                "time_s")
@@ -127,7 +128,8 @@ def compare_domains(logits_fn: Callable, image, *, target: int, source: int | No
       A list of rows (dicts), one per domain, with the columns of :data:`ROW_COLUMNS`
       (``E_*`` are NaN with ``warp=False``; ``flip_frame`` is the first frame the driver
       classifies as the target, -1 if none; ``shift_*`` in pixels, content moves by
-      ``+shift``), the evaluator columns, and with ``out_dir`` the paths ``strip``,
+      ``+shift``; ``max_change`` is the final frame's largest |edit| -- a phase above
+      pi has wrapped), the evaluator columns, and with ``out_dir`` the paths ``strip``,
       ``gif``, ``figure`` (combined) and ``curves`` (probability vs L2). With
       ``return_morphs``: ``(rows, morphs)``.
 
@@ -166,6 +168,7 @@ def compare_domains(logits_fn: Callable, image, *, target: int, source: int | No
         row: dict[str, Any] = {
             "name": name, "domain": d, "mode": mode, "budget": B,
             "reached": bool(np.all(m.reached)), "alpha_star": _f(m.alphas[-1]),
+            "max_change": _f(m.max_change[-1]),
             "p_target_0": _f(probs[0, t]), "p_target": _f(probs[-1, t]),
             "p_source": _f(probs[-1, s]), "pred": int(np.argmax(probs[-1])),
             "pred_name": _short(int(np.argmax(probs[-1])), class_names),
@@ -197,7 +200,9 @@ def compare_domains(logits_fn: Callable, image, *, target: int, source: int | No
             tn = _short(t, class_names)
             print(f"[compare] {name}: {DOMAIN_LABELS.get(d, d):<13} "
                   f"L2={row['l2']:.3f}/{B:g}{'' if row['reached'] else ' (NOT reached)'} "
-                  f"alpha*={row['alpha_star']:.3g} p({tn}) {row['p_target_0']:.3f} -> "
+                  f"alpha*={row['alpha_star']:.3g} max|edit|={row['max_change']:.3g}"
+                  f"{' (phase wraps)' if 'phase' in d and row['max_change'] > math.pi else ''} "
+                  f"p({tn}) {row['p_target_0']:.3f} -> "
                   f"{row['p_target']:.3f} pred={row['pred_name']} "
                   f"E={row['E_warp']:.2f}/{row['E_warp_gain']:.2f} "
                   f"dx={row['shift_dx']:+.2f}px ({row['time_s']:.1f} s)", flush=True)

@@ -60,6 +60,11 @@ class Morph(NamedTuple):
       target, source: ``()`` int classes (source = argmax at the image if not given).
       reached: ``(n,)`` bool; False where an L2 budget was never reached (the frame is
         then the farthest one found).  All True for raw alphas.
+      max_change: ``(n,)`` the largest |edit parameter| of each frame over all bands and
+        positions: radians for the phase domains (``csp_joint``: its phase), log-amplitude
+        for ``csp_amplitude``, grey levels for ``pixel``.  Above pi a phase edit wraps
+        (the morph stops being a small displacement).  ``live_local`` re-analyses every
+        frame, so there it is the sum of the per-step maxima (an upper bound).
     """
     frames: jax.Array
     alphas: jax.Array
@@ -70,6 +75,7 @@ class Morph(NamedTuple):
     target: jax.Array
     source: jax.Array
     reached: jax.Array
+    max_change: jax.Array
 
     @property
     def target_prob(self) -> jax.Array:
@@ -472,6 +478,7 @@ def _morph_core(image, target, source, alphas, budgets, step_cap, *, logits_fn, 
             frames = jax.vmap(render_a)(alphas)
         else:
             frames = jax.lax.map(render_a, alphas, batch_size=int(chunk_size))
+        change = jnp.abs(alphas) * _edit_size(g0)
     else:
         def run(steps):
             return _live(ed, image, steps, mode, step_cap=None, grad_fn=grad_fn,
@@ -484,38 +491,38 @@ def _morph_core(image, target, source, alphas, budgets, step_cap, *, logits_fn, 
             def dist(step):
                 steps = jnp.concatenate([jnp.zeros((1,), dtype),
                                          jnp.full((n - 1,), step, dtype)])
-                fr, _ = run(steps)
+                fr, _, _ = run(steps)
                 return _l2(fr[-1], image)
 
             found, ok = budget_alphas(dist, budgets, unit0 / max(n - 1, 1))
             if scalar_budget:
                 steps = jnp.concatenate([jnp.zeros((1,), dtype),
                                          jnp.full((n - 1,), found[0], dtype)])
-                frames, alphas = run(steps)
+                frames, alphas, change = run(steps)
                 reached = jnp.broadcast_to(ok[0], alphas.shape)
             else:
                 def endpoint(step):
                     steps = jnp.concatenate([jnp.zeros((1,), dtype),
                                              jnp.full((n - 1,), step, dtype)])
-                    fr, al = run(steps)
-                    return fr[-1], al[-1]
-                frames, alphas = jax.vmap(endpoint)(found)
+                    fr, al, ch = run(steps)
+                    return fr[-1], al[-1], ch[-1]
+                frames, alphas, change = jax.vmap(endpoint)(found)
                 reached = ok
         elif step_cap is not None:
-            frames, alphas = _live(ed, image, jnp.zeros((int(n_frames),), dtype), mode,
+            frames, alphas, change = _live(ed, image, jnp.zeros((int(n_frames),), dtype), mode,
                                    step_cap=step_cap, grad_fn=grad_fn, color=color,
                                    logits_fn=logits_fn, target=target,
                                    loss=loss)
         else:
             steps = jnp.diff(alphas, prepend=jnp.zeros((1,), dtype))
-            frames, alphas = run(steps)
+            frames, alphas, change = run(steps)
 
     frames = jnp.where((alphas == 0)[:, None, None, None], image[None], frames)
     if reached is None:
         reached = jnp.ones(alphas.shape, bool)
     l2 = jax.vmap(_l2, in_axes=(0, None))(frames, image)
     return Morph(frames, alphas, None, None, l2, g0, jnp.asarray(target, jnp.int32),
-                 ed.source, reached)
+                 ed.source, reached, change)
 
 
 _STATIC = ("logits_fn", "domain", "loss", "mode", "pyramid", "color", "n_frames",
@@ -584,12 +591,18 @@ def morph_batch(logits_fn: Callable, images, *, target, source=None, **kwargs) -
     return morph(logits_fn, images, target=targets, source=sources, _batch=first, **kwargs)
 
 
+def _edit_size(params: dict) -> jax.Array:
+    """Largest |value| of an edit (its phase part when it has one), as a scalar."""
+    return _max_abs(params["phase"] if "phase" in params else params)
+
+
 def _safe_inv(m):
     return jnp.where(m > 0, 1.0 / jnp.where(m > 0, m, 1.0), 1.0)
 
 
 def _live(ed: Edit, image, steps, mode, *, step_cap, grad_fn, color, logits_fn, target, loss):
-    """Live extrapolation with ``lax.scan``: returns frames and cumulative alphas.
+    """Live extrapolation with ``lax.scan``: returns frames, cumulative alphas and each
+    frame's ``max_change`` (see :class:`Morph`).
 
     ``steps[n]`` is the raw step before frame ``n`` (``steps[0] == 0`` keeps the source
     as the first frame); with ``step_cap`` each step is ``step_cap / max|g_n|`` instead
@@ -604,14 +617,15 @@ def _live(ed: Edit, image, steps, mode, *, step_cap, grad_fn, color, logits_fn, 
                 step = jnp.where(n == 0, 0.0, step_cap * _safe_inv(_max_abs(g))).astype(dtype)
             params = jax.tree.map(lambda p, gg: p - step * gg, params, g)
             acc = acc + step
-            return (params, acc, n + 1), (ed.render(params, straight_through=False), acc)
+            return (params, acc, n + 1), (ed.render(params, straight_through=False), acc,
+                                          _edit_size(params))
 
-        _, (frames, alphas) = jax.lax.scan(body, (ed.zeros, jnp.zeros((), dtype), 0), steps)
-        return frames, alphas
+        _, out = jax.lax.scan(body, (ed.zeros, jnp.zeros((), dtype), 0), steps)
+        return out
 
     # live_local: re-analyse every frame, step from the gradient at that frame
     def body(carry, step):
-        x, acc, n = carry
+        x, acc, n, ch = carry
         e = prepare_edit(logits_fn, x, target=target, source=ed.source,
                          domain=ed.domain.name, loss=loss, color=color,
                          pyramid=ed.domain.pyramid)
@@ -620,7 +634,9 @@ def _live(ed: Edit, image, steps, mode, *, step_cap, grad_fn, color, logits_fn, 
             step = jnp.where(n == 0, 0.0, step_cap * _safe_inv(_max_abs(g))).astype(dtype)
         x_new = e.render(_scale(g, step), straight_through=False)
         x_new = jnp.where(step == 0, x, x_new)
-        return (x_new, acc + step, n + 1), (x_new, acc + step)
+        ch = ch + jnp.abs(step) * _edit_size(g)
+        return (x_new, acc + step, n + 1, ch), (x_new, acc + step, ch)
 
-    _, (frames, alphas) = jax.lax.scan(body, (image, jnp.zeros((), dtype), 0), steps)
-    return frames, alphas
+    zero = jnp.zeros((), dtype)
+    _, out = jax.lax.scan(body, (image, zero, 0, zero), steps)
+    return out

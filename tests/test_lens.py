@@ -167,6 +167,7 @@ def test_vmap_equals_loop_jit_equals_nojit_live_one_step_equals_fixed(domain):
     for mode in ("live", "live_local"):
         lv = lj.morph(f, img, target=0, domain=domain, alphas=two, mode=mode)
         np.testing.assert_allclose(lv.frames, fx.frames, atol=2e-6)
+        np.testing.assert_allclose(lv.max_change, fx.max_change, rtol=1e-6)
 
 
 def test_vmap_over_images_with_per_image_targets():
@@ -263,6 +264,32 @@ def test_step_cap_schedule():
     # the automatic schedule ends at a phase change of pi
     auto = lj.morph(f, img, target=1, domain="csp_phase", n_frames=4)
     np.testing.assert_allclose(float(auto.alphas[-1]) * gmax, np.pi, rtol=1e-5)
+
+
+@pytest.mark.parametrize("domain", ["csp_phase", "csp_joint", "fourier_phase", "pixel"])
+def test_max_change_reports_the_largest_edit(domain):
+    H = W = 16
+    f = smooth_classifier(H, W)
+    img = smooth_image(H, W)
+    alphas = jnp.array([0.0, 0.3, 2.0])
+    m = lj.morph(f, img, target=1, domain=domain, alphas=alphas)
+    # independently: the edit parameters of each frame are -alpha * grad
+    part = m.grad["phase"] if "phase" in m.grad else m.grad
+    want = [a * max(float(jnp.abs(l).max()) for l in jax.tree.leaves(part)) for a in alphas]
+    np.testing.assert_allclose(m.max_change, want, rtol=1e-6)
+    assert float(m.max_change[0]) == 0.0
+    # a per-step cap of c gives n * c at frame n: fixed (one gradient), live (params
+    # accumulate along the scan) and live_local (sum of per-step maxima)
+    for mode in ("fixed", "live", "live_local"):
+        mc = lj.morph(f, img, target=1, domain=domain, step_cap=0.25, n_frames=4, mode=mode)
+        if mode == "live" or domain == "csp_joint":
+            # live params accumulate (max at most n * c); csp_joint's cap binds the larger
+            # of phase and log-amplitude, and max_change reports the phase
+            assert np.all(np.asarray(mc.max_change) <= 0.25 * np.arange(4) * (1 + 1e-5))
+            if domain != "csp_joint":
+                np.testing.assert_allclose(mc.max_change[:2], [0.0, 0.25], rtol=1e-5)
+        else:
+            np.testing.assert_allclose(mc.max_change, 0.25 * np.arange(4), rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------------
