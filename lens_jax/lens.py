@@ -114,6 +114,15 @@ def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def _check_values(a: np.ndarray) -> None:
+    """NaN/Inf and [0, 1] checks of concrete image values (host array)."""
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"image contains {int(np.sum(~np.isfinite(a)))} NaN/Inf values")
+    lo, hi = float(a.min()), float(a.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"image values must lie in [0, 1]; got range [{lo:.4g}, {hi:.4g}]")
+
+
 def _check_image(image) -> jax.Array:
     if not hasattr(image, "dtype"):
         image = np.asarray(image)
@@ -124,16 +133,11 @@ def _check_image(image) -> jax.Array:
                          "(use jax.vmap for batches)")
     if not jnp.issubdtype(image.dtype, jnp.floating):
         raise ValueError(f"image must be float in [0, 1]; got dtype {image.dtype}")
+    if _is_concrete(image):
+        _check_values(np.asarray(image))
     image = jnp.asarray(image)
     if image.dtype in (jnp.bfloat16, jnp.float16):
         image = image.astype(jnp.float32)
-    if _is_concrete(image):
-        a = np.asarray(image)
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"image contains {int(np.sum(~np.isfinite(a)))} NaN/Inf values")
-        lo, hi = float(a.min()), float(a.max())
-        if lo < 0.0 or hi > 1.0:
-            raise ValueError(f"image values must lie in [0, 1]; got range [{lo:.4g}, {hi:.4g}]")
     return image
 
 
@@ -144,13 +148,16 @@ def _clip(x, straight_through: bool):
 
 def _check_class(name: str, value, K: int) -> jax.Array:
     """One integer class in 0..K-1 (range checked when concrete), as int32."""
-    value = jnp.asarray(value)
-    if value.ndim != 0 or not jnp.issubdtype(value.dtype, jnp.integer):
+    traced = isinstance(value, jax.core.Tracer)
+    v = value if traced else np.asarray(value)
+    if v.ndim != 0 or not jnp.issubdtype(v.dtype, jnp.integer):
         raise ValueError(f"{name} must be one integer class; got {value!r}")
-    if _is_concrete(value) and not 0 <= int(value) < K:
-        raise ValueError(f"{name} class {int(value)} is outside the classifier's "
+    if traced:
+        return v.astype(jnp.int32)
+    if not 0 <= int(v) < K:
+        raise ValueError(f"{name} class {int(v)} is outside the classifier's "
                          f"{K} classes (0..{K - 1})")
-    return value.astype(jnp.int32)
+    return jnp.asarray(v, jnp.int32)
 
 
 # logits_fn -> {(H, W, C, dtype): num_classes}; weak keys, so a cached check never keeps a
@@ -562,7 +569,7 @@ def morph_batch(logits_fn: Callable, images, *, target, source=None, **kwargs) -
         host = np.asarray(images)
         if not jnp.issubdtype(host.dtype, jnp.floating):
             raise ValueError(f"image must be float in [0, 1]; got dtype {host.dtype}")
-        _check_image(host.reshape((-1,) + host.shape[2:]))
+        _check_values(host)
         first = host[0]
     else:
         first = images[0]
