@@ -59,15 +59,15 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from ._io import atomic_save_json, atomic_save_npz
 from .domains import DOMAINS
-from .lens import LOSSES, MODES, morph, prepare_edit
+from .lens import LOSSES, MODES, _edit_size, morph, prepare_edit
 from .pyramid import SteerablePyramid
 
 __all__ = ["sweep", "load_sweep", "sweep_mesh", "SweepResult", "MANIFEST", "FORMAT"]
 
 MANIFEST = "sweep.json"
-FORMAT = "lens_jax.sweep/1"
+FORMAT = "lens_jax.sweep/2"      # /2: max_change added
 _CHUNK_RE = re.compile(r"^chunk_(\d{6})\.npz$")
-_METRICS = ("probs", "logits", "l2", "alphas", "reached", "target", "source")
+_METRICS = ("probs", "logits", "l2", "alphas", "reached", "max_change", "target", "source")
 # default chunk: about this many bytes of frames (times a factor for the transform's
 # intermediates) per chunk on the devices
 _CHUNK_BYTES = 2 ** 28
@@ -86,6 +86,8 @@ class SweepResult(NamedTuple):
       alphas: ``(N, [T,] n)`` amplification of each frame (per pair: budgets and
         step caps depend on the image).
       reached: ``(N, [T,] n)`` bool, False where an L2 budget was not reached.
+      max_change: ``(N, [T,] n)`` largest |edit| of each frame (see ``Morph.max_change``;
+        a phase above pi has wrapped).
       target, source: ``(N, [T])`` int classes.
       frames: ``(M, [T,] n, H, W, C)`` frames of the images in ``frame_index``.
       frame_index: ``(M,)`` sorted image indices whose frames were kept.
@@ -96,6 +98,7 @@ class SweepResult(NamedTuple):
     l2: np.ndarray
     alphas: np.ndarray
     reached: np.ndarray
+    max_change: np.ndarray
     target: np.ndarray
     source: np.ndarray
     frames: np.ndarray
@@ -170,7 +173,8 @@ def _pair_fn(logits_fn, *, kind, has_source, domain, loss, mode, pyramid, color,
                   domain=domain, loss=loss, mode=mode, pyramid=pyramid, color=color,
                   n_frames=n_frames, chunk_size=alpha_chunk, **kw)
         out = {"probs": m.probs, "logits": m.logits, "l2": m.l2, "alphas": m.alphas,
-               "reached": m.reached, "target": m.target, "source": m.source}
+               "reached": m.reached, "max_change": m.max_change, "target": m.target,
+               "source": m.source}
         if want_frames:
             out["frames"] = m.frames
         return out
@@ -193,6 +197,7 @@ def _pair_fn(logits_fn, *, kind, has_source, domain, loss, mode, pyramid, color,
             z, l2 = jax.lax.map(per_alpha, alphas, batch_size=int(alpha_chunk))
         return {"probs": jax.nn.softmax(z, axis=-1), "logits": z, "l2": l2,
                 "alphas": alphas, "reached": jnp.ones(alphas.shape, bool),
+                "max_change": jnp.abs(alphas) * _edit_size(g),
                 "target": jnp.asarray(target, jnp.int32), "source": ed.source}
 
     fast = kind == "alphas" and mode == "fixed" and not want_frames
@@ -210,7 +215,8 @@ def _build_chunk_fn(logits_fn, mesh: Mesh, *, alpha_sharded: bool, **static):
     per_frame = P("images", a)
     sched_spec = P(a) if alpha_sharded else P()
     out_specs = {"probs": per_frame, "logits": per_frame, "l2": per_frame,
-                 "alphas": per_frame, "reached": per_frame, "target": per_pair,
+                 "alphas": per_frame, "reached": per_frame, "max_change": per_frame,
+                 "target": per_pair,
                  "source": per_pair}
     if static["want_frames"]:
         out_specs["frames"] = per_frame

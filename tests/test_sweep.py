@@ -22,7 +22,7 @@ from lens_jax.sweep import SweepResult, load_sweep, sweep, sweep_mesh
 ROOT = Path(__file__).resolve().parent.parent
 H = W = 16
 K = 3
-FLOATS = ("probs", "logits", "l2", "alphas", "frames")
+FLOATS = ("probs", "logits", "l2", "alphas", "max_change", "frames")
 EXACT = ("reached", "target", "source", "frame_index")
 
 
@@ -83,6 +83,8 @@ def test_sharded_matches_one_device_and_morph(domain):
         np.testing.assert_allclose(a.probs[i], m.probs, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(a.logits[i], m.logits, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(a.l2[i], m.l2, rtol=1e-5, atol=1e-6)
+        # the streamed path (i == 11) computes max_change itself
+        np.testing.assert_allclose(a.max_change[i], m.max_change, rtol=1e-5, atol=1e-7)
         assert a.source[i] == int(m.source) and a.target[i] == int(m.target)
         if i == 0:
             np.testing.assert_allclose(a.frames[0], m.frames, atol=1e-6)
