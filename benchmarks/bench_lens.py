@@ -13,7 +13,7 @@ tensors, torch autograd for the gradient, a Python loop over alphas under no_gra
 The floor is the classifier alone: its forward pass on the same frames plus one
 gradient through it (what any lens must pay), timed two ways (two jitted programs, or
 one) and taken as the faster.  "synthesis FFTs only" times exactly the
-real FFTs of one adjoint synthesis per frame (in calls of 64 frames); floor + that is about
+FFTs of one adjoint synthesis per frame (in calls of 64 frames); floor + that is about
 the least an FFT-based CSP lens can cost.  All run interleaved (A B C A B C ...).
 
     python benchmarks/bench_lens.py [--repeats 20] [--json PATH]
@@ -129,27 +129,29 @@ def main(argv=None):
 
         def floor_two(fr, x, t):
             return jax.block_until_ready((f_alone(fr), g_alone(x, t)))
-        # a lower bound for ANY FFT-based CSP lens: the classifier floor plus exactly the
-        # real FFTs that one adjoint synthesis per frame needs (2K band rfft2 per scale,
-        # the high-pass rfft2, the final irfft2), on arrays of the same shapes
+        # about the least an FFT-based CSP lens can cost: the classifier floor plus exactly
+        # the FFTs that one adjoint synthesis per frame needs (one complex fft2 of the K
+        # bands per scale, the high-pass rfft2, the final irfft2), on same-shape arrays
         pyr_a = lj.default_pyramid((H, W))
         K = pyr_a.num_orientations
-        fft_in = [jnp.asarray(rng.random((B * A, 2 * K) + tuple(hw)), jnp.float32)
+        fft_in = [jnp.asarray(rng.random((B * A, K) + tuple(hw))
+                              + 1j * rng.random((B * A, K) + tuple(hw)), jnp.complex64)
                   for hw in pyr_a.band_shapes]
-        fft_in.append(jnp.asarray(rng.random((B * A, H, W)), jnp.float32))
-        spec = jnp.fft.rfft2(fft_in[-1])
+        hp_in = jnp.asarray(rng.random((B * A, H, W)), jnp.float32)
+        spec = jnp.fft.rfft2(hp_in)
 
-        def ffts(ins, spec):
-            return [jnp.fft.rfft2(a) for a in ins] + [jnp.fft.irfft2(spec, s=(H, W))]
+        def ffts(ins, hp, spec):
+            return ([jnp.fft.fft2(a) for a in ins] + [jnp.fft.rfft2(hp)]
+                    + [jnp.fft.irfft2(spec, s=(H, W))])
         ffts_j = jax.jit(ffts)
         # in calls of at most 64 frames (cache-resident, as lens_jax's CPU calls): one
         # call over all 1,024 frames of the batch case is ~2x slower (memory-bound)
         per = 64
-        fft_chunks = [([a[i:i + per] for a in fft_in], spec[i:i + per])
+        fft_chunks = [([a[i:i + per] for a in fft_in], hp_in[i:i + per], spec[i:i + per])
                       for i in range(0, B * A, per)]
 
         def synth_ffts():
-            return jax.block_until_ready([ffts_j(ins, sp) for ins, sp in fft_chunks])
+            return jax.block_until_ready([ffts_j(*ch) for ch in fft_chunks])
 
         # the two pipelines compute the same thing at alpha = 0
         pj = np.asarray(sweep["real"](xj, tj))

@@ -414,7 +414,7 @@ def morph(logits_fn: Callable, image, *, target, source=None, domain: str = "csp
     per_call = n
     eager = all(_is_concrete(a) for a in (images, targets, sources) if a is not None)
     if hashable and eager and jax.default_backend() == "cpu":
-        # CPU: the frames' intermediates (2K real band images per frame) exceed the
+        # CPU: the frames' intermediates (K complex band images per frame) exceed the
         # cache for big batches and the sweep turns memory-bound; a few images per call
         # keep them cache-resident (64 images x 16 alphas of 64x64: about 1.3x faster)
         n_per_image = alphas.shape[0] if alphas is not None else int(n_frames)
