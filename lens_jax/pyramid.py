@@ -23,10 +23,10 @@ Going past the anchors:
 * ``num_orientations`` may exceed ``order + 1`` (an overcomplete steerable set,
   complex too).
 * two synthesis operators: ``"real"`` (the anchors' inverse, uses ``Re`` of each band)
-  and ``"adjoint"`` (uses ``Re`` and ``Im``; one complex FFT per band).  With ``tight_frame=True`` the adjoint
-  synthesis is exactly the adjoint of :meth:`forward` (and its VJP), hence the
-  least-squares inverse of edited coefficients; in every mode both are exact inverses
-  of unedited coefficients.  **The lens uses ``tight_frame=True`` with
+  and ``"adjoint"`` (uses ``Re`` and ``Im``; one complex FFT per band).  With
+  ``tight_frame=True`` the adjoint synthesis is exactly the adjoint of :meth:`forward`
+  (and its VJP), hence the least-squares inverse of edited coefficients; in every mode
+  both are exact inverses of unedited coefficients.  **The lens uses ``tight_frame=True`` with
   ``"adjoint"``**: an edited coefficient set is generally outside the range of the
   analysis, and the adjoint maps it to the image whose pyramid is closest to it,
   using the phase (imaginary part) that the edit changed, whereas ``"real"`` throws
@@ -598,7 +598,8 @@ class SteerablePyramid:
                 if adjoint:
                     # S = sum_k M_k fft2(c_k) on the full grid; the image is Re ifft2(S),
                     # i.e. irfft2 of S's Hermitian part (S(k) + conj S(-k)) / 2.  One complex
-                    # FFT per band: ~1.5x faster on CPU than rfft2 of Re and Im separately
+                    # FFT per band: the inverse ran 1.25-1.33x faster on CPU than with rfft2
+                    # of Re and Im separately (interleaved A/B, benchmarks/RESULTS.md)
                     S = jnp.sum(jnp.fft.fft2(b.astype(m.dtype), norm=norm) * m, axis=-3)
                     wh = S.shape[-1] // 2 + 1
                     S_neg = jnp.roll(jnp.flip(S, (-2, -1)), 1, axis=(-2, -1))[..., :wh]
