@@ -28,7 +28,8 @@ A one-channel image is edited as is under ``"luminance"`` too.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import math
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,10 +38,9 @@ import numpy as np
 from ._trig import rotation
 from .pyramid import PyramidCoeffs, SteerablePyramid
 
-__all__ = ["DOMAINS", "COLORS", "LOGAMP_MAX", "Domain", "get_domain", "split_color",
+__all__ = ["DOMAINS", "COLORS", "LOGAMP_MAX", "Domain", "DomainSpec", "REGISTRY", "register", "get_domain", "split_color",
            "merge_color", "default_pyramid", "RGB_TO_YIQ"]
 
-DOMAINS = ("pixel", "fourier_phase", "csp_phase", "csp_amplitude", "csp_joint")
 COLORS = ("luminance", "rgb", "gray")
 LOGAMP_MAX = 8.0      # |eta| bound: amplitudes scale by at most e**8 ~ 2981
 
@@ -84,67 +84,154 @@ def default_pyramid(shape: tuple[int, int]) -> SteerablePyramid:
 
 
 # ----------------------------------------------------------------------------------
-# domains
+# domains: a registry of small records of pure functions
 # ----------------------------------------------------------------------------------
 
+class DomainSpec(NamedTuple):
+    """One edit domain: what it edits and how (an entry of :data:`REGISTRY`).
+
+    ``analyse(dom, x) -> state``, ``zeros(dom, state) -> params`` (a dict of real
+    arrays), ``render(dom, state, params, shape) -> x'`` (unclipped edited channels) and
+    ``change(dom, state, params) -> ()`` (the size of an edit reported as
+    ``Morph.max_change``, in ``unit``) are pure functions; ``dom`` is the static
+    :class:`Domain` (its pyramid and options).  ``final_change`` is the automatic
+    schedule's last-frame change, in ``unit``.
+    """
+    name: str
+    label: str
+    unit: str
+    final_change: float
+    uses_pyramid: bool
+    analyse: Callable[..., Any]
+    zeros: Callable[..., dict]
+    render: Callable[..., jax.Array]
+    change: Callable[..., jax.Array]
+    defaults: tuple = ()          # ((option, default value), ...) for Domain.options
+
+
+REGISTRY: dict[str, DomainSpec] = {}
+
+
+def register(spec: DomainSpec) -> DomainSpec:
+    """Add (or replace) a domain in :data:`REGISTRY`."""
+    if not isinstance(spec, DomainSpec):
+        raise TypeError(f"register needs a DomainSpec; got {type(spec).__name__}")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
 class Domain(NamedTuple):
-    """A static edit domain (hashable; see the module docstring)."""
+    """A static, hashable edit domain: a registry name, the pyramid plan (for pyramid
+    domains) and options as sorted ``(key, value)`` pairs."""
     name: str
     pyramid: SteerablePyramid | None = None
+    options: tuple = ()
 
-    # the parameter names this domain edits
     @property
-    def param_names(self) -> tuple[str, ...]:
-        return {"pixel": ("pixel",), "fourier_phase": ("phase",), "csp_phase": ("phase",),
-                "csp_amplitude": ("logamp",), "csp_joint": ("phase", "logamp")}[self.name]
+    def spec(self) -> DomainSpec:
+        return REGISTRY[self.name]
+
+    def option(self, key: str) -> Any:
+        return dict(self.spec.defaults, **dict(self.options))[key]
 
     def analyse(self, x: jax.Array) -> Any:
-        if self.name == "pixel":
-            return x
-        if self.name == "fourier_phase":
-            return jnp.fft.rfft2(x)
-        c = self.pyramid.forward(x)
-        return c
+        return self.spec.analyse(self, x)
 
     def zeros(self, state: Any) -> dict:
-        if self.name == "pixel":
-            return {"pixel": jnp.zeros_like(state)}
-        # zeros_like (not jnp.zeros) so the parameters inherit the state's sharding /
-        # varying-manual-axes type: under shard_map a replicated zero would make
-        # jax.grad sum the gradients of every device's images
-        if self.name == "fourier_phase":
-            return {"phase": jnp.zeros_like(jnp.real(state))}
-        z = tuple(jnp.zeros_like(jnp.real(b)) for b in state.bands)
-        return {k: z for k in self.param_names}
+        return self.spec.zeros(self, state)
 
     def render(self, state: Any, params: dict, shape: tuple[int, int]) -> jax.Array:
-        if self.name == "pixel":
-            return state + params["pixel"]
-        if self.name == "fourier_phase":
-            ph = params["phase"]
-            return jnp.fft.irfft2(state * rotation(ph), s=shape)
-        c: PyramidCoeffs = state
-        ph = params.get("phase")
-        la = params.get("logamp")
-        bands = []
-        for i, b in enumerate(c.bands):
-            f = None
-            if la is not None:
-                f = jnp.exp(jnp.clip(la[i], -LOGAMP_MAX, LOGAMP_MAX))
-            if ph is not None:
-                rot = rotation(ph[i])
-                f = rot if f is None else f * rot
-            bands.append(b * f)
-        return self.pyramid.inverse(c._replace(bands=tuple(bands)))
+        return self.spec.render(self, state, params, shape)
+
+    def change(self, state: Any, params: dict) -> jax.Array:
+        return self.spec.change(self, state, params)
 
 
-def get_domain(name: str, shape: tuple[int, int],
-               pyramid: SteerablePyramid | None = None) -> Domain:
-    """The :class:`Domain` called ``name`` for ``(H, W)`` images."""
-    if name not in DOMAINS:
-        raise ValueError(f"unknown domain {name!r}; choose one of {DOMAINS}")
-    if not name.startswith("csp_"):
-        return Domain(name)
+def _max_abs(tree) -> jax.Array:
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(l)) for l in jax.tree.leaves(tree)]))
+
+
+def _phase_or_all(dom, state, params) -> jax.Array:
+    """Largest |edit| (its phase part when it has one)."""
+    return _max_abs(params["phase"] if "phase" in params else params)
+
+
+# zeros_like (not jnp.zeros) so the parameters inherit the state's sharding /
+# varying-manual-axes type: under shard_map a replicated zero would make jax.grad sum
+# the gradients of every device's images
+
+def _band_zeros(state: PyramidCoeffs) -> tuple:
+    return tuple(jnp.zeros_like(jnp.real(b)) for b in state.bands)
+
+
+def _csp_render(dom, c: PyramidCoeffs, params, shape):
+    ph = params.get("phase")
+    la = params.get("logamp")
+    bands = []
+    for i, b in enumerate(c.bands):
+        f = None
+        if la is not None:
+            f = jnp.exp(jnp.clip(la[i], -LOGAMP_MAX, LOGAMP_MAX))
+        if ph is not None:
+            rot = rotation(ph[i])
+            f = rot if f is None else f * rot
+        bands.append(b * f)
+    return dom.pyramid.inverse(c._replace(bands=tuple(bands)))
+
+
+def _csp_analyse(dom, x):
+    return dom.pyramid.forward(x)
+
+
+def _csp_zeros(names):
+    def zeros(dom, state):
+        z = _band_zeros(state)
+        return {k: z for k in names}
+    return zeros
+
+
+register(DomainSpec(
+    "pixel", "Pixel", "grey levels", 1.0, False,
+    analyse=lambda dom, x: x,
+    zeros=lambda dom, x: {"pixel": jnp.zeros_like(x)},
+    render=lambda dom, x, p, shape: x + p["pixel"],
+    change=_phase_or_all))
+register(DomainSpec(
+    "fourier_phase", "Fourier phase", "rad", math.pi, False,
+    analyse=lambda dom, x: jnp.fft.rfft2(x),
+    zeros=lambda dom, X: {"phase": jnp.zeros_like(jnp.real(X))},
+    render=lambda dom, X, p, shape: jnp.fft.irfft2(X * rotation(p["phase"]), s=shape),
+    change=_phase_or_all))
+register(DomainSpec("csp_phase", "CSP phase", "rad", math.pi, True, _csp_analyse,
+                    _csp_zeros(("phase",)), _csp_render, _phase_or_all))
+register(DomainSpec("csp_amplitude", "CSP amplitude", "log-amplitude", 1.0, True,
+                    _csp_analyse, _csp_zeros(("logamp",)), _csp_render, _phase_or_all))
+register(DomainSpec("csp_joint", "Joint CSP", "rad", math.pi, True, _csp_analyse,
+                    _csp_zeros(("phase", "logamp")), _csp_render, _phase_or_all))
+
+DOMAINS = tuple(REGISTRY)
+
+
+def get_domain(name: "str | Domain", shape: tuple[int, int],
+               pyramid: SteerablePyramid | None = None, **options: Any) -> Domain:
+    """The :class:`Domain` called ``name`` for ``(H, W)`` images (a :class:`Domain` is
+    checked against ``shape`` and returned).  ``options`` are the domain's own settings
+    (see its :class:`DomainSpec` ``defaults``)."""
+    if isinstance(name, Domain):
+        if name.pyramid is not None and tuple(name.pyramid.image_shape) != tuple(shape):
+            raise ValueError(f"domain's pyramid plan is for {name.pyramid.image_shape} "
+                             f"images; the image is {tuple(shape)}")
+        return name
+    if name not in REGISTRY:
+        raise ValueError(f"unknown domain {name!r}; choose one of {tuple(REGISTRY)}")
+    spec = REGISTRY[name]
+    unknown = sorted(set(options) - {k for k, _ in spec.defaults})
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for domain {name!r}; it takes "
+                         f"{[k for k, _ in spec.defaults] or 'none'}")
+    opts = tuple(sorted(options.items()))
+    if not spec.uses_pyramid:
+        return Domain(name, None, opts)
     if pyramid is None:
         pyramid = default_pyramid(shape)       # raises ValueError for too-small images
     elif not isinstance(pyramid, SteerablePyramid):
@@ -154,4 +241,4 @@ def get_domain(name: str, shape: tuple[int, int],
                          f"{tuple(shape)}")
     if not pyramid.is_complex:
         raise ValueError("phase and amplitude edits need a complex pyramid (is_complex=True)")
-    return Domain(name, pyramid)
+    return Domain(name, pyramid, opts)
