@@ -95,7 +95,8 @@ class DomainSpec(NamedTuple):
     ``change(dom, state, params) -> ()`` (the size of an edit reported as
     ``Morph.max_change``, in ``unit``) are pure functions; ``dom`` is the static
     :class:`Domain` (its pyramid and options).  ``final_change`` is the automatic
-    schedule's last-frame change, in ``unit``.
+    schedule's last-frame change, in ``unit``.  ``wrapped(dom, state, params) -> ()``
+    (optional) is the fraction of coefficients whose phase the edit moved by more than pi.
     """
     name: str
     label: str
@@ -107,6 +108,8 @@ class DomainSpec(NamedTuple):
     render: Callable[..., jax.Array]
     change: Callable[..., jax.Array]
     defaults: tuple = ()          # ((option, default value), ...) for Domain.options
+    wrapped: Callable[..., jax.Array] | None = None   # (dom, state, params) -> fraction of
+    #                               coefficients whose phase moved by more than pi (None: n/a)
 
 
 REGISTRY: dict[str, DomainSpec] = {}
@@ -145,6 +148,13 @@ class Domain(NamedTuple):
 
     def change(self, state: Any, params: dict) -> jax.Array:
         return self.spec.change(self, state, params)
+
+    def wrapped(self, state: Any, params: dict) -> jax.Array:
+        """Fraction of coefficients whose phase moved by more than pi (NaN: not a phase
+        domain)."""
+        if self.spec.wrapped is None:
+            return jnp.asarray(jnp.nan)
+        return self.spec.wrapped(self, state, params)
 
 
 def _max_abs(tree) -> jax.Array:
