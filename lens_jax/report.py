@@ -309,7 +309,7 @@ def _inline(text: str) -> str:
                 return label  # javascript:, data: ... are dropped, the text stays
             return f'<a href="{html.escape(url, quote=True)}">{label}</a>'
 
-        s = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", link, s)
+        s = re.sub(r"\[([^\]]+)\]\(((?:[^()\s]|\([^()\s]*\))+)\)", link, s)
         s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
         s = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<em>\1</em>", s)
         out.append(s)
