@@ -259,17 +259,23 @@ def group_views(views: Sequence[MorphView]) -> list[MorphGroup]:
 
 
 # ----------------------------------------------------------------------------- images
-def png_bytes(img: Any) -> bytes:
-    """``(H, W, C)`` / ``(H, W)`` floats in [0, 1] as PNG bytes (grey when C = 1)."""
+def png_bytes(img: Any, *, fmt: str = "png", quality: int = 90) -> bytes:
+    """``(H, W, C)`` / ``(H, W)`` floats in [0, 1] as PNG (or JPEG) bytes; grey when C = 1."""
     from PIL import Image  # lazily: the module imports without Pillow
 
+    if fmt not in ("png", "jpeg"):
+        raise ValueError(f"fmt must be 'png' or 'jpeg', got {fmt!r}")
     a = np.asarray(img, dtype=np.float64)
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
-    u8 = np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] != 3):
+        raise ValueError(f"img must be (H, W), (H, W, 1) or (H, W, 3), got {np.shape(img)}")
+    u8 = np.ascontiguousarray(np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8))
     buf = io.BytesIO()
-    Image.fromarray(u8, mode="L" if u8.ndim == 2 else "RGB").save(buf, format="PNG",
-                                                                   optimize=True)
+    if fmt == "png":
+        Image.fromarray(u8).save(buf, format="PNG", optimize=True)
+    else:
+        Image.fromarray(u8).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
 
@@ -497,12 +503,12 @@ def _display_size(h: int, w: int, target: int) -> tuple[int, int, bool]:
 
 
 def _viewer(gi: int, group: MorphGroup, *, start: str, image_size: int,
-            domain_labels: Mapping[str, str], colors: Mapping[str, str]) -> str:
+            image_format: str, domain_labels: Mapping[str, str], colors: Mapping[str, str]) -> str:
     images: list[str] = []
     index: dict[bytes, int] = {}
 
     def img_id(a: np.ndarray) -> int:
-        b = png_bytes(a)
+        b = png_bytes(a, fmt=image_format)
         if b not in index:
             index[b] = len(images)
             images.append(_data_uri(b))
@@ -564,6 +570,8 @@ def _viewer(gi: int, group: MorphGroup, *, start: str, image_size: int,
 
     v0 = views[group.start]
     title = html.escape(group.title or "")
+    legend_ev = "; dashed: independent evaluators" if any(
+        v["evaluators"] for v in views) else ""
     parts = [
         f'<section class="lj-group" id="{vid}-section">',
         f"<h2>{title}</h2>",
@@ -577,21 +585,23 @@ def _viewer(gi: int, group: MorphGroup, *, start: str, image_size: int,
         '<div class="lj-images">',
         f'<figure class="lj-fig"{"" if src0 else " hidden"}><img data-role="source" '
         f'class="lj-img{pix}" width="{dw}" height="{dh}" alt="source image" src="{src0}">'
-        f'<figcaption>source{"" if sv.source_name is None else " · " + html.escape(sv.source_name)}'
+        '<figcaption data-role="source-caption">source'
+        f'{"" if sv.source_name is None else " · " + html.escape(sv.source_name)}'
         "</figcaption></figure>",
         f'<figure class="lj-fig"><img data-role="frame" class="lj-img{pix}" width="{dw}" '
         f'height="{dh}" alt="morph frame" src="{images[v0["frames"][first]]}">'
         f'<figcaption data-role="frame-caption">frame {first}</figcaption></figure>',
         "</div>",
         f'<div class="lj-plot">{_svg(group, xmax, colors)}'
-        '<div class="lj-legend">solid: driver p(target), the shown view bold; '
-        "dashed: independent evaluators</div></div>",
+        f'<div class="lj-legend">bold: driver p(target) of the shown view; faint: the '
+        f'other views of this pair{legend_ev}</div></div>',
         "</div>",
         '<div class="lj-controls">',
         '<button type="button" data-role="play" aria-label="play">&#9654; play</button>',
         f'<label for="{vid}-slider">Frame</label>',
         f'<input type="range" id="{vid}-slider" data-role="slider" min="0" '
         f'max="{v0["n"] - 1}" step="1" value="{first}">',
+        '<small class="lj-hint">&larr; &rarr; keys step frames</small>',
         "</div>",
         '<div class="lj-readout" data-role="readout" aria-live="polite">',
         f'<span>frame <b data-role="idx">{first}</b> / <span data-role="nmax">'
@@ -656,8 +666,9 @@ svg .cursor{stroke:#111;stroke-width:1.2;stroke-dasharray:3 3}
 svg .dot{fill:#111;stroke:#fff;stroke-width:1.5}
 .lj-controls{display:flex;align-items:center;gap:10px;margin-top:10px}
 .lj-controls input[type=range]{flex:1;max-width:700px;accent-color:var(--acc)}
-.lj-readout{display:flex;flex-wrap:wrap;gap:4px 18px;margin-top:4px;font-variant-numeric:tabular-nums}
-.lj-readout small{color:var(--mut)}
+.lj-readout{display:flex;flex-wrap:wrap;gap:4px 18px;margin-top:4px;
+ font-variant-numeric:tabular-nums}
+.lj-readout small,.lj-hint{color:var(--mut)}
 .lj-warn{color:#b00020}
 .lj-verdicts{color:var(--mut);font-size:.9em}
 .lj-caption,.lj-group-caption{margin-top:6px;max-width:75em}
@@ -745,6 +756,8 @@ _JS = r"""
       }
       if (v.source >= 0) { srcImg.src = d.images[v.source]; }
       srcImg.parentNode.hidden = v.source < 0;
+      q(el, "source-caption").textContent =
+        "source" + (v.source_name === null ? "" : " · " + v.source_name);
       var cs = svg.querySelectorAll("[data-view]");
       for (var c = 0; c < cs.length; c++) {
         cs[c].classList.toggle("on", +cs[c].getAttribute("data-view") === k);
@@ -853,10 +866,12 @@ def _unpack(item: Any, what: str) -> tuple[str, Any, str]:
     return title, content, cap
 
 
-def render_page(path: PathLike, *, title: str, groups: Sequence[MorphGroup | Sequence[MorphView]],
-                intro: str = "", tables: Sequence[tuple] = (), figures: Sequence[tuple] = (),
+def render_page(path: PathLike, *, title: str,
+                groups: Sequence[MorphGroup | Sequence[MorphView]], intro: str = "",
+                tables: Sequence[tuple] = (), figures: Sequence[tuple] = (),
                 details: str = "", footer: str = "", start: str = "last",
-                image_size: int = 256, domain_labels: Mapping[str, str] | None = None,
+                image_size: int = 256, image_format: str = "png",
+                domain_labels: Mapping[str, str] | None = None,
                 floatfmt: str = ".4g") -> Path:
     """Write the interactive page to ``path`` (atomically) and return it.
 
@@ -878,6 +893,8 @@ def render_page(path: PathLike, *, title: str, groups: Sequence[MorphGroup | Seq
       start: ``"last"`` (each viewer opens on its last frame: the result) or ``"first"``.
       image_size: displayed size in CSS pixels of the longer image side (small images are
         upscaled by an integer factor and rendered pixelated).
+      image_format: ``"png"`` (lossless, default) or ``"jpeg"`` (quality 90; several times
+        smaller pages for large natural images) for the frames of the viewers.
       domain_labels: display names of domains (e.g. ``lens_jax.compare.DOMAIN_LABELS``).
       floatfmt: format of floats in tables.
 
@@ -888,6 +905,8 @@ def render_page(path: PathLike, *, title: str, groups: Sequence[MorphGroup | Seq
         raise TypeError(f"title must be a str, got {type(title).__name__}")
     if start not in ("last", "first"):
         raise ValueError(f"start must be 'last' or 'first', got {start!r}")
+    if image_format not in ("png", "jpeg"):
+        raise ValueError(f"image_format must be 'png' or 'jpeg', got {image_format!r}")
     if not isinstance(image_size, int) or image_size < 16:
         raise ValueError(f"image_size must be an int >= 16, got {image_size!r}")
     path = Path(path)
@@ -907,7 +926,8 @@ def render_page(path: PathLike, *, title: str, groups: Sequence[MorphGroup | Seq
     if intro:
         body.append(f'<div class="lj-intro">{markdown_to_html(intro)}</div>')
     for gi, g in enumerate(gs):
-        body.append(_viewer(gi, g, start=start, image_size=image_size, domain_labels=labels,
+        body.append(_viewer(gi, g, start=start, image_size=image_size,
+                            image_format=image_format, domain_labels=labels,
                             colors=colors))
     if tables:
         body.append('<section class="lj-tables">')

@@ -170,6 +170,25 @@ def test_malicious_text_is_escaped(tmp_path):
     assert "&lt;script&gt;" in cap
 
 
+def test_jpeg_frames_and_figure_files(tmp_path):
+    from PIL import Image
+    v = rp.demo_views(n_frames=3, size=16)[0]
+    Image.fromarray(np.zeros((5, 7), np.uint8)).save(tmp_path / "fig.gif")
+    page = rp.render_page(tmp_path / "j.html", title="t", groups=[[v]], image_format="jpeg",
+                          figures=[("gif", "fig.gif"), ("png bytes", rp.png_bytes(v.frames[0]))])
+    parsed = _parse(page)
+    d = _viewer_data(parsed)["lj0-data"]
+    assert all(u.startswith("data:image/jpeg;base64,") for u in d["images"])
+    srcs = [a["src"] for t, a in parsed.tags if t == "img"]
+    assert any(s.startswith("data:image/gif;base64,") for s in srcs)
+    assert any(_same_image(s, v.frames[0]) for s in srcs if s.startswith("data:image/png"))
+    # the JPEG frames are close to the frames (lossy)
+    from PIL import Image as I
+    a = np.asarray(I.open(io.BytesIO(base64.b64decode(d["images"][d["views"][0]["frames"][2]]
+                                                      .split(",", 1)[1]))), np.float64) / 255
+    assert np.abs(a - v.frames[2][..., 0]).mean() < 0.02
+
+
 def test_markdown_subset():
     md = rp.markdown_to_html
     assert md("a **b** `c<d>` *e*") == ("<p>a <strong>b</strong> <code>c&lt;d&gt;</code> "
@@ -213,6 +232,8 @@ def test_bad_input_is_refused(tmp_path):
     with pytest.raises(ValueError, match="cannot read"):
         rp.render_page(tmp_path / "x.html", title="t", groups=[[a]],
                        figures=[("f", "missing.png")])
+    with pytest.raises(ValueError, match="image_format"):
+        rp.render_page(tmp_path / "x.html", title="t", groups=[[a]], image_format="gif")
     assert not (tmp_path / "x.html").exists()
     assert [g.title for g in rp.group_views([a, rp.MorphView(**{**kw, "domain": "e"}),
                                              rp.MorphView(**{**kw, "pair": "q"})])] == [
@@ -375,9 +396,11 @@ def test_browser_switch_keeps_frame_index(browser, demo):
     assert vw.button("domain", "pixel").get_attribute("aria-pressed") == "true"
     assert vw.button("domain", "csp_phase").get_attribute("aria-pressed") == "false"
     assert "pixel · standard" in vw.role("caption").text
+    assert vw.role("source-caption").text == "source · 3"
     vw.button("driver", "robust").click()
     _expect_frame(vw, views["pixel", "robust"], plot, 3)
-    assert vw.role("evs").text == f"ev_cnn p(8) = {views['pixel', 'robust'].evaluators['ev_cnn'][3]:.3f}"
+    ev = views["pixel", "robust"].evaluators["ev_cnn"][3]
+    assert vw.role("evs").text == f"ev_cnn p(8) = {ev:.3f}"
     assert "ccexam: 8 (p=0.8)" in vw.role("verdicts").text
     assert vw.role("unreached").text == ""
     vw.slider_to(7)                                   # pixel views stop short of the budget
