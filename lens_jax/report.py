@@ -240,6 +240,10 @@ class MorphGroup:
         if len(set(keys)) != len(keys):
             dup = sorted({k for k in keys if keys.count(k) > 1})
             raise ValueError(f"duplicate (domain, driver) views in one group: {dup}")
+        shapes = {v.frames.shape[1:] for v in views}
+        if len(shapes) > 1:
+            raise ValueError(f"all views of a group must have frames of one (H, W, C) shape, "
+                             f"got {sorted(shapes)}")
         if not 0 <= self.start < len(views):
             raise ValueError(f"start must index the views (0..{len(views) - 1}), got "
                              f"{self.start}")
@@ -502,8 +506,8 @@ def _display_size(h: int, w: int, target: int) -> tuple[int, int, bool]:
     return round(h * s), round(w * s), False
 
 
-def _viewer(gi: int, group: MorphGroup, *, start: str, image_size: int,
-            image_format: str, domain_labels: Mapping[str, str], colors: Mapping[str, str]) -> str:
+def _viewer(gi: int, group: MorphGroup, *, start: str, image_size: int, image_format: str,
+            domain_labels: Mapping[str, str], colors: Mapping[str, str]) -> str:
     images: list[str] = []
     index: dict[bytes, int] = {}
 
@@ -584,7 +588,8 @@ def _viewer(gi: int, group: MorphGroup, *, start: str, image_size: int,
         '<div class="lj-main">',
         '<div class="lj-images">',
         f'<figure class="lj-fig"{"" if src0 else " hidden"}><img data-role="source" '
-        f'class="lj-img{pix}" width="{dw}" height="{dh}" alt="source image" src="{src0}">'
+        f'class="lj-img{pix}" width="{dw}" height="{dh}" alt="source image"'
+        + (f' src="{src0}">' if src0 else ">"),
         '<figcaption data-role="source-caption">source'
         f'{"" if sv.source_name is None else " · " + html.escape(sv.source_name)}'
         "</figcaption></figure>",

@@ -225,6 +225,9 @@ def test_bad_input_is_refused(tmp_path):
     a = rp.MorphView(**kw)
     with pytest.raises(ValueError, match="duplicate"):
         rp.MorphGroup([a, a])
+    small = rp.demo_views(n_frames=4, size=6)[0]
+    with pytest.raises(ValueError, match="one \\(H, W, C\\) shape"):
+        rp.MorphGroup([a, small])
     with pytest.raises(TypeError, match="group_views"):
         rp.render_page(tmp_path / "x.html", title="t", groups=[a])
     with pytest.raises(ValueError, match="start"):
@@ -235,6 +238,10 @@ def test_bad_input_is_refused(tmp_path):
     with pytest.raises(ValueError, match="image_format"):
         rp.render_page(tmp_path / "x.html", title="t", groups=[[a]], image_format="gif")
     assert not (tmp_path / "x.html").exists()
+    # no source image: the source panel is hidden and has no src at all
+    parsed = _parse(rp.render_page(tmp_path / "y.html", title="t", groups=[[a]]))
+    src_img = [t for t in parsed.tags if t[1].get("data-role") == "source"][0][1]
+    assert "src" not in src_img
     assert [g.title for g in rp.group_views([a, rp.MorphView(**{**kw, "domain": "e"}),
                                              rp.MorphView(**{**kw, "pair": "q"})])] == [
         "p", "q"]
