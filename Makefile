@@ -23,13 +23,18 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian's Fashion-MNIST (offline data set). Best effort: tests skip without it.
+# Debian packages, best effort (tests that need one skip without it, naming the command):
+# Fashion-MNIST (offline data set) and Chromium + chromedriver (the report page's browser test).
 sysdeps:
-	@if [ ! -f $(FASHION) ]; then \
+	@pkgs=""; \
+	[ -f $(FASHION) ] || pkgs="$$pkgs dataset-fashion-mnist"; \
+	{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || pkgs="$$pkgs chromium chromium-driver"; \
+	if [ -n "$$pkgs" ]; then \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
-	      || echo "warning: could not install dataset-fashion-mnist (apt-get install dataset-fashion-mnist)"; \
-	  else echo "note: Fashion-MNIST missing; run: sudo apt-get install dataset-fashion-mnist"; fi; \
+	    apt-get update -qq >/dev/null 2>&1; \
+	    for p in $$pkgs; do apt-get install -y -qq $$p >/dev/null 2>&1 \
+	      || echo "warning: could not install $$p (apt-get install $$p)"; done; \
+	  else echo "note: missing Debian packages; run: sudo apt-get install$$pkgs"; fi; \
 	fi
 
 run: venv sysdeps
