@@ -47,6 +47,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from lens_jax._io import atomic_write_text
+from lens_jax._markdown import markdown_to_html
 
 __all__ = ["MorphView", "MorphGroup", "group_views", "render_page", "markdown_to_html",
            "png_data_uri", "png_bytes", "demo_views", "demo_page"]
@@ -297,72 +298,6 @@ def _data_uri(data: bytes) -> str:
 def png_data_uri(img: Any) -> str:
     """``data:image/png;base64,...`` of an image in [0, 1] (see :func:`png_bytes`)."""
     return _data_uri(png_bytes(img))
-
-
-# ----------------------------------------------------------------------------- markdown
-_LINK_OK = re.compile(r"^(https?://|mailto:|#|[^:]*$)", re.IGNORECASE)
-
-
-def _inline(text: str) -> str:
-    """Escape ``text`` and apply `code`, **bold**, *italic* and [links](url)."""
-    parts = re.split(r"(`[^`]+`)", text)
-    out = []
-    for part in parts:
-        if len(part) >= 2 and part.startswith("`") and part.endswith("`"):
-            out.append(f"<code>{html.escape(part[1:-1])}</code>")
-            continue
-        s = html.escape(part, quote=False)
-
-        def link(m: re.Match) -> str:
-            label, url = m.group(1), html.unescape(m.group(2)).strip()
-            if not _LINK_OK.match(url):
-                return label  # javascript:, data: ... are dropped, the text stays
-            return f'<a href="{html.escape(url, quote=True)}">{label}</a>'
-
-        s = re.sub(r"\[([^\]]+)\]\(((?:[^()\s]|\([^()\s]*\))+)\)", link, s)
-        s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
-        s = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<em>\1</em>", s)
-        out.append(s)
-    return "".join(out)
-
-
-def markdown_to_html(text: str) -> str:
-    """A small, safe Markdown subset as HTML; every piece of text is escaped.
-
-    Blank lines separate paragraphs; lines starting with ``- `` or ``* `` form a list;
-    ``#``/``##``/``###`` headings become ``h2``/``h3``/``h4`` (below the page's ``h1``);
-    inline: `code`, **bold**, *italic*, [text](url) (http, https, mailto, ``#`` and
-    relative URLs only; other schemes keep the text and drop the link).  Raw HTML is shown
-    as text, never interpreted.
-
-    >>> markdown_to_html("**3 -> 8**: see `csp_phase` <b>")
-    '<p><strong>3 -&gt; 8</strong>: see <code>csp_phase</code> &lt;b&gt;</p>'
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"markdown text must be a str, got {type(text).__name__}")
-    blocks = re.split(r"\n\s*\n", text.strip().replace("\r\n", "\n"))
-    out = []
-    for block in blocks:
-        if not block.strip():
-            continue
-        lines = block.split("\n")
-        h = re.match(r"^(#{1,3})\s+(.*)$", block.strip())
-        if len(lines) == 1 and h:
-            lvl = len(h.group(1)) + 1
-            out.append(f"<h{lvl}>{_inline(h.group(2))}</h{lvl}>")
-        elif all(re.match(r"^\s*[-*]\s+", ln) or ln.startswith("  ") for ln in lines) and \
-                re.match(r"^\s*[-*]\s+", lines[0]):
-            items: list[str] = []
-            for ln in lines:
-                m = re.match(r"^\s*[-*]\s+(.*)$", ln)
-                if m:
-                    items.append(m.group(1))
-                else:
-                    items[-1] += " " + ln.strip()
-            out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
-        else:
-            out.append("<p>" + _inline(" ".join(ln.strip() for ln in lines)) + "</p>")
-    return "\n".join(out)
 
 
 # ----------------------------------------------------------------------------- tables
@@ -630,214 +565,11 @@ def _viewer(gi: int, group: MorphGroup, *, start: str, image_size: int, image_fo
 
 
 # ----------------------------------------------------------------------------- page
-_CSS = """
-:root{--fg:#1b1f24;--mut:#5b6470;--bd:#d5d9de;--bg2:#f5f7f9;--acc:#0b5cad}
-*{box-sizing:border-box}
-body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;
- color:var(--fg);max-width:1180px;margin:0 auto;padding:12px 20px 40px}
-h1{font-size:1.5em;margin:.3em 0 .2em}h2{font-size:1.2em;margin:.2em 0 .4em}
-.lj-intro{color:var(--fg);max-width:75em}.lj-intro p{margin:.3em 0}
-.lj-group{border:1px solid var(--bd);border-radius:8px;padding:10px 14px 12px;margin:12px 0 18px;
- background:#fff}
-.lj-viewer:focus{outline:2px solid var(--acc);outline-offset:4px;border-radius:4px}
-.lj-switches{display:flex;flex-wrap:wrap;gap:6px 22px;margin-bottom:8px}
-.lj-switch{display:flex;flex-wrap:wrap;gap:4px;align-items:center}
-.lj-k{color:var(--mut);font-size:.85em;text-transform:uppercase;letter-spacing:.04em;
- margin-right:4px}
-.lj-switch button,.lj-controls button{font:inherit;font-size:.9em;padding:3px 10px;
- border:1px solid var(--bd);border-radius:14px;background:var(--bg2);cursor:pointer;
- color:var(--fg)}
-.lj-switch button[data-domain]::before{content:"";display:inline-block;width:.7em;height:.7em;
- border-radius:50%;background:var(--c);margin-right:.4em;vertical-align:-.02em}
-.lj-switch button[aria-pressed=true]{background:var(--fg);color:#fff;border-color:var(--fg)}
-.lj-switch button:disabled{opacity:.35;cursor:not-allowed}
-.lj-main{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
-.lj-images{display:flex;gap:10px;flex-wrap:wrap}
-.lj-fig{margin:0;text-align:center;color:var(--mut);font-size:.85em}
-.lj-fig[hidden]{display:none}
-.lj-img{display:block;background:#000;border:1px solid var(--bd)}
-.lj-img.pixelated{image-rendering:crisp-edges;image-rendering:pixelated}
-.lj-plot{flex:0 1 440px;min-width:0}
-.lj-plot svg{width:100%;height:auto;display:block}
-.lj-legend{color:var(--mut);font-size:.8em;margin-left:48px}
-svg .grid{stroke:#e6e9ec;stroke-width:1}
-svg .frame{fill:none;stroke:#9aa3ad}
-svg .tick{font-size:11px;fill:var(--mut)}
-svg .label{font-size:12px;fill:var(--fg)}
-svg .curve{fill:none;stroke:var(--c);stroke-width:1.2;opacity:.28}
-svg .curve.on{stroke-width:3;opacity:1}
-svg .ev{display:none;fill:none;stroke:var(--c);stroke-width:1.6;stroke-dasharray:5 4}
-svg .ev.on{display:inline}
-svg .cursor{stroke:#111;stroke-width:1.2;stroke-dasharray:3 3}
-svg .dot{fill:#111;stroke:#fff;stroke-width:1.5}
-.lj-controls{display:flex;align-items:center;gap:10px;margin-top:10px}
-.lj-controls input[type=range]{flex:1;max-width:700px;accent-color:var(--acc)}
-.lj-readout{display:flex;flex-wrap:wrap;gap:4px 18px;margin-top:4px;
- font-variant-numeric:tabular-nums}
-.lj-readout small,.lj-hint{color:var(--mut)}
-.lj-warn{color:#b00020}
-.lj-verdicts{color:var(--mut);font-size:.9em}
-.lj-caption,.lj-group-caption{margin-top:6px;max-width:75em}
-.lj-caption p,.lj-group-caption p{margin:.3em 0}
-.lj-table{overflow-x:auto;margin:6px 0 14px}
-table{border-collapse:collapse;font-size:.9em;font-variant-numeric:tabular-nums}
-th,td{border:1px solid var(--bd);padding:3px 8px;text-align:left;vertical-align:top}
-th{background:var(--bg2)}td.num,th.num{text-align:right}
-.lj-figure{margin:8px 0 16px}.lj-figure img{max-width:100%;height:auto}
-.lj-figure img.pixelated{image-rendering:pixelated}
-figcaption{color:var(--mut)}
-code{background:var(--bg2);padding:0 3px;border-radius:3px;font-size:.92em}
-.lj-foot{color:var(--mut);font-size:.85em;margin-top:30px}
-"""
+def _asset(name: str) -> str:
+    """Text of a file shipped in ``lens_jax/assets`` (the page's CSS and JavaScript)."""
+    return (Path(__file__).parent / "assets" / name).read_text(encoding="utf-8")
 
-_JS = r"""
-(function () {
-  "use strict";
-  var viewers = [], active = null;
-  function q(root, role) { return root.querySelector('[data-role="' + role + '"]'); }
-  function esc(s) {
-    return String(s).replace(/[&<>"']/g, function (c) {
-      return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c];
-    });
-  }
-  function Viewer(el) {
-    var d = JSON.parse(document.getElementById(el.getAttribute("data-json")).textContent);
-    var P = d.plot, x0 = P.left, x1 = P.width - P.right, y0 = P.height - P.bottom, y1 = P.top;
-    var slider = q(el, "slider"), img = q(el, "frame"), srcImg = q(el, "source");
-    var cursor = q(el, "cursor"), dot = q(el, "dot"), play = q(el, "play");
-    var svg = q(el, "plot"), timer = null;
-    var st = {view: d.start_view, frame: d.start_frame};
-    function sx(v) { return x0 + (x1 - x0) * v / P.xmax; }
-    function sy(p) { return y0 + (y1 - y0) * p; }
-    function V() { return d.views[st.view]; }
-    function find(domain, driver) {
-      for (var k = 0; k < d.views.length; k++) {
-        if (d.views[k].domain === domain && d.views[k].driver === driver) return k;
-      }
-      return -1;
-    }
-    function setFrame(i) {
-      var v = V();
-      i = Math.max(0, Math.min(v.n - 1, Math.round(+i || 0)));
-      st.frame = i;
-      slider.max = String(v.n - 1);
-      slider.value = String(i);
-      img.src = d.images[v.frames[i]];
-      q(el, "idx").textContent = String(i);
-      q(el, "nmax").textContent = String(v.n - 1);
-      q(el, "alpha").textContent = v.alpha_txt[i];
-      q(el, "l2").textContent = v.l2_txt[i];
-      q(el, "p").textContent = v.p_txt[i];
-      q(el, "frame-caption").textContent = "frame " + i + " · L2 " + v.l2_txt[i];
-      q(el, "mc").textContent = v.max_change ? "max |edit| = " + v.max_change[i] : "";
-      q(el, "unreached").textContent =
-        (v.reached && !v.reached[i]) ? "L2 budget not reached" : "";
-      var evs = [];
-      for (var e = 0; e < v.evaluators.length; e++) {
-        evs.push(esc(v.evaluators[e].name) + " p(" + esc(v.target) + ") = <b>" +
-                 esc(v.evaluators[e].txt[i]) + "</b>");
-      }
-      q(el, "evs").innerHTML = evs.join(" · ");
-      var x = sx(v.l2[i]), y = sy(v.p[i]);
-      cursor.setAttribute("x1", x.toFixed(2));
-      cursor.setAttribute("x2", x.toFixed(2));
-      dot.setAttribute("cx", x.toFixed(2));
-      dot.setAttribute("cy", y.toFixed(2));
-      slider.setAttribute("aria-valuetext", "frame " + i + ", alpha " + v.alpha_txt[i] +
-                          ", L2 " + v.l2_txt[i] + ", p(" + v.target + ") " + v.p_txt[i]);
-    }
-    function setView(k) {
-      if (k < 0 || k >= d.views.length) return;
-      st.view = k;
-      var v = V();
-      var bs = el.querySelectorAll("button[data-domain]");
-      for (var b = 0; b < bs.length; b++) {
-        bs[b].setAttribute("aria-pressed", bs[b].getAttribute("data-domain") === v.domain);
-      }
-      bs = el.querySelectorAll("button[data-driver]");
-      for (b = 0; b < bs.length; b++) {
-        var dr = bs[b].getAttribute("data-driver");
-        bs[b].setAttribute("aria-pressed", dr === v.driver);
-        bs[b].disabled = find(v.domain, dr) < 0;
-      }
-      if (v.source >= 0) { srcImg.src = d.images[v.source]; }
-      srcImg.parentNode.hidden = v.source < 0;
-      q(el, "source-caption").textContent =
-        "source" + (v.source_name === null ? "" : " · " + v.source_name);
-      var cs = svg.querySelectorAll("[data-view]");
-      for (var c = 0; c < cs.length; c++) {
-        cs[c].classList.toggle("on", +cs[c].getAttribute("data-view") === k);
-      }
-      q(el, "plabel").textContent = "p(" + v.target + ")";
-      q(el, "ylabel").textContent = "p(" + v.target + ")";
-      var vs = [];
-      for (var j = 0; j < v.verdicts.length; j++) {
-        vs.push(esc(v.verdicts[j][0]) + ": <b>" + esc(v.verdicts[j][1]) + "</b>");
-      }
-      q(el, "verdicts").innerHTML = vs.length ?
-        "Independent classifiers on the last frame: " + vs.join(" · ") : "";
-      q(el, "caption").innerHTML = v.caption_html;  /* built escaped in Python */
-      setFrame(st.frame);
-    }
-    function step(n) { stop(); setFrame(st.frame + n); }
-    function stop() {
-      if (timer !== null) { clearInterval(timer); timer = null; }
-      play.innerHTML = "&#9654; play";
-      play.setAttribute("aria-label", "play");
-    }
-    function start() {
-      if (st.frame >= V().n - 1) setFrame(0);
-      play.innerHTML = "&#10074;&#10074; pause";
-      play.setAttribute("aria-label", "pause");
-      timer = setInterval(function () {
-        if (st.frame >= V().n - 1) { stop(); return; }
-        setFrame(st.frame + 1);
-      }, 350);
-    }
-    slider.addEventListener("input", function () { stop(); setFrame(slider.value); });
-    play.addEventListener("click", function () { if (timer === null) start(); else stop(); });
-    el.addEventListener("click", function (e) {
-      var b = e.target.closest ? e.target.closest("button") : null;
-      if (!b || b.disabled) return;
-      var v = V(), k = -1;
-      if (b.hasAttribute("data-domain")) {
-        var dom = b.getAttribute("data-domain");
-        k = find(dom, v.driver);
-        for (var j = 0; k < 0 && j < d.views.length; j++) if (d.views[j].domain === dom) k = j;
-      } else if (b.hasAttribute("data-driver")) {
-        k = find(v.domain, b.getAttribute("data-driver"));
-      }
-      if (k >= 0) setView(k);
-    });
-    el.addEventListener("focusin", function () { active = api; });
-    el.addEventListener("pointerdown", function () { active = api; });
-    el.addEventListener("keydown", function (e) {
-      if (e.target === slider) return;   /* the range input steps itself */
-      if (key(e)) e.preventDefault();
-    });
-    function key(e) {
-      if (e.altKey || e.ctrlKey || e.metaKey) return false;
-      if (e.key === "ArrowRight") { step(1); return true; }
-      if (e.key === "ArrowLeft") { step(-1); return true; }
-      if (e.key === "Home") { step(-1e9); return true; }
-      if (e.key === "End") { step(1e9); return true; }
-      return false;
-    }
-    var api = {el: el, key: key, setFrame: setFrame, setView: setView, state: st};
-    setView(st.view);
-    return api;
-  }
-  var els = document.querySelectorAll(".lj-viewer");
-  for (var i = 0; i < els.length; i++) viewers.push(Viewer(els[i]));
-  document.addEventListener("keydown", function (e) {
-    var t = e.target;
-    if (!viewers.length || (t && t.closest && t.closest(".lj-viewer"))) return;
-    if (t && /^(INPUT|SELECT|TEXTAREA|BUTTON|A)$/.test(t.tagName)) return;
-    if ((active || viewers[0]).key(e)) e.preventDefault();
-  });
-  window.lensReport = {viewers: viewers};
-})();
-"""
+
 
 _CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
         "script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'")
@@ -968,8 +700,8 @@ def render_page(path: PathLike, *, title: str,
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head><body>\n"
-            + "\n".join(body) + f"\n<script>{_JS}</script>\n</body></html>\n")
+            f"<title>{html.escape(title)}</title>\n<style>{_asset('report.css')}</style>\n</head><body>\n"
+            + "\n".join(body) + f"\n<script>{_asset('report.js')}</script>\n</body></html>\n")
     atomic_write_text(path, page)
     return path
 
