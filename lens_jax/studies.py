@@ -23,7 +23,7 @@ from . import evaluate as ev
 from .tables import markdown_table, record_command, save_json, write_csv, write_tables
 
 __all__ = ["grid_figure", "summary_figure", "protocol_study", "write_study", "study_parser",
-           "parse_study_args",
+           "parse_study_args", "endpoint_rows",
            "ABLATION_GROUPS", "ablation_settings", "run_ablations", "fit_linear"]
 
 
@@ -87,9 +87,8 @@ def summary_figure(path: Path, rows: Sequence[Mapping], labels: Sequence[str], *
     return viz.save_figure(fig, path, dpi=130)
 
 
-def _endpoint_rows(src: ev.Sources, results: Mapping, records: Sequence[Mapping],
-                   keys: Sequence[tuple], class_names: Sequence[str], *, per_pair: int = 2
-                   ) -> list[list[tuple]]:
+def endpoint_rows(src: ev.Sources, results: Mapping, keys: Sequence[tuple],
+                  class_names: Sequence[str], *, per_pair: int = 2) -> list[list[tuple]]:
     """Grid rows: example sources (``per_pair`` per pair), then every endpoint
     ``(result key, endpoint index, label)`` with the driver's p(target)."""
     out = []
@@ -158,7 +157,7 @@ def protocol_study(out: str | Path, *, dataset: str, pairs: Sequence[tuple[int, 
         r["pair"] = f"{names[s]} -> {names[t]}"
     keys = [(("fixed", m), e, f"{ev.label(m)} B={b:g}") for e, b in enumerate(budgets)
             for m in methods]
-    figs = [(grid_figure(out / "endpoints.png", _endpoint_rows(src, results, records, keys,
+    figs = [(grid_figure(out / "endpoints.png", endpoint_rows(src, results, keys,
                                                               names), suptitle=title),
              "Example endpoints (driver p(target) under each)"),
             (summary_figure(out / "summary.png", rows, [f"{ev.label(r['method'])}, "
