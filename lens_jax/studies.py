@@ -381,6 +381,8 @@ def study_parser(description: str, *, out: str, **flags: Any):
         flag = "--" + name.replace("_", "-")
         if isinstance(v, bool):
             p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=v)
+        elif v is None:
+            p.add_argument(flag, dest=name, default=None, help="(default: none)")
         else:
             p.add_argument(flag, dest=name, type=type(v), default=v, help=f"(default {v})")
     p.set_defaults(_out_default=out)
