@@ -24,7 +24,7 @@ from .tables import markdown_table, record_command, save_json, write_csv, write_
 
 __all__ = ["grid_figure", "summary_figure", "protocol_study", "write_study", "study_parser",
            "parse_study_args", "endpoint_rows",
-           "ABLATION_GROUPS", "ablation_settings", "run_ablations", "fit_linear"]
+           "reading", "ABLATION_GROUPS", "ablation_settings", "run_ablations", "fit_linear"]
 
 
 # ----------------------------------------------------------------------------------
@@ -178,13 +178,16 @@ def protocol_study(out: str | Path, *, dataset: str, pairs: Sequence[tuple[int, 
         sections.append({"title": "Ours beside the follow-up manuscript",
                          "text": "Each cell: ours | follow-up. " + notes,
                          "table": ev.side_by_side(rows, followup)})
+    sections.append({"title": "Reading (comparisons computed from the table)",
+                     "text": reading(rows)})
     sections += [{"title": "Per pair", "table": ev.display_rows(
                       prow, classifiers, lead=("pair", "B", "method"))},
                  {"title": "Figures", "figures": figs}]
     payload = {"dataset": dataset, "pairs": [list(p) for p in pairs],
                "n_sources": int(len(src.id)), "per_pair": counts, "budgets": list(budgets),
                "n_boot": n_boot, "classifiers": cinfo, "source_baseline": base,
-               "rows": rows, "followup": list(followup) or None}
+               "rows": rows, "followup": list(followup) or None,
+               "interpretation": reading(rows)}
     return {"out": out, "rows": rows, "records": records, "shown": shown,
             "sections": sections, "payload": payload, "sources": src, "results": results}
 
@@ -206,6 +209,38 @@ def write_study(study: dict, *, title: str, wall_s: float, argv: Sequence[str]) 
     print(f"wrote {out}/index.md, index.html, table.*, endpoints.csv, results.json; "
           f"wall {wall_s:.1f} s", flush=True)
     return out
+
+
+def reading(rows: Sequence[Mapping]) -> str:
+    """A short interpretation of ``(B, method)`` summary rows, every comparison computed
+    from them: per budget the method with the highest driver p(target) and E, transfer,
+    and whether pixel edits buy more driver confidence but less warp than CSP phase."""
+    get = {(r["B"], r["method"]): r for r in rows}
+    lines = []
+    for b in sorted({r["B"] for r in rows}):
+        ms = [m for (bb, m) in get if bb == b]
+        best_p = max(ms, key=lambda m: get[(b, m)]["p_G"])
+        best_e = max(ms, key=lambda m: np.nan_to_num(get[(b, m)]["E_warp"], nan=-1))
+        lines.append(
+            f"* B = {b:g}: highest median driver p(target): {ev.label(best_p)} "
+            f"({ev.fmt_prob(get[(b, best_p)]['p_G'])}); highest warp-explained energy: "
+            f"{ev.label(best_e)} ({ev.fmt_pct(get[(b, best_e)]['E_warp'])}). Transfer "
+            "(endpoints all independent classifiers call the target): "
+            + ", ".join(f"{ev.label(m)} {get[(b, m)]['all']}/{get[(b, m)]['n']}" for m in ms)
+            + ".")
+    pairs = [(get.get((b, "pixel")), get.get((b, "csp_phase"))) for b in
+             sorted({r["B"] for r in rows})]
+    pairs = [(p, c) for p, c in pairs if p and c]
+    if pairs:
+        cheaper = all(p["p_G"] > c["p_G"] for p, c in pairs)
+        warpier = all(c["E_warp"] > p["E_warp"] for p, c in pairs)
+        lines.append(
+            "\nPixel edits " + ("buy more" if cheaper else "do not always buy more")
+            + " driver confidence per unit image change than CSP-phase edits, and CSP phase "
+            + ("explains more" if warpier else "does not always explain more")
+            + " of its change by a smooth warp. High driver confidence is not evidence of a "
+            "recognisable change: compare it with the transfer counts.")
+    return "\n".join(lines)
 
 
 def _setup_text(dataset, pairs, names, src, counts, cinfo, base, n_boot, budgets) -> str:

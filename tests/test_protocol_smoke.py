@@ -58,6 +58,20 @@ def test_formatting():
     assert ev.fmt_pct(0.382) == "38.2%"
 
 
+def test_reading_is_computed_from_rows():
+    def row(b, m, p, e, n_all):
+        return {"B": b, "method": m, "p_G": p, "E_warp": e, "all": n_all, "n": 10}
+    rows = [row(1.0, "pixel", 0.3, 0.2, 1), row(1.0, "csp_phase", 0.1, 0.6, 0),
+            row(2.0, "pixel", 0.9, 0.3, 4), row(2.0, "csp_phase", 0.2, 0.5, 2)]
+    text = studies.reading(rows)
+    assert "B = 1: highest median driver p(target): Pixel (30%)" in text
+    assert "highest warp-explained energy: CSP phase (60.0%)" in text
+    assert "Pixel 4/10, CSP phase 2/10" in text
+    assert "buy more" in text and "explains more" in text
+    rows[3]["p_G"] = 0.95                         # CSP phase wins at B = 2 now
+    assert "do not always buy more" in studies.reading(rows)
+
+
 def test_protocol_quick(tmp_path):
     out = tmp_path / "protocol"
     study = protocol.main(["--quick", "--out", str(out), "--n-boot", "50", "--n", "6"],
