@@ -445,7 +445,7 @@ def _cmd_run(args) -> int:
                  budgets=args.budgets, domains=args.domains, modes=args.modes or ("fixed",),
                  drivers=args.drivers or ("cnn",), n_frames=args.frames,
                  n_sources=args.n_sources, n_specificity=args.n_specificity,
-                 n_boot=args.n_boot, seed=args.seed, argv=["python -m lens_jax"]
+                 n_boot=args.n_boot, seed=args.seed, argv=["python", "-m", "lens_jax"]
                  + list(args.argv))
     except ValueError as e:
         raise CLIError(str(e)) from None
