@@ -423,7 +423,9 @@ def _sections(out, *, summary, g_rows, model_rows, nat, budget, evaluators, timi
         {"title": "Classifiers", "table": model_rows}]
     for key in dict.fromkeys((r["name"], r["driver"]) for r in g_rows):
         rows = [r for r in g_rows if (r["name"], r["driver"]) == key]
-        secs.append({"title": f"{key[0]} ({key[1]})", "figures": [
+        r0 = rows[0]
+        secs.append({"title": f"{r0['source']} → {r0['target']} (test #{r0['index']}), "
+                              f"driver {key[1]}", "figures": [
             (rows[0]["figure"], "every domain at the same L2"),
             (rows[0]["curves"], "p(target) and p(source) vs L2")]
             + [(r["gif"], ev.label(r["domain"])) for r in rows],

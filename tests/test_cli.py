@@ -146,6 +146,11 @@ def test_run_quick_end_to_end(tmp_path):
     assert {r["method"] for r in summary} == {"pixel", "csp_phase"}
     assert all(r["n"] == 2 and 0 <= r["reached"] <= 2 for r in summary)
     assert all(-1 <= r["specificity"] <= 1 for r in summary)
+    assert "command: python -m lens_jax run --quick" in (out / "command.txt").read_text()
+    import importlib.util
+    if importlib.util.find_spec("lens_jax.report") is not None:   # the interactive page
+        page = (out / "page.html").read_text()
+        assert "<!DOCTYPE html>" in page and "CSP phase" in page
     md = (out / "index.md").read_text()
     assert "Caveat" in md and "pairs/pair_3to8_domains.png" in md and "§" not in md
     # the quick models live apart from the full ones
