@@ -1,8 +1,8 @@
 """Evaluation of morphs over many sources: endpoints at matched budgets, transfer, E.
 
-The pieces of the protocol of the follow-up to arXiv 2506.02300 ("Through a Steerable
-Lens", follow-up manuscript "Phase-based extrapolation at matched image change"), as
-pure functions over arrays and records:
+The pieces of the evaluation protocol of the follow-up manuscript to arXiv 2506.02300,
+"Confidence Is Not Evidence: Probing Classifier Sensitivity with Steerable Lens"
+(Mahdisoltani & Fleet, unpublished), as pure functions over arrays and records:
 
 * :func:`select_sources` -- test images of each source class that the driver
   classifies correctly (a :class:`Sources` of arrays, one row per source).
@@ -50,7 +50,8 @@ METHODS: tuple[str, ...] = ("pixel", "fourier_phase", "csp_phase", "csp_joint")
 #: The protocol's matched image-L2 budgets for 28x28 MNIST ([0, 1] scale).
 BUDGETS: tuple[float, ...] = (1.0, 2.0)
 
-#: The follow-up manuscript's MNIST table: 300 sources, all reach both budgets;
+#: The follow-up manuscript's MNIST table ("Confidence Is Not Evidence", not a result of
+#: arXiv 2506.02300): 300 sources, all reach both budgets;
 #: p = median driver target probability (a fraction); O, O2, both: counts of 300.
 FOLLOWUP_MNIST: tuple[dict, ...] = (
     dict(B=1.0, method="pixel", p=0.2226e-2, O=0, O2=4, both=0, E_warp=0.382, E_gain=0.487),

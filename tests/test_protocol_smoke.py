@@ -72,6 +72,7 @@ def test_reading_is_computed_from_rows():
     assert "do not always buy more" in studies.reading(rows)
 
 
+@pytest.mark.slow
 def test_protocol_quick(tmp_path):
     out = tmp_path / "protocol"
     study = protocol.main(["--quick", "--out", str(out), "--n-boot", "50", "--n", "6"],
@@ -112,6 +113,7 @@ def test_fashion_quick(tmp_path):
     assert (out / "command.txt").is_file() and (out / "endpoints.png").is_file()
 
 
+@pytest.mark.slow
 def test_ablations_quick(tmp_path):
     out = tmp_path / "abl"
     study = ablations.main(["--quick", "--out", str(out), "--n-boot", "20",
