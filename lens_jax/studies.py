@@ -144,10 +144,11 @@ def protocol_study(out: str | Path, *, dataset: str, pairs: Sequence[tuple[int, 
                                       budgets=budgets, chunk=chunk, progress=progress,
                                       warp_steps=200 if not quick else 50)
     together = [c for c in ("O", "O2") if c in classifiers] or None
+    together_label = " and ".join(together) + " both" if together else "all classifiers"
     rows = ev.summarise(records, group=("B", "method"), classifiers=classifiers,
                         together=together, n_boot=n_boot, seed=seed)
     rows.sort(key=lambda r: (r["B"], list(methods).index(r["method"])))
-    shown = ev.display_rows(rows, classifiers, together_label="O & O2")
+    shown = ev.display_rows(rows, classifiers, together_label=" & ".join(together) if together else "all")
     if progress:
         print("\n" + markdown_table(shown), flush=True)
     prow = ev.summarise(records, group=("pair", "B", "method"), classifiers=classifiers,
@@ -179,7 +180,7 @@ def protocol_study(out: str | Path, *, dataset: str, pairs: Sequence[tuple[int, 
                          "text": "Each cell: ours | follow-up. " + notes,
                          "table": ev.side_by_side(rows, followup)})
     sections.append({"title": "Reading (comparisons computed from the table)",
-                     "text": reading(rows)})
+                     "text": reading(rows, together_label=together_label)})
     sections += [{"title": "Per pair", "table": ev.display_rows(
                       prow, classifiers, lead=("pair", "B", "method"))},
                  {"title": "Figures", "figures": figs}]
@@ -187,7 +188,7 @@ def protocol_study(out: str | Path, *, dataset: str, pairs: Sequence[tuple[int, 
                "n_sources": int(len(src.id)), "per_pair": counts, "budgets": list(budgets),
                "n_boot": n_boot, "classifiers": cinfo, "source_baseline": base,
                "rows": rows, "followup": list(followup) or None,
-               "interpretation": reading(rows)}
+               "interpretation": reading(rows, together_label=together_label)}
     return {"out": out, "rows": rows, "records": records, "shown": shown,
             "sections": sections, "payload": payload, "sources": src, "results": results}
 
@@ -211,7 +212,7 @@ def write_study(study: dict, *, title: str, wall_s: float, argv: Sequence[str]) 
     return out
 
 
-def reading(rows: Sequence[Mapping]) -> str:
+def reading(rows: Sequence[Mapping], *, together_label: str = "all classifiers") -> str:
     """A short interpretation of ``(B, method)`` summary rows, every comparison computed
     from them: per budget the method with the highest driver p(target) and E, transfer,
     and whether pixel edits buy more driver confidence but less warp than CSP phase."""
@@ -224,8 +225,8 @@ def reading(rows: Sequence[Mapping]) -> str:
         lines.append(
             f"* B = {b:g}: highest median driver p(target): {ev.label(best_p)} "
             f"({ev.fmt_prob(get[(b, best_p)]['p_G'])}); highest warp-explained energy: "
-            f"{ev.label(best_e)} ({ev.fmt_pct(get[(b, best_e)]['E_warp'])}). Transfer "
-            "(endpoints all independent classifiers call the target): "
+            f"{ev.label(best_e)} ({ev.fmt_pct(get[(b, best_e)]['E_warp'])}). Endpoints "
+            f"{together_label} call the target: "
             + ", ".join(f"{ev.label(m)} {get[(b, m)]['all']}/{get[(b, m)]['n']}" for m in ms)
             + ".")
     pairs = [(get.get((b, "pixel")), get.get((b, "csp_phase"))) for b in
