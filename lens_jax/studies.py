@@ -148,7 +148,8 @@ def protocol_study(out: str | Path, *, dataset: str, pairs: Sequence[tuple[int, 
     rows = ev.summarise(records, group=("B", "method"), classifiers=classifiers,
                         together=together, n_boot=n_boot, seed=seed)
     rows.sort(key=lambda r: (r["B"], list(methods).index(r["method"])))
-    shown = ev.display_rows(rows, classifiers, together_label=" & ".join(together) if together else "all")
+    shown = ev.display_rows(rows, classifiers,
+                            together_label=" & ".join(together) if together else "all")
     if progress:
         print("\n" + markdown_table(shown), flush=True)
     prow = ev.summarise(records, group=("pair", "B", "method"), classifiers=classifiers,
