@@ -50,8 +50,9 @@ bench: venv
 	$(BIN)/python benchmarks/bench_pyramid.py
 	$(BIN)/python benchmarks/bench_lens.py
 
+# every study (hours on a CPU); `make experiments QUICK=1` runs the tiny versions
 experiments: venv sysdeps
-	$(BIN)/python experiments/run_all.py
+	$(BIN)/python experiments/run_all.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) .cache outputs

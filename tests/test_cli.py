@@ -27,7 +27,8 @@ def _err(capsys, argv):
         cli.main(argv)
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert "error:" in err and "Traceback" not in err
+    assert err.startswith("lens_jax") and "error:" in err and "Traceback" not in err
+    assert err.count("\n") == 1, err          # one line
     return err
 
 
@@ -136,12 +137,73 @@ def test_run_quick_end_to_end(tmp_path):
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     assert "done in" in p.stdout and "index.html" in p.stdout
     for f in ("index.md", "index.html", "metrics.md", "metrics.csv", "metrics.json",
-              "summary.md", "timing.json", "pairs/mnist_3to8_domains.png",
-              "pairs/mnist_3to8_prob_vs_l2.png", "pairs/mnist_3to8_csp_phase_strip.png",
-              "pairs/mnist_3to8_pixel.gif"):
+              "summary.md", "summary_raw.json", "per_source.csv", "timing.json",
+              "command.txt", "pairs/pair_3to8_domains.png", "pairs/pair_3to8_prob_vs_l2.png",
+              "pairs/pair_3to8_csp_phase_strip.png", "pairs/pair_3to8_pixel.gif"):
         assert (out / f).is_file(), f
+    import json
+    summary = json.loads((out / "summary_raw.json").read_text())
+    assert {r["method"] for r in summary} == {"pixel", "csp_phase"}
+    assert all(r["n"] == 2 and 0 <= r["reached"] <= 2 for r in summary)
+    assert all(-1 <= r["specificity"] <= 1 for r in summary)
+    assert "command: python -m lens_jax run --quick" in (out / "command.txt").read_text()
+    import importlib.util
+    if importlib.util.find_spec("lens_jax.report") is not None:   # the interactive page
+        page = (out / "page.html").read_text()
+        assert "<!DOCTYPE html>" in page and "CSP phase" in page
     md = (out / "index.md").read_text()
-    assert "§15" in md and "pairs/mnist_3to8_domains.png" in md
+    assert "Caveat" in md and "pairs/pair_3to8_domains.png" in md and "§" not in md
     # the quick models live apart from the full ones
     assert (tmp_path / "cache" / "quick" / "models").is_dir()
     assert not (tmp_path / "cache" / "models").exists()
+
+
+def test_weak_answers_are_one_line_errors(cache, capsys, tmp_path):
+    """Bad arguments end with one `error:` line and exit status 2, never a traceback."""
+    png = _digit_png(tmp_path / "seven.png")
+    afile = tmp_path / "a_file.txt"
+    afile.write_text("x")
+    err = _err(capsys, ["morph", "--classifier", "ccexam", "--image", str(png),
+                        "--target", "8", "--out", str(afile)])
+    assert "is an existing file" in err
+    err = _err(capsys, ["morph", "--classifier", "ccexam", "--image", str(png),
+                        "--target", "8", "--out", str(afile / "sub")])
+    assert "is a file, not a folder" in err
+    err = _err(capsys, ["run", "--quick", "--out", str(afile)])
+    assert "is an existing file" in err
+    # train --epochs 0: refused before anything is written
+    err = _err(capsys, ["train", "--dataset", "digits", "--epochs", "0"])
+    assert "--epochs" in err and ">= 1" in err
+    assert not (cache / "models").exists() or not any((cache / "models").iterdir())
+    err = _err(capsys, ["run", "--budget", "-1"])
+    assert "--budget" in err and "positive" in err
+    err = _err(capsys, ["run", "--frames", "x"])
+    assert "--frames" in err
+    err = _err(capsys, ["run", "--out", str(tmp_path / "r"), "--domains", "pixel,wavelet"])
+    assert "wavelet" in err
+    err = _err(capsys, ["run", "--out", str(tmp_path / "r"), "--modes", "sideways"])
+    assert "sideways" in err
+    err = _err(capsys, ["morph", "--classifier", "ccexam", "--image", str(png),
+                        "--target", "8", "--l2-budget", "0"])
+    assert "--l2-budget" in err
+    err = _err(capsys, ["morph", "--target", "8", "--mode", "bogus"])
+    assert "--mode" in err and "invalid choice" in err
+    err = _err(capsys, ["train", "--model", "transformer"])
+    assert "unknown model 'transformer'" in err
+    err = _err(capsys, ["frobnicate"])
+    assert "invalid choice" in err
+
+
+def test_bad_split_is_one_line_error(capsys, tmp_path):
+    # uses the real data cache: mnist5k is prepared offline once
+    err = _err(capsys, ["morph", "--classifier", "ccexam", "--index", "0", "--target", "8",
+                        "--split", "bogus", "--out", str(tmp_path / "o")])
+    assert "--split 'bogus'" in err and "test" in err
+
+
+def test_robust_driver_is_feature_detected():
+    from lens_jax import job
+    with pytest.raises(ValueError, match="unknown driver model"):
+        job.load_driver("vit+robust", "mnist5k")
+    with pytest.raises(ValueError, match="variant"):
+        job.load_driver("cnn+fast", "mnist5k")

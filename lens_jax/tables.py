@@ -1,0 +1,139 @@
+"""Tables and run records: markdown, CSV and JSON, written atomically.
+
+>>> print(markdown_table([{"a": 1, "b": 0.123456}]))
+| a | b |
+|---|---|
+| 1 | 0.1235 |
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ._io import atomic_write_text
+
+__all__ = ["plain", "markdown_table", "write_tables", "write_csv", "save_json",
+           "read_json", "record_command"]
+
+
+def plain(v: Any) -> Any:
+    """A JSON/CSV-friendly value: NumPy scalars and arrays to Python, NaN to None,
+    paths to strings; dicts, lists and tuples converted recursively."""
+    if isinstance(v, Mapping):
+        return {str(k): plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return plain(v.tolist())
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _columns(rows: Sequence[Mapping], columns: Sequence[str] | None) -> list[str]:
+    if columns is not None:
+        return list(columns)
+    return list(dict.fromkeys(k for r in rows for k in r))
+
+
+def _cell(v: Any, floatfmt: str) -> str:
+    v = plain(v)
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, float):
+        return format(v, floatfmt)
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, *,
+                   floatfmt: str = ".4g") -> str:
+    """A GitHub markdown table of ``rows`` (dicts); missing cells are empty."""
+    cols = _columns(rows, columns)
+    if not cols:
+        return ""
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(_cell(r.get(c), floatfmt) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def write_csv(path: str | os.PathLike, rows: Sequence[Mapping],
+              columns: Sequence[str] | None = None) -> Path:
+    """``rows`` as CSV (header = the union of keys, or ``columns``), atomically."""
+    cols = _columns(rows, columns)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: plain(r.get(k)) for k in cols})
+    atomic_write_text(path, buf.getvalue())
+    return Path(path)
+
+
+def save_json(path: str | os.PathLike, obj: Any) -> Path:
+    """``obj`` as JSON (NaN as null), atomically; read back and checked."""
+    text = json.dumps(plain(obj), indent=1, allow_nan=False) + "\n"
+    atomic_write_text(path, text)
+    if Path(path).read_text() != text:
+        raise OSError(f"{path} does not read back as written")
+    return Path(path)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file written by :func:`save_json`; a damaged file raises ValueError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); delete it and rerun") from None
+
+
+def write_tables(rows: Sequence[Mapping], stem: str | os.PathLike,
+                 columns: Sequence[str] | None = None, *, floatfmt: str = ".4g"
+                 ) -> dict[str, Path]:
+    """``stem.md`` (markdown, ``columns`` only), ``stem.csv`` (``columns``) and
+    ``stem.json`` (every key); atomically.  Returns ``{"md", "csv", "json"}`` paths."""
+    stem = Path(stem)
+    paths = {k: stem.with_name(stem.name + "." + k) for k in ("md", "csv", "json")}
+    atomic_write_text(paths["md"], markdown_table(rows, columns, floatfmt=floatfmt) + "\n")
+    write_csv(paths["csv"], rows, columns)
+    save_json(paths["json"], list(rows))
+    return paths
+
+
+def record_command(out_dir: str | os.PathLike, wall_s: float,
+                   argv: Sequence[str] | None = None) -> Path:
+    """``out_dir/command.txt``: the command (``argv``, default ``sys.argv``), wall time,
+    host, backend and date, so every table can be traced to the run that made it."""
+    argv = list(sys.argv if argv is None else argv)
+    cmd = " ".join(shlex.quote(str(a)) for a in argv)
+    if argv and str(argv[0]).endswith(".py"):
+        cmd = "python " + cmd
+    try:
+        import jax
+        backend = f"jax {jax.__version__} on {jax.default_backend()}"
+    except Exception:  # noqa: BLE001 - jax is always present in practice
+        backend = "jax unavailable"
+    path = Path(out_dir) / "command.txt"
+    atomic_write_text(path, (
+        f"command: {cmd}\ncwd: {os.getcwd()}\nwall_s: {wall_s:.1f}\n"
+        f"host: {platform.node()} {platform.machine()} {os.cpu_count()} CPUs, "
+        f"python {platform.python_version()}\nbackend: {backend}\n"
+        f"date: {time.strftime('%Y-%m-%d %H:%M:%S')}\n"))
+    return path
