@@ -111,7 +111,7 @@ def test_alpha_axis_mesh_matches_one_device():
     b = sweep(F, x, t, domain="pixel", l2_budget=budgets, mesh=one_device(), progress=False)
     assert_same(a, b, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(a.l2, np.broadcast_to(budgets, a.l2.shape), rtol=1e-3)
-    with pytest.raises(ValueError, match="'alphas' mesh axis"):
+    with pytest.raises(ValueError, match="alpha mesh axis"):
         sweep(F, x, t, domain="pixel", l2_budget=1.0, mesh=mesh, progress=False)
 
 
@@ -229,9 +229,17 @@ def test_result_properties_and_bad_input():
         sweep(F, x, 1, domain="pixel", alphas=ALPHAS, keep_frames=[4], progress=False)
     with pytest.raises(ValueError, match="one schedule"):
         sweep(F, x, 1, alphas=ALPHAS, l2_budget=1.0, progress=False)
-    with pytest.raises(ValueError, match="mesh axes"):
-        sweep(F, x, 1, alphas=ALPHAS, progress=False,
+    with pytest.raises(ValueError, match="image_axis='images' is not an axis"):
+        sweep(F, x, 1, alphas=ALPHAS, progress=False, image_axis="images",
               mesh=jax.make_mesh((8,), ("batch",)))
+    with pytest.raises(ValueError, match="alpha_axis='a'"):
+        sweep(F, x, 1, alphas=ALPHAS, progress=False, alpha_axis="a",
+              mesh=jax.make_mesh((8,), ("batch",)))
+    with pytest.raises(TypeError, match="mesh"):
+        sweep(F, x, 1, alphas=ALPHAS, progress=False, mesh="cpu")
+    for bad in (2.7, 0, True):
+        with pytest.raises(ValueError, match="n_frames"):
+            sweep(F, x, 1, domain="pixel", n_frames=bad, progress=False)
     with pytest.raises(ValueError, match="unknown domain"):
         sweep(F, x, 1, domain=("pixel", "nope"), alphas=ALPHAS, progress=False)
 
