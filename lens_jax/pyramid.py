@@ -70,7 +70,10 @@ class PyramidCoeffs(_Coeffs):
     :meth:`SteerablePyramid.inverse` refuses coefficients whose ``plan`` names a
     differently configured pyramid (same shapes, other ``tight_frame`` or ``twidth``
     would otherwise give a wrong image without a word).  Coefficients without a plan are
-    checked by shape only.
+    checked by shape only.  Because ``plan`` is part of the tree structure, hand-made
+    coefficients that must match :meth:`SteerablePyramid.forward`'s output as a pytree
+    (a ``jax.vjp`` cotangent, ``jax.tree.map`` with a forward result) need it too:
+    ``pyr.attach(c)``.
 
     Attributes:
       highpass: ``(..., H, W)`` real high-pass residual.
@@ -627,6 +630,13 @@ class SteerablePyramid:
         if tuple(c.lowpass.shape) != want:
             raise ValueError(f"lowpass has shape {tuple(c.lowpass.shape)}; expected {want}")
         return PyramidCoeffs(c.highpass, tuple(c.bands), c.lowpass, plan=c.plan)
+
+    def attach(self, c) -> PyramidCoeffs:
+        """``c`` (a :class:`PyramidCoeffs` or a 3-tuple, shapes checked) carrying this
+        plan's identity: for coefficients built by hand that must match :meth:`forward`'s
+        output as a pytree (e.g. a cotangent for ``jax.vjp(pyr.forward, x)``)."""
+        self._check_plan(c)
+        return self._check_coeffs(c)._replace(plan=self._key())
 
     def _check_plan(self, c) -> None:
         """Refuse coefficients made by a differently configured pyramid."""

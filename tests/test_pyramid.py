@@ -71,9 +71,9 @@ def random_coeffs(pyr, seed=0, lead=()):
         b = rng.standard_normal(shape)
         return b + 1j * rng.standard_normal(shape) if pyr.is_complex else b
 
-    return PyramidCoeffs(rng.standard_normal(lead + pyr.image_shape),
-                         tuple(band(s) for s in pyr.band_shapes),
-                         rng.standard_normal(lead + tuple(pyr.lowpass_shape)))
+    return pyr.attach(PyramidCoeffs(rng.standard_normal(lead + pyr.image_shape),
+                                    tuple(band(s) for s in pyr.band_shapes),
+                                    rng.standard_normal(lead + tuple(pyr.lowpass_shape))))
 
 
 def real_inner(a, b):
@@ -798,6 +798,9 @@ def test_plan_identity_survives_transforms_and_replace():
             other.inverse(v)
     hp, bands, lp = c                                 # still unpacks as a 3-tuple
     assert len(c) == 3 and c._replace(plan=None).plan is None
+    assert pyr.attach((hp, bands, lp)).plan == c.plan
+    with pytest.raises(ValueError, match="tight_frame"):
+        other.attach(c)
     # hand-made coefficients carry no identity and are checked by shape only
     np.testing.assert_allclose(other.inverse(PyramidCoeffs(hp, bands, lp)),
                                other.inverse(c._replace(plan=None)))
