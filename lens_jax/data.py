@@ -140,7 +140,8 @@ def _local_builder(bname: str, config: str | None, data_dir: Path):
     except Exception as e:  # noqa: BLE001 - a damaged dataset_info.json (protobuf, json)
         cfg = config
         if cfg is None and cls.BUILDER_CONFIGS:
-            cfg = getattr(cls, "DEFAULT_BUILDER_CONFIG_NAME", None) or cls.BUILDER_CONFIGS[0].name
+            cfg = (getattr(cls, "DEFAULT_BUILDER_CONFIG_NAME", None)
+                   or cls.BUILDER_CONFIGS[0].name)
         folder = Path(data_dir, cls.name, *([cfg] if cfg else []), str(cls.VERSION))
         if not folder.is_dir():
             raise
