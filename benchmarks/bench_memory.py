@@ -89,11 +89,13 @@ def child(n_images: int, n_alphas: int, chunked: bool, domain: str, run: bool) -
         row["peak_rss_mb"] = _rss_mb()
 
     # XLA's account of the per-chunk program: the very jitted function the sweep runs
-    fn, _ = _chunk_fn(logits_fn, mesh, alpha_sharded=False, want_frames=False,
+    from lens_jax.models import as_classifier
+    clf = as_classifier(logits_fn)
+    fn, _ = _chunk_fn(clf.apply, mesh, mesh.axis_names[0], None, want_frames=False,
                       kind="alphas", has_source=False, domain=domain, loss="nll",
                       mode="fixed", pyramid=None, color="luminance", n_frames=12,
                       alpha_chunk=achunk)
-    ma = fn.lower(jax.ShapeDtypeStruct((chunk, SIZE, SIZE, 1), jnp.float32),
+    ma = fn.lower(clf.params, jax.ShapeDtypeStruct((chunk, SIZE, SIZE, 1), jnp.float32),
                   jax.ShapeDtypeStruct((chunk,), jnp.int32),
                   jax.ShapeDtypeStruct((chunk,), jnp.int32),
                   jax.ShapeDtypeStruct((n_alphas,), jnp.float32)).compile().memory_analysis()

@@ -101,8 +101,17 @@ def clear_memo() -> None:
     _MEMO.clear()
 
 
+def _check_name(name: Any, what: str = "name") -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be a data set name (str), e.g. {DATASETS[0]!r}; got "
+                        f"{type(name).__name__} {name!r}")
+    if not name.strip():
+        raise ValueError(f"{what} must be a data set name; got an empty string")
+    return name
+
+
 def _split_name(name: str) -> tuple[str, str | None]:
-    base, _, config = name.strip().partition("/")
+    base, _, config = _check_name(name).strip().partition("/")
     return base.lower(), (config or None)
 
 
@@ -126,7 +135,18 @@ def _local_builder(bname: str, config: str | None, data_dir: Path):
     if config is not None and config not in cls.builder_configs:
         raise ValueError(f"unknown config {config!r} for {bname!r}; "
                          f"choose from {sorted(cls.builder_configs)}")
-    return cls(data_dir=os.fspath(data_dir), config=config)
+    try:
+        return cls(data_dir=os.fspath(data_dir), config=config)
+    except Exception as e:  # noqa: BLE001 - a damaged dataset_info.json (protobuf, json)
+        cfg = config
+        if cfg is None and cls.BUILDER_CONFIGS:
+            cfg = (getattr(cls, "DEFAULT_BUILDER_CONFIG_NAME", None)
+                   or cls.BUILDER_CONFIGS[0].name)
+        folder = Path(data_dir, cls.name, *([cfg] if cfg else []), str(cls.VERSION))
+        if not folder.is_dir():
+            raise
+        _discard(folder, f"{type(e).__name__}: {e}")
+        return cls(data_dir=os.fspath(data_dir), config=config)
 
 
 def _is_prepared(builder) -> bool:
@@ -148,10 +168,21 @@ def _quiet_tfds():
         tqdm_utils.display_progress_bar(active)
 
 
+def _discard(folder: Path, why: str) -> None:
+    """Delete a damaged prepared folder of a local data set (it is prepared again)."""
+    import shutil
+    print(f"lens_jax.data: {folder} is damaged ({why}); preparing it again",
+          file=sys.stderr, flush=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def _prepare_builder(builder, manual_dir: str | os.PathLike | None) -> None:
     import tensorflow_datasets as tfds
     if _is_prepared(builder):
         return
+    folder = Path(builder.data_dir)
+    if folder.is_dir() and any(folder.iterdir()):   # files without dataset_info.json
+        _discard(folder, "dataset_info.json is missing")
     if builder.name == "fashion_mnist_local":
         from lens_jax.datasets.fashion_mnist_local import missing_files, unavailable
         manual_dir = manual_dir if manual_dir is not None else fashion_mnist_dir()
@@ -208,6 +239,22 @@ def _read_source(source, keys: tuple[str, ...] | None = None) -> dict[str, np.nd
     return {k: np.concatenate(v) for k, v in cols.items()}
 
 
+def _read_checked(builder, split: str, keys=None) -> dict[str, np.ndarray]:
+    """A split's records, their count checked against ``dataset_info.json``; ValueError
+    (naming the file) when the prepared files are damaged."""
+    try:
+        arrays = _read_source(builder.as_data_source(split), keys)
+    except Exception as e:  # noqa: BLE001 - array_record/protobuf raise many types
+        raise ValueError(f"cannot read split {split!r} in {builder.data_dir} "
+                         f"({type(e).__name__}: {e})") from None
+    want = builder.info.splits[split].num_examples
+    got = len(next(iter(arrays.values()))) if arrays else 0
+    if want and got != want:
+        raise ValueError(f"split {split!r} in {builder.data_dir} holds {got} records; its "
+                         f"dataset_info.json says {want}")
+    return arrays
+
+
 def _load_local(bname: str, config: str | None, split: str, data_dir: Path,
                 manual_dir) -> tuple[dict[str, np.ndarray], Any]:
     builder = _local_builder(bname, config, data_dir)
@@ -215,9 +262,16 @@ def _load_local(bname: str, config: str | None, split: str, data_dir: Path,
     key = (bname, cname, split, os.fspath(data_dir.resolve()))
     if key not in _MEMO:
         _prepare_builder(builder, manual_dir)
-        if split not in builder.info.splits:
-            raise ValueError(f"{bname!r} has splits {sorted(builder.info.splits)}, not {split!r}")
-        _MEMO[key] = _read_source(builder.as_data_source(split))
+        splits = sorted(builder.info.splits)
+        if split not in splits:
+            raise ValueError(f"unknown split {split!r} for {bname!r}; its splits are {splits}")
+        try:
+            _MEMO[key] = _read_checked(builder, split)
+        except ValueError as e:                        # damaged records: prepare again
+            _discard(Path(builder.data_dir), str(e))
+            builder = _local_builder(bname, config, data_dir)
+            _prepare_builder(builder, manual_dir)
+            _MEMO[key] = _read_checked(builder, split)
     return _MEMO[key], builder
 
 
@@ -315,7 +369,12 @@ def _load_tfds(name: str, split: str, data_dir: Path | None):
         raise _not_prepared_error(name, roots)
     key = ("tfds:" + name, "", split, os.fspath(path.resolve()))
     import tensorflow_datasets as tfds
-    builder = tfds.builder_from_directory(os.fspath(path))
+    try:
+        builder = tfds.builder_from_directory(os.fspath(path))
+    except Exception as e:  # noqa: BLE001 - protobuf/json errors of a damaged folder
+        raise DataUnavailableError(
+            f"{name!r} in {path} is damaged ({type(e).__name__}: {e}); prepare it again: "
+            f"`tfds build {_split_name(name)[0]} --data_dir={root} --overwrite`") from None
     ikey, lkey = builder.info.supervised_keys or ("image", "label")
     if not (isinstance(ikey, str) and isinstance(lkey, str)):
         ikey, lkey = "image", "label"
@@ -324,10 +383,21 @@ def _load_tfds(name: str, split: str, data_dir: Path | None):
         raise DataUnavailableError(
             f"{name!r} has features {sorted(feats.keys())}; lens_jax.data.load needs an "
             f"image feature {ikey!r} and a class label {lkey!r}.")
+    base_split = re.split(r"[\[+]", split)[0]
+    if base_split not in builder.info.splits:
+        raise ValueError(f"unknown split {split!r} for {name!r}; its splits are "
+                         f"{sorted(builder.info.splits)}")
     if key not in _MEMO:
         fmt = str(getattr(builder.info.file_format, "value", builder.info.file_format))
         if fmt == "array_record":
-            arrays = _read_source(builder.as_data_source(split), (ikey, lkey))
+            try:
+                arrays = _read_checked(builder, split, (ikey, lkey)) if base_split == split \
+                    else _read_source(builder.as_data_source(split), (ikey, lkey))
+            except Exception as e:  # noqa: BLE001
+                raise DataUnavailableError(
+                    f"{name!r} in {path} is damaged ({e}); prepare it again on a machine "
+                    f"with network: `tfds build {_split_name(name)[0]} --data_dir={root} "
+                    "--overwrite`") from None
         elif importlib.util.find_spec("tensorflow") is not None:
             ds = builder.as_dataset(split=split, batch_size=-1, shuffle_files=False)
             batch = tfds.as_numpy(ds)
@@ -367,10 +437,21 @@ def load(name: str, split: str = "train", *, data_dir: str | os.PathLike | None 
       ``(images, labels)`` or ``(images, labels, info)``: images float32 (N, H, W, C) in
       [0, 1], labels int32 (N,). Arrays are fresh copies.
 
+    A damaged prepared copy of a local data set (missing ``dataset_info.json``,
+    truncated or unreadable records, a record count that disagrees with
+    ``dataset_info.json``) is deleted and prepared again, with a line on stderr; a
+    damaged standard tfds data set raises :class:`DataUnavailableError` naming the
+    ``tfds build`` command that fixes it.
+
     Raises:
       DataUnavailableError: the data cannot be had offline (message says how to fix it).
-      ValueError: unknown config or split.
+      TypeError: ``name`` or ``split`` is not a string.
+      ValueError: unknown config or split (the message lists the splits).
     """
+    _check_name(name)
+    if not isinstance(split, str):
+        raise TypeError(f"split must be a split name (str) such as 'train' or 'test'; got "
+                        f"{type(split).__name__} {split!r}")
     data_dir = Path(data_dir) if data_dir is not None else None
     root = data_dir if data_dir is not None else default_data_dir()
     local = _resolve_local(name, root)

@@ -26,6 +26,7 @@ import collections
 import functools
 import importlib.util
 import io
+import math
 import os
 import pickle
 import zipfile
@@ -121,6 +122,14 @@ def _make_array(flat: np.ndarray, offset: int, size, stride) -> np.ndarray:
         raise pickle.UnpicklingError("negative tensor size, stride or offset")
     if 0 in size:
         return np.zeros(size, dtype=flat.dtype)
+    n = math.prod(size)
+    if n > flat.size:
+        # a stride-0 (expanded) view would let a few bytes of file ask for any amount of
+        # memory: every allocation is bounded by what the checkpoint holds
+        raise ValueError(
+            f"tensor view of {n} elements (size {size}, stride {stride}) is larger than "
+            f"its storage of {flat.size} elements; refusing to allocate "
+            f"{n * flat.dtype.itemsize} bytes from the checkpoint")
     last = offset + sum((n - 1) * s for n, s in zip(size, stride))
     if last >= flat.size:
         raise pickle.UnpicklingError(
@@ -199,6 +208,7 @@ def _check_storage_pid(pid: Any, n: int) -> tuple:
 
 
 def _load_zip(path: Path) -> Any:
+    file_size = os.path.getsize(path)
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
         pkl = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
@@ -215,7 +225,11 @@ def _load_zip(path: Path) -> Any:
             key = str(key)
             if key not in storages:
                 dtype = stype.dtype.newbyteorder("<" if byteorder == "little" else ">")
-                raw = zf.read(f"{prefix}data/{key}")
+                info = zf.getinfo(f"{prefix}data/{key}")
+                if info.file_size > max(file_size, 1) * 64:     # a decompression bomb
+                    raise ValueError(f"{path}: storage {key} claims {info.file_size} bytes "
+                                     f"from a {file_size}-byte file")
+                raw = zf.read(info)
                 if len(raw) % dtype.itemsize:
                     raise pickle.UnpicklingError(f"storage {key}: size not a multiple of {dtype}")
                 data = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))
@@ -257,12 +271,16 @@ def _load_legacy(path: Path) -> Any:
         keys = _RestrictedUnpickler(f, _no_persistent).load()
         if not isinstance(keys, list):
             raise pickle.UnpicklingError("legacy checkpoint: storage key list missing")
+        file_size = os.fstat(f.fileno()).st_size
         for key in keys:
             st = storages[str(key)]
             header = f.read(8)
             if len(header) != 8:
                 raise ValueError(f"{path}: truncated legacy checkpoint")
             numel = int(np.frombuffer(header, dtype="<i8")[0])
+            if numel < 0 or numel * st.dtype.itemsize > file_size - f.tell():
+                raise ValueError(f"{path}: storage {key} claims {numel} elements, more than "
+                                 "the rest of the file holds (truncated or crafted)")
             raw = f.read(numel * st.dtype.itemsize)
             if len(raw) != numel * st.dtype.itemsize:
                 raise ValueError(f"{path}: truncated legacy checkpoint")

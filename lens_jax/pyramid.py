@@ -53,18 +53,56 @@ __all__ = [
 ]
 
 
-class PyramidCoeffs(NamedTuple):
-    """Pyramid coefficients; a pytree.
+class _Coeffs(NamedTuple):
+    highpass: jax.Array
+    bands: tuple
+    lowpass: jax.Array
+
+
+class PyramidCoeffs(_Coeffs):
+    """Pyramid coefficients; a pytree that carries the identity of its plan.
+
+    A 3-tuple ``(highpass, bands, lowpass)`` (unpacks as one) with one extra static
+    attribute, ``plan``: the configuration key of the :class:`SteerablePyramid` that
+    produced it (``None`` for coefficients built by hand or by :func:`from_pyrtools` /
+    :func:`from_plenoptic` without ``pyramid=``).  ``plan`` is pytree *aux data*, so it
+    survives ``jax.jit``, ``jax.vmap``, ``jax.tree.map`` and ``_replace``;
+    :meth:`SteerablePyramid.inverse` refuses coefficients whose ``plan`` names a
+    differently configured pyramid (same shapes, other ``tight_frame`` or ``twidth``
+    would otherwise give a wrong image without a word).  Coefficients without a plan are
+    checked by shape only.  Because ``plan`` is part of the tree structure, hand-made
+    coefficients that must match :meth:`SteerablePyramid.forward`'s output as a pytree
+    (a ``jax.vjp`` cotangent, ``jax.tree.map`` with a forward result) need it too:
+    ``pyr.attach(c)``.
 
     Attributes:
       highpass: ``(..., H, W)`` real high-pass residual.
       bands: tuple over scales (fine -> coarse) of ``(..., K, h_s, w_s)`` arrays,
         complex for a complex pyramid, real otherwise.
       lowpass: ``(..., h, w)`` real low-pass residual.
+      plan: hashable configuration key of the producing plan, or ``None``.
     """
-    highpass: jax.Array
-    bands: tuple
-    lowpass: jax.Array
+    plan = None
+
+    def __new__(cls, highpass, bands, lowpass, plan=None):
+        self = super().__new__(cls, highpass, bands, lowpass)
+        if plan is not None:
+            hash(plan)                        # static aux data must be hashable
+            self.plan = plan
+        return self
+
+    def _replace(self, **kw) -> "PyramidCoeffs":
+        """A copy with some arrays replaced; the plan identity is kept."""
+        plan = kw.pop("plan", self.plan)
+        bad = set(kw) - set(self._fields)
+        if bad:
+            raise ValueError(f"PyramidCoeffs has no field(s) {sorted(bad)}")
+        vals = {f: kw.get(f, getattr(self, f)) for f in self._fields}
+        return PyramidCoeffs(**vals, plan=plan)
+
+    def __repr__(self):
+        return (f"PyramidCoeffs(highpass={self.highpass!r}, bands={self.bands!r}, "
+                f"lowpass={self.lowpass!r}, plan={self.plan!r})")
 
     def stack(self) -> jax.Array:
         """Bands as one ``(..., S, K, H, W)`` array (only without downsampling)."""
@@ -73,6 +111,15 @@ class PyramidCoeffs(NamedTuple):
             raise ValueError(
                 f"stack() needs equal band sizes (downsample=False); got {sorted(shapes)}")
         return jnp.stack(self.bands, axis=-4)
+
+
+jax.tree_util.register_pytree_with_keys(
+    PyramidCoeffs,
+    lambda c: (((jax.tree_util.GetAttrKey("highpass"), c.highpass),
+                (jax.tree_util.GetAttrKey("bands"), c.bands),
+                (jax.tree_util.GetAttrKey("lowpass"), c.lowpass)), c.plan),
+    lambda plan, ch: PyramidCoeffs(*ch, plan=plan),
+    flatten_func=lambda c: ((c.highpass, c.bands, c.lowpass), c.plan))
 
 
 # ----------------------------------------------------------------------------------
@@ -347,6 +394,28 @@ def _paste_h(a: jax.Array, n: tuple[int, int]) -> jax.Array:
 _SYNTHESES = ("real", "adjoint")
 
 
+def _check_shape(image_shape) -> tuple[int, int]:
+    """``(H, W)`` as two Python ints; TypeError/ValueError naming ``image_shape``."""
+    try:
+        dims = list(image_shape)
+    except TypeError:
+        raise TypeError(f"image_shape must be a pair (H, W) of ints; got {image_shape!r}"
+                        ) from None
+    if len(dims) != 2:
+        raise ValueError(f"image_shape must be (H, W); got {image_shape!r}")
+    out = []
+    for d in dims:
+        if isinstance(d, (bool, np.bool_)) or not isinstance(
+                d, (int, np.integer, float, np.floating)):
+            raise TypeError(f"image_shape must hold ints; got {image_shape!r} "
+                            f"({type(d).__name__} {d!r})")
+        if not float(d).is_integer():
+            raise ValueError(f"image_shape must hold whole numbers of pixels; got "
+                             f"{image_shape!r}")
+        out.append(int(d))
+    return out[0], out[1]
+
+
 @jax.tree_util.register_pytree_node_class
 class SteerablePyramid:
     """A frequency-domain steerable pyramid plan for images of one shape.
@@ -380,9 +449,7 @@ class SteerablePyramid:
                  twidth: float = 1, is_complex: bool = True, downsample: bool = True,
                  tight_frame: bool = False, *, num_orientations: int | None = None,
                  masks: str = "closed", synthesis: str = "real"):
-        shape = tuple(int(s) for s in np.atleast_1d(image_shape))
-        if len(shape) != 2:
-            raise ValueError(f"image_shape must be (H, W); got {image_shape!r}")
+        shape = _check_shape(image_shape)
         if min(shape) < 4:
             raise ValueError(f"image_shape {shape}: each side must be at least 4 pixels")
         max_h = int(math.floor(math.log2(min(shape)))) - 2
@@ -408,8 +475,15 @@ class SteerablePyramid:
                 num_orientations, (int, np.integer)) or num_orientations <= order:
             raise ValueError(f"num_orientations must be an int > order={order}; "
                              f"got {num_orientations!r}")
-        if not (isinstance(twidth, (int, float, np.number)) and twidth > 0):
-            raise ValueError(f"twidth must be positive; got {twidth!r}")
+        if isinstance(twidth, (bool, np.bool_)) or not isinstance(
+                twidth, (int, float, np.integer, np.floating)):
+            raise TypeError(f"twidth must be a positive number; got {twidth!r}")
+        if not (math.isfinite(float(twidth)) and twidth > 0):
+            raise ValueError(f"twidth must be positive and finite; got {twidth!r}")
+        for flag, v in (("is_complex", is_complex), ("downsample", downsample),
+                        ("tight_frame", tight_frame)):
+            if not isinstance(v, (bool, np.bool_)):
+                raise TypeError(f"{flag} must be a bool; got {v!r}")
         if masks not in ("closed", "lut"):
             raise ValueError(f"masks must be 'closed' or 'lut'; got {masks!r}")
         if synthesis not in _SYNTHESES:
@@ -528,7 +602,7 @@ class SteerablePyramid:
                 L = _crop_h(L, p.lo_fwd[i].shape)
             L = L * p.lo_fwd_h[i]
         lp = jnp.fft.irfft2(L, s=p.lo_fwd[-1].shape, norm=norm)
-        return PyramidCoeffs(hp, tuple(bands), lp)
+        return PyramidCoeffs(hp, tuple(bands), lp, plan=self._key())
 
     __call__ = forward
 
@@ -555,7 +629,31 @@ class SteerablePyramid:
         want = lead + tuple(self.lowpass_shape)
         if tuple(c.lowpass.shape) != want:
             raise ValueError(f"lowpass has shape {tuple(c.lowpass.shape)}; expected {want}")
-        return PyramidCoeffs(c.highpass, tuple(c.bands), c.lowpass)
+        return PyramidCoeffs(c.highpass, tuple(c.bands), c.lowpass, plan=c.plan)
+
+    def attach(self, c) -> PyramidCoeffs:
+        """``c`` (a :class:`PyramidCoeffs` or a 3-tuple, shapes checked) carrying this
+        plan's identity: for coefficients built by hand that must match :meth:`forward`'s
+        output as a pytree (e.g. a cotangent for ``jax.vjp(pyr.forward, x)``)."""
+        self._check_plan(c)
+        return self._check_coeffs(c)._replace(plan=self._key())
+
+    def _check_plan(self, c) -> None:
+        """Refuse coefficients made by a differently configured pyramid."""
+        plan = getattr(c, "plan", None)
+        if plan is None or plan == self._key():
+            return
+        names = ("image_shape", "height", "order", "num_orientations", "twidth",
+                 "is_complex", "downsample", "tight_frame", "masks")
+        try:
+            diff = [f"{n}={a!r} (coefficients) vs {b!r} (this pyramid)"
+                    for n, a, b in zip(names, plan, self._key()) if a != b]
+        except TypeError:
+            diff = [repr(plan)]
+        raise ValueError("coefficients were made by a differently configured pyramid: "
+                         + "; ".join(diff) + ". Synthesise them with the pyramid that "
+                         "analysed them (or drop the identity with c._replace(plan=None) "
+                         "if the configuration really matches)")
 
     def inverse(self, c: PyramidCoeffs, *, synthesis: str | None = None,
                 levels: Any = "all", bands: Any = "all") -> jax.Array:
@@ -571,6 +669,7 @@ class SteerablePyramid:
         synthesis = self.synthesis if synthesis is None else synthesis
         if synthesis not in _SYNTHESES:
             raise ValueError(f"synthesis must be one of {_SYNTHESES}; got {synthesis!r}")
+        self._check_plan(c)
         c = self._check_coeffs(c)
         use_levels = self._parse_levels(levels)
         use_bands = self._parse_bands(bands)
@@ -670,11 +769,17 @@ def to_pyrtools(c: PyramidCoeffs) -> dict:
     return out
 
 
-def from_pyrtools(d: dict, height: int, num_orientations: int) -> PyramidCoeffs:
+def from_pyrtools(d: dict, height: int, num_orientations: int, *,
+                  pyramid: "SteerablePyramid | None" = None) -> PyramidCoeffs:
+    """pyrtools' ``pyr_coeffs`` dict to :class:`PyramidCoeffs`.
+
+    Without ``pyramid`` the coefficients carry no plan identity (any pyramid of matching
+    shapes synthesises them); with it they carry ``pyramid``'s, so a differently
+    configured pyramid refuses them."""
     bands = tuple(jnp.stack([jnp.asarray(d[(i, k)]) for k in range(num_orientations)])
                   for i in range(height))
     return PyramidCoeffs(jnp.asarray(d["residual_highpass"]), bands,
-                         jnp.asarray(d["residual_lowpass"]))
+                         jnp.asarray(d["residual_lowpass"]), plan=_plan_of(pyramid))
 
 
 def to_plenoptic(c: PyramidCoeffs) -> OrderedDict:
@@ -690,11 +795,21 @@ def to_plenoptic(c: PyramidCoeffs) -> OrderedDict:
     return out
 
 
-def from_plenoptic(d) -> PyramidCoeffs:
-    """plenoptic's OrderedDict (tensors or arrays) to :class:`PyramidCoeffs`."""
+def from_plenoptic(d, *, pyramid: "SteerablePyramid | None" = None) -> PyramidCoeffs:
+    """plenoptic's OrderedDict (tensors or arrays) to :class:`PyramidCoeffs` (``pyramid``:
+    as in :func:`from_pyrtools`)."""
     def arr(t):
         t = t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
         return jnp.asarray(t)
     ints = sorted(k for k in d if not isinstance(k, str))
     return PyramidCoeffs(arr(d["residual_highpass"]), tuple(arr(d[i]) for i in ints),
-                         arr(d["residual_lowpass"]))
+                         arr(d["residual_lowpass"]), plan=_plan_of(pyramid))
+
+
+def _plan_of(pyramid) -> tuple | None:
+    if pyramid is None:
+        return None
+    if not isinstance(pyramid, SteerablePyramid):
+        raise TypeError(f"pyramid must be a SteerablePyramid or None; got "
+                        f"{type(pyramid).__name__}")
+    return pyramid._key()

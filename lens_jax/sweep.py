@@ -1,9 +1,11 @@
 """Amplification sweeps over a data set: images x targets x alphas (x domains), sharded
 over a device mesh, chunked, streamed to disk and resumable.
 
-    pairs (image, target) --chunk--> one global batch, sharded P("images") over the mesh
-          --shard_map(vmap(morph))--> per-pair metrics (+ frames for a few images)
-          --> chunk_000012.npz (atomic)  ...  load_sweep(out_dir) -> SweepResult
+    plan      lens_jax._sweep_plan: every argument validated once -> a Plan (static)
+    store     lens_jax._store: manifest, chunk files, input hashes, resume, load
+    compute   pairs (image, target) --chunk--> one global batch sharded over the mesh's
+              image axis --shard_map(vmap(morph))--> per-pair metrics (+ frames for a
+              few images) --> chunk_000012.npz (atomic) ... load_sweep(out_dir)
 
 * **Work unit**: one (image, target) pair is one :func:`lens_jax.morph` call (one
   gradient, ``n_alpha`` frames).  ``targets`` of shape ``(N,)`` gives one pair per image,
@@ -12,24 +14,32 @@ over a device mesh, chunked, streamed to disk and resumable.
   frames array (:func:`lens_jax.prepare_edit`, one ``jax.grad``, then each group of
   ``alpha_chunk`` frames rendered, classified and measured and dropped), so memory does
   not grow with the number of alphas.
-* **Devices**: a :class:`jax.sharding.Mesh` with axis ``"images"`` (and optionally
-  ``"alphas"``).  Each chunk is built as a global array with
-  ``NamedSharding(mesh, P("images"))`` and computed by one ``jax.jit(jax.shard_map(...))``:
-  every device runs the single-device program on its slice, with no communication, so
-  results equal the one-device path (bitwise on CPU in our tests).  ``mesh=None`` uses
-  every device of ``jax.devices()`` (all hosts after :func:`jax.distributed.initialize`).
-  An ``"alphas"`` axis also splits the frames of each pair (``alphas=`` or a 1-D
-  ``l2_budget`` in fixed mode); each alpha shard then recomputes the pair's gradient.
+* **Classifier**: anything :func:`lens_jax.models.as_classifier` takes (a callable
+  ``logits_fn(images)``, a pair ``(apply_fn, params)``, a flax ``nnx.Module``, ...).
+  Its parameters are traced arguments of the chunk program, never constants in it: new
+  parameter values of the same shapes reuse the compiled program.
+* **Devices**: any :class:`jax.sharding.Mesh`.  Images are sharded over ``image_axis``
+  (default: the mesh's first axis) and, optionally, the frames of each pair over
+  ``alpha_axis`` (default: an axis named ``"alphas"`` if the mesh has one); any other
+  axis holds replicas.  Each chunk is built as a global array and computed by one
+  ``jax.jit(jax.shard_map(...))``: every device runs the single-device program on its
+  slice, with no communication, so results equal the one-device path (bitwise on CPU in
+  our tests).  ``mesh=None`` uses every device of ``jax.devices()`` (all hosts after
+  :func:`jax.distributed.initialize`).  An alpha axis needs ``alphas=`` or a 1-D
+  ``l2_budget`` in fixed mode; each alpha shard then recomputes the pair's gradient.
 * **Memory**: a chunk of ``chunk_size`` pairs is on the devices at once (every chunk is
   padded to ``chunk_size`` rounded up to the image-axis devices, so one program serves
   them all; padding is dropped); ``alpha_chunk`` renders, classifies and measures the
-  frames of each pair in groups of that many.  Only the small metrics
-  come back for every pair; frames come back only for ``keep_frames`` images.  With
-  ``out_dir`` nothing accumulates in host memory until :func:`load_sweep`.
-* **Streaming and resume**: ``out_dir/sweep.json`` (the configuration, its hash, a
-  fingerprint of the classifier) and one ``chunk_NNNNNN.npz`` per chunk, each written
-  atomically with a hash of its inputs.  A rerun skips every valid chunk and refuses a
-  different configuration, classifier or data with a ``ValueError``.
+  frames of each pair in groups of that many.  Only the small metrics come back for
+  every pair; frames come back only for ``keep_frames`` images.  With ``out_dir``
+  nothing accumulates in host memory until :func:`load_sweep`.
+* **Streaming, resume, integrity**: ``out_dir/sweep.json`` (the configuration, its hash,
+  the input hash of every chunk, a fingerprint of the classifier: the sha256 of its
+  parameters where it has them, and its logits on up to eight probe images spread over
+  the data) and one ``chunk_NNNNNN.npz`` per chunk, written atomically with its index,
+  its pair range and its input hash.  A rerun skips every valid chunk, recomputes
+  damaged ones (named on stderr) and refuses a different configuration, classifier or
+  data with a ``ValueError``; :func:`load_sweep` checks every chunk and names a bad one.
 
 Multi-host (TPU pods, several GPU hosts): call ``jax.distributed.initialize()`` on every
 host first, then run the same :func:`sweep` call everywhere with the same ``images``
@@ -37,18 +47,15 @@ host first, then run the same :func:`sweep` call everywhere with the same ``imag
 shared file system to resume from another host) and returns the result; the others
 return ``None`` when ``out_dir`` is given.  See ``experiments/multihost_sweep.py``.
 
-Why ``shard_map(..., check_vma=False)``: the edit parameters of a domain are created with
-``jnp.zeros`` inside the per-device program, i.e. device-*invariant*; with
-``check_vma=True`` JAX transposes their implicit broadcast into a ``psum``, so
-``jax.grad`` would sum the gradients of all devices' images (wrong frames for the
-Fourier and CSP domains).  Without the check every device differentiates its own images.
+Why ``shard_map(..., check_vma=False)``: the edit parameters of a domain are created
+inside the per-device program from device-*invariant* values; with ``check_vma=True``
+JAX transposes their implicit broadcast into a ``psum``, so ``jax.grad`` would sum the
+gradients of all devices' images.  Without the check every device differentiates its
+own images.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import re
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -57,21 +64,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from ._io import atomic_save_json, atomic_save_npz
-from .domains import DOMAINS
-from .lens import LOSSES, MODES, _edit_size, morph, prepare_edit
+from . import _store
+from . import _sweep_plan as _plan
+from ._sweep_plan import sweep_mesh
+from ._store import FORMAT, MANIFEST
+from .domains import DOMAINS, split_color
+from .lens import morph, prepare_edit
+from .models import Classifier, as_classifier
 from .pyramid import SteerablePyramid
 
 __all__ = ["sweep", "load_sweep", "sweep_mesh", "SweepResult", "MANIFEST", "FORMAT"]
 
-MANIFEST = "sweep.json"
-FORMAT = "lens_jax.sweep/2"      # /2: max_change added
-_CHUNK_RE = re.compile(r"^chunk_(\d{6})\.npz$")
 _METRICS = ("probs", "logits", "l2", "alphas", "reached", "max_change", "target", "source")
-# default chunk: about this many bytes of frames (times a factor for the transform's
-# intermediates) per chunk on the devices
-_CHUNK_BYTES = 2 ** 28
-_INTERMEDIATE_FACTOR = 16
+_N_PROBE = 8          # probe images for the classifier's fingerprint
 
 
 class SweepResult(NamedTuple):
@@ -126,125 +131,21 @@ class SweepResult(NamedTuple):
 
 
 # ----------------------------------------------------------------------------------
-# mesh
+# helpers: fingerprint, global arrays, multi-host agreement
 # ----------------------------------------------------------------------------------
 
-def sweep_mesh(*, alpha_shards: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A mesh for :func:`sweep`: axes ``("images",)``, or ``("images", "alphas")`` with
-    ``alpha_shards > 1``.  ``devices`` defaults to ``jax.devices()`` (every host's)."""
-    devices = list(jax.devices() if devices is None else devices)
-    a = int(alpha_shards)
-    if a < 1 or len(devices) % a:
-        raise ValueError(f"alpha_shards={alpha_shards} must be >= 1 and divide the "
-                         f"{len(devices)} devices")
-    if a == 1:
-        return Mesh(np.array(devices), ("images",))
-    return Mesh(np.array(devices).reshape(len(devices) // a, a), ("images", "alphas"))
-
-
-def _check_mesh(mesh) -> Mesh:
-    if mesh is None:
-        return sweep_mesh()
-    if not isinstance(mesh, Mesh):
-        raise ValueError(f"mesh must be a jax.sharding.Mesh or None; got {type(mesh).__name__}")
-    names = tuple(mesh.axis_names)
-    if names not in (("images",), ("images", "alphas")):
-        raise ValueError(f"mesh axes must be ('images',) or ('images', 'alphas'); got {names}")
-    return mesh
-
-
-# ----------------------------------------------------------------------------------
-# the per-chunk program
-# ----------------------------------------------------------------------------------
-
-def _pair_fn(logits_fn, *, kind, has_source, domain, loss, mode, pyramid, color, n_frames,
-             alpha_chunk, want_frames):
-    """``(image, target, source, sched) -> dict`` for one pair, vmapped over pairs.
-
-    With frames (or any schedule but raw alphas in fixed mode): one :func:`morph` call.
-    Metrics only, raw alphas, fixed mode: the same computation as ``morph`` (one
-    gradient, ``render(-alpha * g)``, the source at ``alpha == 0``), but each group of
-    ``alpha_chunk`` frames is classified and measured as it is rendered, so the frames of
-    a pair are never all in memory (``morph`` returns them, so it keeps them all).
-    """
-    def with_morph(image, target, source, sched):
-        kw = {} if kind is None else {kind: sched}
-        m = morph(logits_fn, image, target=target, source=source if has_source else None,
-                  domain=domain, loss=loss, mode=mode, pyramid=pyramid, color=color,
-                  n_frames=n_frames, chunk_size=alpha_chunk, **kw)
-        out = {"probs": m.probs, "logits": m.logits, "l2": m.l2, "alphas": m.alphas,
-               "reached": m.reached, "max_change": m.max_change, "target": m.target,
-               "source": m.source}
-        if want_frames:
-            out["frames"] = m.frames
-        return out
-
-    def streamed(image, target, source, alphas):
-        ed = prepare_edit(logits_fn, image, target=target,
-                          source=source if has_source else None, domain=domain, loss=loss,
-                          color=color, pyramid=pyramid)
-        g = jax.grad(ed.loss)(ed.zeros)
-
-        def per_alpha(a):
-            fr = ed.render(jax.tree.map(lambda v: -a * v, g), straight_through=False)
-            fr = jnp.where(a == 0, image, fr)
-            return logits_fn(fr[None])[0], jnp.sqrt(jnp.sum((fr - image) ** 2))
-
-        n = alphas.shape[0]
-        if alpha_chunk is None or alpha_chunk >= n:
-            z, l2 = jax.vmap(per_alpha)(alphas)
-        else:
-            z, l2 = jax.lax.map(per_alpha, alphas, batch_size=int(alpha_chunk))
-        return {"probs": jax.nn.softmax(z, axis=-1), "logits": z, "l2": l2,
-                "alphas": alphas, "reached": jnp.ones(alphas.shape, bool),
-                "max_change": jnp.abs(alphas) * _edit_size(g),
-                "target": jnp.asarray(target, jnp.int32), "source": ed.source}
-
-    fast = kind == "alphas" and mode == "fixed" and not want_frames
-    return jax.vmap(streamed if fast else with_morph, in_axes=(0, 0, 0, None))
-
-
-def _build_chunk_fn(logits_fn, mesh: Mesh, *, alpha_sharded: bool, **static):
-    """The jitted chunk function and the shardings of its inputs."""
-    f = _pair_fn(logits_fn, **static)
-    if mesh.size == 1:
-        dev = mesh.devices.flat[0]
-        return jax.jit(f), [jax.sharding.SingleDeviceSharding(dev)] * 4
-    a = "alphas" if alpha_sharded else None
-    per_pair = P("images")
-    per_frame = P("images", a)
-    sched_spec = P(a) if alpha_sharded else P()
-    out_specs = {"probs": per_frame, "logits": per_frame, "l2": per_frame,
-                 "alphas": per_frame, "reached": per_frame, "max_change": per_frame,
-                 "target": per_pair,
-                 "source": per_pair}
-    if static["want_frames"]:
-        out_specs["frames"] = per_frame
-    in_specs = (per_pair, per_pair, per_pair, sched_spec)
-    # check_vma=False: see the module docstring (gradients w.r.t. device-invariant zeros)
-    fn = jax.jit(jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
-                               check_vma=False))
-    return fn, [NamedSharding(mesh, s) for s in in_specs]
-
-
-_FN_CACHE: dict = {}
-
-
-def _chunk_fn(logits_fn, mesh, **kw):
-    key = None
-    try:
-        key = (logits_fn, mesh, tuple(sorted(kw.items())))
-        hash(key)
-    except TypeError:
-        key = None
-    if key is not None and key in _FN_CACHE:
-        return _FN_CACHE[key]
-    fn = _build_chunk_fn(logits_fn, mesh, **kw)
-    if key is not None:
-        if len(_FN_CACHE) > 32:
-            _FN_CACHE.clear()
-        _FN_CACHE[key] = fn
-    return fn
+def _fingerprint(clf: Classifier, images, plan: _plan.Plan) -> dict:
+    """The classifier's identity for resume: the sha256 of its parameters (when it has
+    any) and its logits on up to ``_N_PROBE`` images spread over the data."""
+    N = plan.shape[0]
+    idx = np.unique(np.linspace(0, N - 1, min(_N_PROBE, N)).round().astype(np.int64))
+    x = np.stack([np.asarray(images[int(i)]) for i in idx]).astype(plan.dtype)
+    if x.ndim == 3:
+        x = x[..., None]
+    logits = np.asarray(jax.jit(clf.apply)(clf.params, jnp.asarray(x)), np.float64)
+    leaves = [np.asarray(v) for v in jax.tree.leaves(clf.params)]
+    return {"params": _store.params_hash(leaves), "probe_index": idx.tolist(),
+            "probe_logits": logits.tolist()}
 
 
 def _global(x: np.ndarray, sharding) -> jax.Array:
@@ -260,138 +161,6 @@ def _to_host(x: jax.Array) -> np.ndarray:
     from jax.experimental import multihost_utils
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
-
-# ----------------------------------------------------------------------------------
-# configuration, hashing, manifest
-# ----------------------------------------------------------------------------------
-
-def _hash_arrays(*arrays) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _config_hash(config: dict) -> str:
-    text = json.dumps(config, sort_keys=True, default=str)
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-
-
-def _schedule(alphas, l2_budget, step_cap, mode, dtype):
-    """``(kind, host array, n_alpha, shardable)``."""
-    given = [n for n, v in (("alphas", alphas), ("l2_budget", l2_budget),
-                            ("step_cap", step_cap)) if v is not None]
-    if len(given) > 1:
-        raise ValueError(f"give at most one schedule; got {', '.join(given)}")
-    if alphas is not None:
-        a = np.asarray(alphas, dtype)
-        if a.ndim != 1 or a.shape[0] == 0:
-            raise ValueError(f"alphas must be a non-empty 1-D array; got shape {a.shape}")
-        if not np.all(np.isfinite(a)):
-            raise ValueError("alphas contain NaN/Inf")
-        if mode != "fixed" and np.any(np.diff(a) < 0):
-            raise ValueError("live modes need non-decreasing alphas (cumulative steps)")
-        return "alphas", a, a.shape[0], mode == "fixed"
-    if l2_budget is not None:
-        b = np.asarray(l2_budget, dtype)
-        if b.ndim > 1 or b.size == 0:
-            raise ValueError(f"l2_budget must be a number or a non-empty 1-D array; "
-                             f"got shape {b.shape}")
-        if not np.all(np.isfinite(b) & (b > 0)):
-            raise ValueError(f"l2_budget values must be positive and finite; got {b}")
-        return "l2_budget", b, (b.shape[0] if b.ndim == 1 else None), b.ndim == 1
-    if step_cap is not None:
-        s = np.asarray(step_cap, dtype)
-        if s.ndim != 0 or not (np.isfinite(s) and s > 0):
-            raise ValueError(f"step_cap must be a positive finite number; got {step_cap}")
-        return "step_cap", s, None, False
-    return None, np.zeros((), dtype), None, False
-
-
-def _keep_index(keep_frames, n_images: int) -> np.ndarray:
-    if keep_frames is None or keep_frames is False:
-        return np.zeros((0,), np.int64)
-    if isinstance(keep_frames, (int, np.integer)) and not isinstance(keep_frames, bool):
-        k = int(keep_frames)
-        if k < 0:
-            raise ValueError(f"keep_frames must be >= 0; got {k}")
-        return np.arange(min(k, n_images), dtype=np.int64)
-    idx = np.unique(np.asarray(keep_frames, np.int64).reshape(-1))
-    if idx.size and (idx[0] < 0 or idx[-1] >= n_images):
-        raise ValueError(f"keep_frames indices must lie in [0, {n_images}); got "
-                         f"{idx[(idx < 0) | (idx >= n_images)].tolist()}")
-    return idx
-
-
-def _check_values(x: np.ndarray, first: int) -> None:
-    """Finite and in [0, 1] (``first``: the index of the chunk's first image)."""
-    ok = np.isfinite(x).reshape(len(x), -1).all(1)
-    if not ok.all():
-        raise ValueError(f"image {first + int(np.argmin(ok))} contains NaN/Inf values")
-    lo, hi = x.reshape(len(x), -1).min(1), x.reshape(len(x), -1).max(1)
-    bad = (lo < 0) | (hi > 1)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(f"image values must lie in [0, 1]; image {first + i} has range "
-                         f"[{lo[i]:.4g}, {hi[i]:.4g}]")
-
-
-def _probe(logits_fn, images) -> np.ndarray:
-    x = np.asarray(images[:1])
-    if x.ndim == 3:
-        x = x[..., None]
-    return np.asarray(logits_fn(jnp.asarray(x)), np.float64)
-
-
-def _read_manifest(out_dir: Path) -> dict | None:
-    path = out_dir / MANIFEST
-    if not path.exists():
-        return None
-    with open(path) as f:
-        man = json.load(f)
-    if man.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a lens_jax sweep manifest (format "
-                         f"{man.get('format')!r}, expected {FORMAT!r})")
-    return man
-
-
-def _check_resume(man: dict, config: dict, chash: str, chunk_size, probe, path) -> int:
-    """Validate an existing manifest against this call; returns its chunk size."""
-    if man["config_hash"] != chash:
-        old = man["config"]
-        diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-        raise ValueError(
-            f"{path} holds a different sweep (differs in: {', '.join(diff)}); use another "
-            "out_dir, or resume=False to start this sweep afresh there")
-    if chunk_size is not None and int(chunk_size) != man["chunk_size"]:
-        raise ValueError(f"{path} was written with chunk_size={man['chunk_size']}; "
-                         f"got chunk_size={chunk_size} (omit it to resume)")
-    old = np.asarray(man["probe"], np.float64)
-    scale = 1.0 + float(np.max(np.abs(old)))
-    if old.shape != probe.shape or not np.allclose(old, probe, rtol=1e-3, atol=1e-3 * scale):
-        raise ValueError(f"{path}: the classifier differs from the one that started this "
-                         f"sweep (logits at image 0: {old.ravel()[:4]} then, "
-                         f"{probe.ravel()[:4]} now); use another out_dir or resume=False")
-    return int(man["chunk_size"])
-
-
-def _chunk_path(out_dir: Path, k: int) -> Path:
-    return out_dir / f"chunk_{k:06d}.npz"
-
-
-def _valid_chunk(path: Path, input_hash: str) -> bool:
-    try:
-        with np.load(path) as z:
-            return str(z["input_hash"]) == input_hash
-    except Exception:          # unreadable or truncated by hand: recompute it
-        return False
-
-
-# ----------------------------------------------------------------------------------
-# multi-host agreement (process 0 decides, everyone follows)
-# ----------------------------------------------------------------------------------
 
 def _agree(value: np.ndarray) -> np.ndarray:
     if jax.process_count() == 1:
@@ -410,14 +179,170 @@ def _agree_ok(err: BaseException | None) -> None:
 
 
 # ----------------------------------------------------------------------------------
+# compute: the per-chunk program
+# ----------------------------------------------------------------------------------
+
+def _pair_fn(apply, *, kind, has_source, domain, loss, mode, pyramid, color, n_frames,
+             alpha_chunk, want_frames):
+    """``(params, image, target, source, sched) -> dict`` for one pair, vmapped over pairs
+    (``params`` broadcast).
+
+    With frames (or any schedule but raw alphas in fixed mode): one :func:`morph` call.
+    Metrics only, raw alphas, fixed mode: the same computation as ``morph`` (one
+    gradient, ``render(-alpha * g)``, the source at ``alpha == 0``), but each group of
+    ``alpha_chunk`` frames is classified and measured as it is rendered, so the frames of
+    a pair are never all in memory (``morph`` returns them, so it keeps them all).
+    """
+    def with_morph(params, image, target, source, sched):
+        logits_fn = lambda x: apply(params, x)          # noqa: E731 - params traced
+        kw = {} if kind is None else {kind: sched}
+        m = morph(logits_fn, image, target=target, source=source if has_source else None,
+                  domain=domain, loss=loss, mode=mode, pyramid=pyramid, color=color,
+                  n_frames=n_frames, chunk_size=alpha_chunk, **kw)
+        out = {name: getattr(m, name) for name in _METRICS}
+        if want_frames:
+            out["frames"] = m.frames
+        return out
+
+    def streamed(params, image, target, source, alphas):
+        logits_fn = lambda x: apply(params, x)          # noqa: E731 - params traced
+        ed = prepare_edit(logits_fn, image, target=target,
+                          source=source if has_source else None, domain=domain, loss=loss,
+                          color=color, pyramid=pyramid)
+        g = jax.grad(ed.loss)(ed.zeros)
+        state = ed.domain.analyse(split_color(image, color)[0])
+
+        def per_alpha(a):
+            fr = ed.render(jax.tree.map(lambda v: -a * v, g), straight_through=False)
+            fr = jnp.where(a == 0, image, fr)
+            return logits_fn(fr[None])[0], jnp.sqrt(jnp.sum((fr - image) ** 2))
+
+        n = alphas.shape[0]
+        if alpha_chunk is None or alpha_chunk >= n:
+            z, l2 = jax.vmap(per_alpha)(alphas)
+        else:
+            z, l2 = jax.lax.map(per_alpha, alphas, batch_size=int(alpha_chunk))
+        return {"probs": jax.nn.softmax(z, axis=-1), "logits": z, "l2": l2,
+                "alphas": alphas, "reached": jnp.ones(alphas.shape, bool),
+                "max_change": jnp.abs(alphas) * ed.domain.change(state, g),
+                "target": jnp.asarray(target, jnp.int32), "source": ed.source}
+
+    fast = kind == "alphas" and mode == "fixed" and not want_frames
+    return jax.vmap(streamed if fast else with_morph, in_axes=(None, 0, 0, 0, None))
+
+
+def _build_chunk_fn(apply, mesh: Mesh, image_axis: str, alpha_axis: str | None, **static):
+    """The jitted chunk function ``(params, x, t, s, sched)`` and its input shardings."""
+    f = _pair_fn(apply, **static)
+    if mesh.size == 1:
+        one = jax.sharding.SingleDeviceSharding(mesh.devices.flat[0])
+        return jax.jit(f), [one] * 5
+    per_pair = P(image_axis)
+    per_frame = P(image_axis, alpha_axis)
+    out_specs = {name: per_pair if name in ("target", "source") else per_frame
+                 for name in _METRICS}
+    if static["want_frames"]:
+        out_specs["frames"] = per_frame
+    in_specs = (P(), per_pair, per_pair, per_pair, P(alpha_axis))
+    # check_vma=False: see the module docstring (gradients w.r.t. device-invariant zeros)
+    fn = jax.jit(jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
+                               check_vma=False))
+    return fn, [NamedSharding(mesh, s) for s in in_specs]
+
+
+_FN_CACHE: dict = {}
+
+
+def _chunk_fn(apply, mesh, image_axis, alpha_axis, **static):
+    """:func:`_build_chunk_fn`, cached on the (static) apply function and options."""
+    try:
+        key = (apply, mesh, image_axis, alpha_axis, tuple(sorted(static.items())))
+        hash(key)
+    except TypeError:
+        return _build_chunk_fn(apply, mesh, image_axis, alpha_axis, **static)
+    if key not in _FN_CACHE:
+        if len(_FN_CACHE) > 32:
+            _FN_CACHE.clear()
+        _FN_CACHE[key] = _build_chunk_fn(apply, mesh, image_axis, alpha_axis, **static)
+    return _FN_CACHE[key]
+
+
+def _put_params(params, sharding):
+    """The classifier's parameters, replicated on the mesh (multi-host safe)."""
+    if jax.process_count() == 1:
+        return jax.device_put(params, sharding)
+    return jax.tree.map(lambda v: _global(np.asarray(v), sharding), params)
+
+
+class _Chunks:
+    """Compute the chunks ``todo`` of a plan, one in flight while the previous is stored."""
+
+    def __init__(self, clf: Classifier, images, plan: _plan.Plan, cs: int):
+        self.clf, self.images, self.plan, self.cs = clf, images, plan, cs
+        self.keep_set = np.zeros(plan.shape[0], bool)
+        self.keep_set[plan.keep] = True
+        self.static = dict(kind=plan.kind, has_source=plan.sources is not None,
+                           domain=plan.domain, loss=plan.loss, mode=plan.mode,
+                           pyramid=plan.pyramid, color=plan.color, n_frames=plan.n_frames,
+                           alpha_chunk=plan.alpha_chunk)
+        self.params = {}                      # placed once per sharding
+
+    def dispatch(self, k: int):
+        plan, T = self.plan, self.plan.targets.shape[1]
+        pairs, x, t, sv, xu = _plan.chunk_inputs(plan, self.images, self.cs, k)
+        _plan.check_values(xu, pairs[0] // T)
+        D = plan.devices
+        bp = -(-self.cs // D) * D                 # every chunk has one shape: one compile
+        if bp != len(pairs):                      # pad with the chunk's first pair
+            pad = np.zeros(bp - len(pairs), np.int64)
+            x, t, sv = (np.concatenate([v, v[pad]]) for v in (x, t, sv))
+        want = bool(self.keep_set[pairs // T].any())
+        fn, shardings = _chunk_fn(self.clf.apply, plan.mesh, plan.image_axis,
+                                  plan.alpha_axis, want_frames=want, **self.static)
+        if shardings[0] not in self.params:
+            self.params[shardings[0]] = _put_params(self.clf.params, shardings[0])
+        args = [_global(v, sh) for v, sh in zip((x, t, sv, plan.sched), shardings[1:])]
+        return k, pairs, fn(self.params[shardings[0]], *args)
+
+    def collect(self, item) -> tuple[int, np.ndarray, dict]:
+        """Host arrays of a dispatched chunk (padding and alpha padding dropped)."""
+        k, pairs, res = item
+        plan, b, n = self.plan, len(pairs), self.plan.n_alpha
+        arrays = {}
+        for name in _METRICS:
+            v = _to_host(res[name])[:b]
+            arrays[name] = v[:, :n] if v.ndim >= 2 else v
+        sel = np.nonzero(self.keep_set[pairs // plan.targets.shape[1]])[0]
+        if "frames" in res:
+            arrays["frames"] = _to_host(res["frames"])[:b][:, :n][sel]
+        else:
+            _, H, W, C = plan.shape
+            arrays["frames"] = np.zeros((0, n, H, W, C), plan.dtype)
+        arrays["frame_pairs"] = pairs[sel]
+        arrays["pairs"] = np.array([pairs[0], pairs[-1] + 1], np.int64)
+        return k, pairs, arrays
+
+    def run(self, todo: list[int], store: Callable[[int, dict], None]) -> None:
+        pending = None
+        for k in todo:
+            item = self.dispatch(k)
+            if pending is not None:
+                store(*self.collect(pending)[::2])
+            pending = item
+        if pending is not None:
+            store(*self.collect(pending)[::2])
+
+
+# ----------------------------------------------------------------------------------
 # the sweep
 # ----------------------------------------------------------------------------------
 
-def sweep(logits_fn: Callable, images, targets, *, sources=None,
+def sweep(logits_fn: Any, images, targets, *, sources=None,
           domain: str | Sequence[str] = "csp_phase", alphas=None, l2_budget=None,
           step_cap: float | None = None, n_frames: int = 12, loss: str = "nll",
           mode: str = "fixed", color: str = "luminance",
           pyramid: SteerablePyramid | None = None, mesh: Mesh | None = None,
+          image_axis: str | None = None, alpha_axis: str | None = None,
           chunk_size: int | None = None, alpha_chunk: int | None = None,
           keep_frames: int | Sequence[int] | None = 0,
           out_dir: str | os.PathLike | None = None, resume: bool = True,
@@ -426,7 +351,10 @@ def sweep(logits_fn: Callable, images, targets, *, sources=None,
     """Morph every image toward every target at every amplification, over a mesh.
 
     Args:
-      logits_fn: JAX function ``(B, H, W, C)`` images in [0, 1] -> ``(B, K)`` logits.
+      logits_fn: the classifier, in any form :func:`lens_jax.models.as_classifier`
+        takes: a JAX function ``(B, H, W, C)`` images in [0, 1] -> ``(B, K)`` logits, a
+        pair ``(apply_fn, params)``, a flax ``nnx.Module``, ...  Its parameters are
+        traced arguments (new values reuse the compiled program).
       images: ``(N, H, W, C)`` or ``(N, H, W)`` float array in [0, 1]; any array with
         NumPy slicing (a ``np.memmap`` keeps a large split on disk).  Read chunk by chunk.
       targets: an int (every image), ``(N,)`` (one target per image) or ``(N, T)``
@@ -437,17 +365,20 @@ def sweep(logits_fn: Callable, images, targets, *, sources=None,
         ``out_dir/<domain>``.
       alphas, l2_budget, step_cap, n_frames, loss, mode, color, pyramid: the schedule and
         options of :func:`lens_jax.morph` (same meaning), shared by every pair.
-      mesh: a :class:`~jax.sharding.Mesh` with axes ``("images",)`` or
-        ``("images", "alphas")`` (:func:`sweep_mesh` builds one).  ``None``: every device
-        on one ``"images"`` axis.  A one-device mesh runs plain ``jax.jit``.
+      mesh: any :class:`~jax.sharding.Mesh` (e.g. ``jax.make_mesh((8,), ("data",))`` or
+        :func:`sweep_mesh`).  ``None``: every device on one axis.  A one-device mesh
+        runs plain ``jax.jit``.
+      image_axis: the mesh axis the images are sharded over (default: its first axis).
+      alpha_axis: a mesh axis to shard the frames of each pair over (default: the axis
+        named ``"alphas"`` if there is one, else none).  Other axes hold replicas.
       chunk_size: pairs per chunk (default: from a memory budget, a multiple of the
         image-axis devices; on resume, the stored value).  Padded to the devices.
       alpha_chunk: render and classify at most this many frames of a pair at once.
       keep_frames: frames are returned only for these images: a count ``k`` (the first
         ``k``) or a sequence of image indices.  Metrics are returned for all.
       out_dir: stream chunks and a manifest there and resume from them.
-      resume: with ``out_dir``: skip finished chunks (``False``: delete this sweep's
-        files there and start afresh).
+      resume: with ``out_dir``: skip finished chunks and recompute damaged ones
+        (``False``: delete this sweep's files there and start afresh).
       progress: a tqdm bar over chunks (process 0 only).
       on_chunk: ``on_chunk(k, arrays)`` after chunk ``k`` is stored (or kept).
 
@@ -456,8 +387,9 @@ def sweep(logits_fn: Callable, images, targets, *, sources=None,
       run with ``out_dir``, only process 0 returns it (others: ``None``).
 
     Raises:
-      ValueError: bad shapes, values, schedule or mesh; a resume against a different
-        configuration, classifier or data.
+      ValueError: bad shapes, values, schedule or mesh axes; a resume against a
+        different configuration, classifier (parameters or probe logits) or data.
+      TypeError: a classifier or mesh of the wrong kind.
 
     >>> import numpy as np, jax.numpy as jnp
     >>> from lens_jax.sweep import sweep
@@ -467,281 +399,135 @@ def sweep(logits_fn: Callable, images, targets, *, sources=None,
     >>> r.probs.shape, r.l2.shape, r.frames.shape
     ((4, 3, 2), (4, 3), (0, 3, 16, 16, 1))
     """
-    if not isinstance(domain, str):
-        domains = list(domain)
-        if not domains or len(set(domains)) != len(domains):
-            raise ValueError(f"domain must be a name or a sequence of distinct names; got {domain!r}")
-        for d in domains:
-            if d not in DOMAINS:
-                raise ValueError(f"unknown domain {d!r}; choose from {DOMAINS}")
-        kw = dict(sources=sources, alphas=alphas, l2_budget=l2_budget, step_cap=step_cap,
-                  n_frames=n_frames, loss=loss, mode=mode, color=color, pyramid=pyramid,
-                  mesh=mesh, chunk_size=chunk_size, alpha_chunk=alpha_chunk,
-                  keep_frames=keep_frames, resume=resume, progress=progress,
-                  on_chunk=on_chunk)
-        return {d: sweep(logits_fn, images, targets, domain=d,
-                         out_dir=None if out_dir is None else Path(out_dir) / d, **kw)
-                for d in domains}
-    return _sweep_one(logits_fn, images, targets, sources=sources, domain=domain,
-                      alphas=alphas, l2_budget=l2_budget, step_cap=step_cap,
-                      n_frames=n_frames, loss=loss, mode=mode, color=color, pyramid=pyramid,
-                      mesh=mesh, chunk_size=chunk_size, alpha_chunk=alpha_chunk,
-                      keep_frames=keep_frames, out_dir=out_dir, resume=resume,
-                      progress=progress, on_chunk=on_chunk)
+    clf = as_classifier(logits_fn)
+    if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) < 1):
+        raise ValueError(f"chunk_size must be an int >= 1; got {chunk_size!r}")
+    opts = dict(sources=sources, alphas=alphas, l2_budget=l2_budget, step_cap=step_cap,
+                n_frames=n_frames, loss=loss, mode=mode, color=color, pyramid=pyramid,
+                mesh=mesh, image_axis=image_axis, alpha_axis=alpha_axis,
+                alpha_chunk=alpha_chunk, keep_frames=keep_frames)
+    run = dict(chunk_size=chunk_size, resume=resume, progress=progress, on_chunk=on_chunk)
+    if isinstance(domain, str):
+        return _sweep_one(clf, images, targets, domain=domain, out_dir=out_dir, opts=opts,
+                          **run)
+    domains = list(domain)
+    if not domains or len(set(domains)) != len(domains):
+        raise ValueError(f"domain must be a name or a sequence of distinct names; got "
+                         f"{domain!r}")
+    for d in domains:
+        if d not in DOMAINS:
+            raise ValueError(f"unknown domain {d!r}; choose from {DOMAINS}")
+    return {d: _sweep_one(clf, images, targets, domain=d,
+                          out_dir=None if out_dir is None else Path(out_dir) / d,
+                          opts=opts, **run)
+            for d in domains}
 
 
-def _sweep_one(logits_fn, images, targets, *, sources, domain, alphas, l2_budget, step_cap,
-               n_frames, loss, mode, color, pyramid, mesh, chunk_size, alpha_chunk,
-               keep_frames, out_dir, resume, progress, on_chunk):
-    # ---- validation (host, cheap) -------------------------------------------------
-    if domain not in DOMAINS:
-        raise ValueError(f"unknown domain {domain!r}; choose from {DOMAINS}")
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
-    if not hasattr(images, "shape") or not hasattr(images, "dtype"):
-        images = np.asarray(images)
-    if len(images.shape) not in (3, 4):
-        raise ValueError(f"images must be (N, H, W) or (N, H, W, C); got shape "
-                         f"{tuple(images.shape)}")
-    if not np.issubdtype(np.dtype(images.dtype), np.floating):
-        raise ValueError(f"images must be float in [0, 1]; got dtype {images.dtype}")
-    N = int(images.shape[0])
-    if N == 0:
-        raise ValueError("images is empty")
-    H, W = int(images.shape[1]), int(images.shape[2])
-    C = int(images.shape[3]) if len(images.shape) == 4 else 1
-    dtype = np.dtype(images.dtype)
-    if dtype in (np.dtype(np.float16),) or str(dtype) == "bfloat16":
-        dtype = np.dtype(np.float32)
-    out = jax.eval_shape(logits_fn, jax.ShapeDtypeStruct((1, H, W, C), dtype))
-    if not hasattr(out, "shape") or len(out.shape) != 2 or out.shape[1] < 2:
-        raise ValueError("logits_fn must map (B, H, W, C) images to (B, K) logits, K >= 2")
-    K = int(out.shape[1])
+def _open_store(outp: Path, clf: Classifier, images, plan: _plan.Plan, chunk_size,
+                resume: bool) -> tuple[int, list[str], np.ndarray]:
+    """Manifest and resume (process 0 decides, everyone follows):
+    ``(chunk size, input hashes, done mask)``."""
+    primary = jax.process_index() == 0
+    path = outp / MANIFEST
+    man, err, stored = None, None, np.array(0, np.int64)
+    if primary:
+        try:
+            if not resume and outp.is_dir():
+                _store.clear(outp)
+            fp = _fingerprint(clf, images, plan)
+            man = _store.read_manifest(outp)
+            if man is not None:
+                stored = np.array(_store.check_resume(
+                    man, plan.config, _store.config_hash(plan.config), chunk_size, path))
+        except BaseException as e:          # noqa: BLE001 - re-raised on every process
+            err = e
+    _agree_ok(err)
+    cs = int(_agree(stored)) or int(chunk_size or _plan.auto_chunk_size(plan))
+    n_chunks = -(-plan.n_pairs // cs)
+    hashes: list[str] = []
+    done = np.zeros(n_chunks, bool)
+    if primary:
+        try:
+            hashes = [_plan.chunk_hash(plan, images, cs, k) for k in range(n_chunks)]
+            if man is None:
+                _store.write_manifest(
+                    outp, config=plan.config, config_hash=_store.config_hash(plan.config),
+                    chunk_size=cs, n_chunks=n_chunks, n_pairs=plan.n_pairs,
+                    chunk_hashes=hashes, classifier=fp)
+            else:
+                _store.check_inputs(man, hashes, path)          # data first, then model
+                _store.same_classifier(man["classifier"], fp, path)
+                done = _store.scan(outp, man)
+        except BaseException as e:          # noqa: BLE001 - re-raised on every process
+            err = e
+    _agree_ok(err)
+    return cs, hashes, _agree(done.astype(np.int32)).astype(bool)
 
-    tg = np.asarray(targets)
-    if not np.issubdtype(tg.dtype, np.integer):
-        raise ValueError(f"targets must be integer classes; got dtype {tg.dtype}")
-    two_d = tg.ndim == 2
-    if tg.ndim == 0:
-        tg = np.full((N, 1), int(tg))
-    elif tg.ndim == 1:
-        if tg.shape[0] != N:
-            raise ValueError(f"targets has {tg.shape[0]} entries for {N} images")
-        tg = tg[:, None]
-    elif tg.ndim != 2 or tg.shape[0] != N or tg.shape[1] == 0:
-        raise ValueError(f"targets must be an int, (N,) or (N, T) with N={N}; got shape "
-                         f"{tg.shape}")
-    if tg.min() < 0 or tg.max() >= K:
-        raise ValueError(f"targets must lie in 0..{K - 1}; got {tg.min()}..{tg.max()}")
-    tg = tg.astype(np.int32)
-    T = tg.shape[1]
-    src = None
-    if sources is not None:
-        src = np.asarray(sources)
-        if src.shape != (N,) or not np.issubdtype(src.dtype, np.integer):
-            raise ValueError(f"sources must be ({N},) integer classes; got {src.shape} "
-                             f"{src.dtype}")
-        if src.min() < 0 or src.max() >= K:
-            raise ValueError(f"sources must lie in 0..{K - 1}; got {src.min()}..{src.max()}")
-        src = src.astype(np.int32)
 
-    kind, sched, n_alpha, shardable = _schedule(alphas, l2_budget, step_cap, mode, dtype)
-    if n_alpha is None:
-        n_alpha = int(n_frames)
-    if int(n_frames) < 1:
-        raise ValueError(f"n_frames must be >= 1; got {n_frames}")
-    if alpha_chunk is not None and int(alpha_chunk) < 1:
-        raise ValueError(f"alpha_chunk must be >= 1; got {alpha_chunk}")
-    mesh = _check_mesh(mesh)
-    D = int(mesh.shape["images"])
-    A = int(mesh.shape.get("alphas", 1))
-    if A > 1 and not shardable:
-        raise ValueError("an 'alphas' mesh axis needs alphas= in fixed mode or a 1-D "
-                         "l2_budget (other schedules derive every frame from one search); "
-                         "use a mesh with only an 'images' axis")
-    keep = _keep_index(keep_frames, N)
-
-    # ---- configuration, manifest --------------------------------------------------
-    n_pairs = N * T
-    config = {
-        "domain": domain, "loss": loss, "mode": mode, "color": color,
-        "pyramid": None if pyramid is None else repr(pyramid),
-        "schedule": kind, "schedule_values": np.asarray(sched).tolist(),
-        "n_alpha": n_alpha, "n_frames": int(n_frames), "alpha_chunk": alpha_chunk,
-        "n_images": N, "image_shape": [H, W, C], "images_rank": len(images.shape),
-        "dtype": str(np.dtype(images.dtype)), "targets_2d": bool(two_d), "T": T,
-        "num_classes": K, "sources_given": src is not None, "keep_frames": keep.tolist(),
-    }
-    chash = _config_hash(config)
-    n_pad_alpha = -(-n_alpha // A) * A
-    if n_pad_alpha != n_alpha:          # pad the alpha shards, padding dropped later
-        sched = np.concatenate([sched, np.full(n_pad_alpha - n_alpha, sched[-1], dtype)])
+def _sweep_one(clf: Classifier, images, targets, *, domain: str, out_dir, opts: dict,
+               chunk_size, resume, progress, on_chunk):
+    """One domain: plan, open the store, compute the missing chunks, assemble."""
+    plan, images = _plan.make_plan(clf, images, targets, domain=domain, **opts)
     primary = jax.process_index() == 0
     outp = None if out_dir is None else Path(out_dir)
-    probe = _probe(logits_fn, images) if outp is not None and primary else None
-
-    stored_chunk = np.array(0, np.int64)
-    man, err = None, None
-    if outp is not None and primary:
-        try:
-            man = _read_manifest(outp)
-            if man is not None and not resume:
-                for p in outp.iterdir():
-                    if _CHUNK_RE.match(p.name):
-                        p.unlink()
-                (outp / MANIFEST).unlink()
-                man = None
-            if man is not None:
-                stored_chunk = np.array(_check_resume(man, config, chash, chunk_size, probe,
-                                                      outp / MANIFEST), np.int64)
-        except BaseException as e:       # noqa: BLE001 - re-raised on every process
-            err = e
-    if outp is not None:
-        _agree_ok(err)
-        stored_chunk = _agree(stored_chunk)
-    if int(stored_chunk) > 0:
-        cs = int(stored_chunk)
-    elif chunk_size is not None:
-        cs = int(chunk_size)
-        if cs < 1:
-            raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
+    if outp is None:
+        cs = int(chunk_size or _plan.auto_chunk_size(plan))
+        hashes, done = [], np.zeros(-(-plan.n_pairs // cs), bool)
     else:
-        img = H * W * C * dtype.itemsize      # frames (morph path) + render intermediates
-        per_pair = 2 * n_alpha * img + _INTERMEDIATE_FACTOR * min(
-            n_alpha, int(alpha_chunk or n_alpha)) * img
-        cs = max(1, _CHUNK_BYTES // per_pair)
-        cs = int(min(cs, 1024, -(-n_pairs // D) * D))
-        cs = -(-cs // D) * D
-    n_chunks = -(-n_pairs // cs)
-
-    def chunk_inputs(k):
-        """``(pairs, images per pair, targets, sources, unique images)`` of chunk ``k``."""
-        s, e = k * cs, min((k + 1) * cs, n_pairs)
-        pairs = np.arange(s, e)
-        img_idx = pairs // T
-        lo, hi = int(img_idx[0]), int(img_idx[-1]) + 1    # contiguous images
-        x = np.asarray(images[lo:hi])
-        if x.ndim == 3:
-            x = x[..., None]
-        x = x.astype(dtype, copy=False)
-        t = tg.reshape(-1)[pairs]
-        sv = src[img_idx] if src is not None else np.zeros_like(t)
-        return pairs, x[img_idx - lo], t, sv, x
-
-    def chunk_hash(k):
-        pairs, _, t, sv, x = chunk_inputs(k)
-        _check_values(x, pairs[0] // T)
-        return _hash_arrays(x, t, sv, pairs[[0, -1]])
-
-    # ---- manifest; which chunks are done (process 0 decides) ----------------------
-    done = np.zeros(n_chunks, bool)
-    hashes: list[str] = []
-    if outp is not None and primary:
-        try:
-            hashes = [chunk_hash(k) for k in range(n_chunks)]     # one pass over the data
-            if man is None:
-                atomic_save_json(outp / MANIFEST, {
-                    "format": FORMAT, "config": config, "config_hash": chash,
-                    "chunk_size": cs, "n_chunks": n_chunks, "n_pairs": n_pairs,
-                    "probe": probe, "chunk_hashes": hashes,
-                    "classifier": getattr(logits_fn, "__qualname__",
-                                          type(logits_fn).__name__)})
-            else:
-                bad = [k for k, (h0, h1) in enumerate(zip(man["chunk_hashes"], hashes))
-                       if h0 != h1]
-                if bad:
-                    raise ValueError(
-                        f"{outp / MANIFEST}: the images, targets or sources differ from "
-                        f"those that started this sweep (chunks {bad[:5]}"
-                        f"{' ...' if len(bad) > 5 else ''}); use another out_dir or "
-                        "resume=False")
-            for k in range(n_chunks):
-                path = _chunk_path(outp, k)
-                done[k] = path.exists() and _valid_chunk(path, hashes[k])
-        except BaseException as e:       # noqa: BLE001 - re-raised on every process
-            err = e
-    if outp is not None:
-        _agree_ok(err)
-        done = _agree(done.astype(np.int32)).astype(bool)
-
-    # ---- compute ------------------------------------------------------------------
-    static = dict(kind=kind, has_source=src is not None, domain=domain, loss=loss, mode=mode,
-                  pyramid=pyramid, color=color, n_frames=int(n_frames),
-                  alpha_chunk=None if alpha_chunk is None else int(alpha_chunk))
-    keep_set = np.zeros(N, bool)
-    keep_set[keep] = True
+        cs, hashes, done = _open_store(outp, clf, images, plan, chunk_size, resume)
+    todo = [k for k in range(len(done)) if not done[k]]
     kept: list[dict] = []
-    todo = [k for k in range(n_chunks) if not done[k]]
     bar = None
     if progress and primary:
         from tqdm.auto import tqdm
-        bar = tqdm(total=n_chunks, initial=n_chunks - len(todo), unit="chunk",
+        bar = tqdm(total=len(done), initial=len(done) - len(todo), unit="chunk",
                    desc=f"sweep {domain}", leave=False)
 
-    def dispatch(k):
-        pairs, x, t, sv, xu = chunk_inputs(k)
-        h = hashes[k] if hashes else ""
-        if not hashes:                       # (checked while hashing otherwise)
-            _check_values(xu, pairs[0] // T)
-        b = len(pairs)
-        bp = -(-cs // D) * D                 # every chunk has one shape: one compile
-        if bp != b:                          # pad with the chunk's first pair
-            pad = np.zeros(bp - b, np.int64)
-            x, t, sv = (np.concatenate([v, v[pad]]) for v in (x, t, sv))
-        want = bool(keep_set[pairs // T].any())
-        fn, shardings = _chunk_fn(logits_fn, mesh, alpha_sharded=A > 1, want_frames=want,
-                                  **static)
-        args = [_global(v, sh) for v, sh in zip((x, t, sv, sched), shardings)]
-        return k, pairs, h, fn(*args)
-
-    def finish(item):
-        k, pairs, h, res = item
-        b = len(pairs)
-        arrays = {}
-        for name in _METRICS:
-            v = _to_host(res[name])[:b]
-            if v.ndim >= 2 and A > 1:
-                v = v[:, :n_alpha]
-            arrays[name] = v
-        sel = np.nonzero(keep_set[pairs // T])[0]
-        if "frames" in res:
-            fr = _to_host(res["frames"])[:b]
-            arrays["frames"] = (fr[:, :n_alpha] if A > 1 else fr)[sel]
-        else:
-            arrays["frames"] = np.zeros((0, n_alpha, H, W, C), dtype)
-        arrays["frame_pairs"] = pairs[sel]
-        arrays["pairs"] = np.array([pairs[0], pairs[-1] + 1], np.int64)
-        if outp is not None:
-            if primary:
-                atomic_save_npz(_chunk_path(outp, k), input_hash=np.array(h), **arrays)
-        else:
+    def store(k: int, arrays: dict) -> None:
+        if outp is None:
             kept.append(arrays)
+        elif primary:
+            _store.write_chunk(outp, k, arrays, input_hash=hashes[k],
+                               pairs=tuple(int(v) for v in arrays["pairs"]))
         if bar is not None:
             bar.update(1)
         if on_chunk is not None:
             on_chunk(k, arrays)
 
     try:
-        pending = None
-        for k in todo:              # one chunk in flight while the previous one is stored
-            item = dispatch(k)
-            if pending is not None:
-                finish(pending)
-            pending = item
-        if pending is not None:
-            finish(pending)
+        _Chunks(clf, images, plan, cs).run(todo, store)
     finally:
         if bar is not None:
             bar.close()
-
     if outp is None:
-        return _assemble(kept, config, n_chunks)
+        return _assemble(kept, plan.config, len(done))
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
         multihost_utils.sync_global_devices("lens_jax.sweep:done")
     return load_sweep(outp) if primary else None
+
+
+def load_sweep(out_dir: str | os.PathLike) -> SweepResult | dict[str, SweepResult]:
+    """Concatenate the chunks a finished :func:`sweep` wrote to ``out_dir``.
+
+    Every chunk is checked (readable, CRCs, its index, pair range and input hash).  A
+    folder of several domains (``out_dir/<domain>/sweep.json``) gives a dict.
+
+    Raises:
+      FileNotFoundError: no sweep there.  ValueError: chunks missing or damaged (named;
+      rerun the sweep with this ``out_dir`` to finish or repair it), a chunk that belongs
+      elsewhere, or a damaged manifest.
+    """
+    out_dir = Path(out_dir)
+    man = _store.read_manifest(out_dir)
+    if man is None:
+        subs = {p.name: p for p in sorted(out_dir.iterdir()) if (p / MANIFEST).exists()} \
+            if out_dir.is_dir() else {}
+        if not subs:
+            raise FileNotFoundError(f"no {MANIFEST} in {out_dir} or its subfolders")
+        return {name: load_sweep(p) for name, p in subs.items()}
+    chunks = _store.load_chunks(out_dir, man)
+    return _assemble(chunks, man["config"], int(man["n_chunks"]))
 
 
 # ----------------------------------------------------------------------------------
@@ -772,33 +558,3 @@ def _assemble(chunks: list[dict], config: dict, n_chunks: int) -> SweepResult:
     fr = fr[order].reshape(((keep.size, T) if config["targets_2d"] else (keep.size,))
                            + (n, H, W, C))
     return SweepResult(frames=fr, frame_index=keep, info=dict(config), **out)
-
-
-def load_sweep(out_dir: str | os.PathLike) -> SweepResult | dict[str, SweepResult]:
-    """Concatenate the chunks a finished :func:`sweep` wrote to ``out_dir``.
-
-    A folder of several domains (``out_dir/<domain>/sweep.json``) gives a dict.
-
-    Raises:
-      FileNotFoundError: no sweep there.  ValueError: chunks missing (rerun the sweep
-      to finish it) or written by another configuration.
-    """
-    out_dir = Path(out_dir)
-    man = _read_manifest(out_dir)
-    if man is None:
-        subs = {p.name: p for p in sorted(out_dir.iterdir()) if (p / MANIFEST).exists()} \
-            if out_dir.is_dir() else {}
-        if not subs:
-            raise FileNotFoundError(f"no {MANIFEST} in {out_dir} or its subfolders")
-        return {name: load_sweep(p) for name, p in subs.items()}
-    n_chunks = int(man["n_chunks"])
-    missing = [k for k in range(n_chunks) if not _chunk_path(out_dir, k).exists()]
-    if missing:
-        raise ValueError(f"{out_dir}: sweep incomplete, {len(missing)} of {n_chunks} chunks "
-                         f"missing (first: {missing[:5]}); rerun sweep() with this out_dir "
-                         "to finish it")
-    chunks = []
-    for k in range(n_chunks):
-        with np.load(_chunk_path(out_dir, k)) as z:
-            chunks.append({name: z[name] for name in z.files if name != "input_hash"})
-    return _assemble(chunks, man["config"], n_chunks)

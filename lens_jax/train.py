@@ -35,7 +35,8 @@ import optax
 from . import models as _models
 from ._io import cache_dir
 
-__all__ = ["TrainResult", "CheckpointMismatchError", "train_classifier", "load_or_train",
+__all__ = ["TrainResult", "CheckpointMismatchError", "CheckpointCorruptError",
+           "train_classifier", "load_or_train",
            "restore_checkpoint", "evaluate", "predict_logits", "accuracy", "make_optimizer",
            "DEFAULTS", "default_epochs", "default_lr"]
 
@@ -215,17 +216,50 @@ def _manager(workdir: Path, max_to_keep: int = 2):
     return ocp.CheckpointManager(workdir.resolve(), options=options)
 
 
+class CheckpointCorruptError(ValueError):
+    """A checkpoint that cannot be read back, or whose arrays do not match the content
+    hash saved with them."""
+
+
+def _state_hash(state: Any) -> str:
+    """sha256 over the arrays of a checkpoint state (tree order, dtype, shape, bytes)."""
+    h = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(state):
+        a = np.ascontiguousarray(np.asarray(jax.device_get(leaf)))
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _restore_meta(mngr, step: int, workdir: Path) -> dict:
+    ocp = _ocp()
+    try:
+        meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many types
+        raise CheckpointCorruptError(f"checkpoint {workdir} (epoch {step}) is damaged: its "
+                                     f"metadata cannot be read ({type(e).__name__}: {e})"
+                                     ) from None
+    if not isinstance(meta, dict) or "config" not in meta:
+        raise CheckpointCorruptError(f"checkpoint {workdir} (epoch {step}) is damaged: "
+                                     "its metadata has no config")
+    return meta
+
+
 def _read_meta(workdir: Path) -> tuple[Any, int | None, dict | None]:
-    """(manager, latest finished epoch, its metadata) of a checkpoint directory."""
+    """(manager, latest finished epoch, its metadata) of a checkpoint directory.
+
+    Raises :class:`CheckpointCorruptError` when the metadata cannot be read."""
     if not workdir.is_dir():
         return None, None, None
     mngr = _manager(workdir)
     step = mngr.latest_step()
     if step is None:
         return mngr, None, None
-    ocp = _ocp()
-    meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    return mngr, step, meta
+    try:
+        return mngr, step, _restore_meta(mngr, step, workdir)
+    except CheckpointCorruptError:
+        mngr.close()
+        raise
 
 
 def _target_state(config: Mapping[str, Any]):
@@ -242,18 +276,41 @@ def _target_state(config: Mapping[str, Any]):
 
 
 def _restore_state(mngr, step: int, target: Any) -> dict:
+    """The state saved at ``step``, verified against the sha256 saved with it
+    (:class:`CheckpointCorruptError` when it differs or cannot be read).  Checkpoints
+    written before content hashes existed are restored unverified."""
     ocp = _ocp()
+    workdir = Path(mngr.directory)
+    meta = _restore_meta(mngr, step, workdir)
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
-    return mngr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract)))["state"]
+    try:
+        state = mngr.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract)))["state"]
+    except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many types
+        raise CheckpointCorruptError(f"checkpoint {workdir} (epoch {step}) is damaged: its "
+                                     f"arrays cannot be read ({type(e).__name__}: {e})"
+                                     ) from None
+    want = meta.get("content_sha256")
+    if want is not None:
+        got = _state_hash(state)
+        if got != want:
+            raise CheckpointCorruptError(
+                f"checkpoint {workdir} (epoch {step}) is damaged: its arrays' sha256 "
+                f"{got[:16]}... differs from the {want[:16]}... saved with them")
+    return state
 
 
 def restore_checkpoint(workdir: str | os.PathLike, *, step: int | None = None
                        ) -> tuple[Any, Any, dict]:
     """Load ``(params, model, meta)`` from a :func:`train_classifier` workdir.
 
-    ``meta`` holds ``epoch``, ``finished``, ``history``, ``test_accuracy`` and the
-    run's ``config``. ``step`` (an epoch number) defaults to the latest checkpoint.
+    ``meta`` holds ``epoch``, ``finished``, ``history``, ``test_accuracy``, the
+    run's ``config`` and ``content_sha256`` (the hash of the saved arrays, verified
+    here). ``step`` (an epoch number) defaults to the latest checkpoint.
+
+    Raises:
+      FileNotFoundError: no checkpoint.  CheckpointCorruptError (a ``ValueError``): the
+      checkpoint cannot be read or its arrays differ from the hash saved with them.
     """
     workdir = Path(workdir)
     mngr, latest, meta = _read_meta(workdir)
@@ -261,13 +318,14 @@ def restore_checkpoint(workdir: str | os.PathLike, *, step: int | None = None
         if mngr is not None:
             mngr.close()
         raise FileNotFoundError(f"no checkpoint in {workdir}")
-    if step is not None and step != latest:
-        ocp = _ocp()
-        meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    step = latest if step is None else step
-    model, _, target = _target_state(meta["config"])
-    state = _restore_state(mngr, step, target)
-    mngr.close()
+    try:
+        if step is not None and step != latest:
+            meta = _restore_meta(mngr, step, workdir)
+        step = latest if step is None else step
+        model, _, target = _target_state(meta["config"])
+        state = _restore_state(mngr, step, target)
+    finally:
+        mngr.close()
     return state["params"], model, meta
 
 
@@ -326,6 +384,8 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
     n = len(images)
     if n == 0:
         raise ValueError("train_data is empty")
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"epochs must be an int >= 1; got {epochs!r}")
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f"labels must lie in [0, {num_classes}), got "
                          f"[{labels.min()}, {labels.max()}]")
@@ -414,10 +474,12 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
 
 def _save(mngr, step, params, opt_state, rng, history, config, *, finished, test_accuracy):
     ocp = _ocp()
+    state = {"params": params, "opt_state": opt_state, "rng": rng}
     meta = {"epoch": step, "finished": bool(finished), "history": history,
-            "config": config, "test_accuracy": test_accuracy}
+            "config": config, "test_accuracy": test_accuracy,
+            "content_sha256": _state_hash(state)}      # verified by _restore_state
     mngr.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave({"params": params, "opt_state": opt_state, "rng": rng}),
+        state=ocp.args.StandardSave(state),
         meta=ocp.args.JsonSave(json.loads(json.dumps(meta)))), force=True)
     mngr.wait_until_finished()
 
@@ -455,6 +517,10 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
     default to :data:`DEFAULTS` (:func:`default_epochs`, :func:`default_lr`).
     ``info`` has ``test_accuracy``, ``history``, ``epochs``, ``lr``, ``batch_size``,
     ``input_shape``, ``num_classes``, ``workdir``, ``dataset``, ``model``, ``seed``.
+
+    A damaged cached model (unreadable, or arrays that differ from the sha256 saved with
+    them) is never returned: its folder is renamed ``<folder>.damaged-<UTC time>``, a
+    ``RuntimeWarning`` says so, and a fresh model is trained in its place.
     """
     if epochs is None:
         epochs = default_epochs(dataset, model_name)
@@ -467,7 +533,11 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
     workdir = (Path(cache) / "models" / name) if cache is not None else cache_dir("models", name)
     wanted = {"model": model_name, "epochs": int(epochs), "seed": int(seed),
               "lr": float(lr)}
-    mngr, latest, meta = _read_meta(workdir)
+    try:
+        mngr, latest, meta = _read_meta(workdir)
+    except CheckpointCorruptError as e:
+        mngr, latest, meta = None, None, None
+        _move_aside(workdir, e)
     if mngr is not None:
         mngr.close()
     cached_ok = (latest is not None and meta.get("finished")
@@ -475,9 +545,14 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
                  and meta["config"].get("batch_size")
                  == min(batch_size, meta["config"].get("n_train", batch_size)))
     if cached_ok:
-        params, model, meta = restore_checkpoint(workdir)
-        result = TrainResult(params, model, meta["history"], meta["test_accuracy"], workdir)
-    else:
+        try:
+            params, model, meta = restore_checkpoint(workdir)
+            result = TrainResult(params, model, meta["history"], meta["test_accuracy"],
+                                 workdir)
+        except CheckpointCorruptError as e:      # never serve damaged weights: retrain
+            _move_aside(workdir, e)
+            cached_ok = False
+    if not cached_ok:
         from . import data as _data  # lazy: only needed when training
         train = _data.load(dataset, "train", data_dir=data_dir)
         test = _data.load(dataset, "test", data_dir=data_dir)
@@ -488,6 +563,9 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
             result = train_classifier(model_name, train, test, resume=True, **kwargs)
         except CheckpointMismatchError:   # another configuration lives here: start over
             result = train_classifier(model_name, train, test, resume=False, **kwargs)
+        except CheckpointCorruptError as e:   # a damaged partial run: set aside, start over
+            _move_aside(workdir, e)
+            result = train_classifier(model_name, train, test, resume=True, **kwargs)
         mngr, _, meta = _read_meta(workdir)
         mngr.close()
     config = meta["config"]
@@ -498,6 +576,21 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
             "test_accuracy": float(result.test_accuracy), "history": result.history,
             "workdir": str(workdir)}
     return result.logits_fn, result.params, info
+
+
+def _move_aside(workdir: Path, err: Exception) -> Path:
+    """Rename a damaged model folder to ``<name>.damaged-<UTC time>`` and warn."""
+    import warnings
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    dest = workdir.with_name(f"{workdir.name}.damaged-{stamp}")
+    k = 1
+    while dest.exists():
+        dest = workdir.with_name(f"{workdir.name}.damaged-{stamp}-{k}")
+        k += 1
+    os.replace(workdir, dest)
+    warnings.warn(f"{err}; moved it aside to {dest} and training a fresh model in "
+                  f"{workdir}", RuntimeWarning, stacklevel=3)
+    return dest
 
 
 def _num_classes(data_mod, dataset: str, *label_arrays: np.ndarray) -> int:

@@ -294,3 +294,53 @@ def test_tfrecord_without_tensorflow_is_a_clear_error(data_dir, tmp_path, no_net
     (dst / "dataset_info.json").write_text(json.dumps(info))
     with pytest.raises(DataUnavailableError, match="tensorflow"):
         data.load("tf_set", "test", data_dir=tmp_path)
+
+
+# ------------------------------------------------------------------------- bad input, damage
+
+def test_name_and_split_types_are_named(data_dir):
+    """``data.load(None)`` raised AttributeError from deep inside."""
+    for bad in (None, 3, ["digits"]):
+        with pytest.raises(TypeError, match="name must be a data set name"):
+            data.load(bad, data_dir=data_dir)
+    with pytest.raises(ValueError, match="name"):
+        data.load("  ", data_dir=data_dir)
+    with pytest.raises(TypeError, match="split must be"):
+        data.load("synthetic/small", None, data_dir=data_dir)
+    with pytest.raises(TypeError, match="name"):
+        data.class_names(None)
+    with pytest.raises(ValueError, match=r"unknown split 'bogus'.*\['test', 'train'\]"):
+        data.load("synthetic/small", "bogus", data_dir=data_dir)
+
+
+def _prepared_copy(tmp_path):
+    x, y = data.load("synthetic/small", "train", data_dir=tmp_path)
+    data.clear_memo()
+    return x, y, tmp_path / "synthetic" / "small" / "1.0.0"
+
+
+def test_deleted_dataset_info_is_prepared_again(tmp_path, capfd):
+    """A deleted dataset_info.json stayed broken for good."""
+    x, y, folder = _prepared_copy(tmp_path)
+    (folder / "dataset_info.json").unlink()
+    capfd.readouterr()
+    x2, y2 = data.load("synthetic/small", "train", data_dir=tmp_path)
+    assert "is damaged (dataset_info.json is missing); preparing it again" in capfd.readouterr().err
+    np.testing.assert_array_equal(x2, x)
+    np.testing.assert_array_equal(y2, y)
+    assert (folder / "dataset_info.json").is_file()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage_info"])
+def test_damaged_records_are_prepared_again(tmp_path, capfd, damage):
+    x, y, folder = _prepared_copy(tmp_path)
+    if damage == "truncate":
+        rec = next(folder.glob("*-train.array_record*"))
+        rec.write_bytes(rec.read_bytes()[: rec.stat().st_size // 3])
+    else:
+        (folder / "dataset_info.json").write_text("{ not json")
+    capfd.readouterr()
+    x2, y2 = data.load("synthetic/small", "train", data_dir=tmp_path)
+    assert "is damaged" in capfd.readouterr().err
+    np.testing.assert_array_equal(x2, x)
+    np.testing.assert_array_equal(y2, y)

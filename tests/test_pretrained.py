@@ -277,3 +277,33 @@ def test_efficientnet_resize_option_and_grad():
     g = jax.grad(lambda z: logits_fn(z)[0, 285])(x)
     assert g.shape == x.shape and np.all(np.isfinite(np.asarray(g)))
     assert float(jnp.abs(g).max()) > 0
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_reader_bounds_allocations_by_the_file(tmp_path, zip_format):
+    """A stride-0 (expanded) view let a 388-byte checkpoint ask for 1 GB."""
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "expand.pth"
+    torch.save({"w": torch.zeros(1).expand(250_000_000)}, path,
+               _use_new_zipfile_serialization=zip_format)
+    assert path.stat().st_size < 2000
+    with pytest.raises(ValueError, match=r"250000000 elements.*larger than its storage of 1"):
+        P.load_torch_checkpoint(path)
+    # an ordinary small view of a larger storage still loads
+    base = torch.arange(12.0)
+    torch.save({"v": base[2:8].view(2, 3), "b": base}, path,
+               _use_new_zipfile_serialization=zip_format)
+    out = P.load_torch_checkpoint(path)
+    np.testing.assert_array_equal(out["v"], np.arange(2.0, 8.0).reshape(2, 3))
+
+
+def test_legacy_storage_larger_than_the_file_is_refused(tmp_path):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "legacy.pth"
+    torch.save({"w": torch.ones(4)}, path, _use_new_zipfile_serialization=False)
+    blob = bytearray(path.read_bytes())
+    i = blob.rindex((4).to_bytes(8, "little"))            # the storage's element count
+    blob[i:i + 8] = (1 << 40).to_bytes(8, "little")
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match="more than the rest of the file"):
+        P.load_torch_checkpoint(path)

@@ -71,9 +71,9 @@ def random_coeffs(pyr, seed=0, lead=()):
         b = rng.standard_normal(shape)
         return b + 1j * rng.standard_normal(shape) if pyr.is_complex else b
 
-    return PyramidCoeffs(rng.standard_normal(lead + pyr.image_shape),
-                         tuple(band(s) for s in pyr.band_shapes),
-                         rng.standard_normal(lead + tuple(pyr.lowpass_shape)))
+    return pyr.attach(PyramidCoeffs(rng.standard_normal(lead + pyr.image_shape),
+                                    tuple(band(s) for s in pyr.band_shapes),
+                                    rng.standard_normal(lead + tuple(pyr.lowpass_shape))))
 
 
 def real_inner(a, b):
@@ -327,10 +327,12 @@ def test_plenoptic_converters_round_trip():
     d = to_plenoptic(c)
     assert list(d) == ["residual_highpass", 0, 1, "residual_lowpass"]
     assert d[0].shape == (2, 3, 2, 32, 48) and d[1].shape == (2, 3, 2, 16, 24)
-    back = from_plenoptic(d)
+    back = from_plenoptic(d, pyramid=pyr)
     jax.tree.map(np.testing.assert_array_equal, back, c)
+    assert from_plenoptic(d).plan is None
     torch = pytest.importorskip("torch")
-    back_t = from_plenoptic(OrderedDict((k, torch.from_numpy(np.array(v))) for k, v in d.items()))
+    back_t = from_plenoptic(OrderedDict((k, torch.from_numpy(np.array(v))) for k, v in d.items()),
+                            pyramid=pyr)
     jax.tree.map(np.testing.assert_array_equal, back_t, c)
     with pytest.raises(ValueError, match="B, C, H, W"):
         to_plenoptic(jax.eval_shape(pyr.forward, jax.ShapeDtypeStruct((32, 48), np.float64)))
@@ -622,7 +624,10 @@ def test_pyrtools_converters_round_trip():
     assert set(d) == {"residual_highpass", "residual_lowpass"} | set(
         itertools.product(range(3), range(3)))
     assert d[(1, 2)].shape == (16, 24)
-    jax.tree.map(np.testing.assert_array_equal, from_pyrtools(d, 3, 3), c)
+    jax.tree.map(np.testing.assert_array_equal, from_pyrtools(d, 3, 3, pyramid=pyr), c)
+    back = from_pyrtools(d, 3, 3)                 # no identity: any plan of these shapes
+    assert back.plan is None
+    np.testing.assert_allclose(inv(pyr, back), inv(pyr, c), atol=1e-14)
     with pytest.raises(ValueError, match="single"):
         to_pyrtools(jax.eval_shape(pyr.forward, jax.ShapeDtypeStruct((2, 32, 48), np.float64)))
 
@@ -751,3 +756,119 @@ def test_no_warnings_on_odd_sizes():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert_reconstructs(SteerablePyramid((33, 47), 3), image((33, 47)))
+
+
+# ------------------------------------------------------------------ plan identity (issue 12)
+@pytest.mark.parametrize("other", [{"tight_frame": True}, {"twidth": 0.5}, {"masks": "lut"}],
+                         ids=["tight_frame", "twidth", "masks"])
+def test_inverse_refuses_coefficients_of_another_configuration(other):
+    """Same shapes, other configuration: synthesising gave a wrong image without a word
+    (up to 0.58 off); now a ValueError naming the differing option."""
+    pyr = SteerablePyramid((32, 32), 3, 3)
+    alien = pyr.replace(**other)
+    x = image((32, 32))
+    c = fwd(alien, x)
+    assert [b.shape for b in c.bands] == [b.shape for b in fwd(pyr, x).bands]
+    name = next(iter(other))
+    with pytest.raises(ValueError, match=f"differently configured.*{name}"):
+        pyr.inverse(c)
+    with pytest.raises(ValueError, match=name):
+        jax.jit(pyr.inverse)(c)
+    # its own plan (or another synthesis operator, which is not part of the identity)
+    np.testing.assert_allclose(inv(alien, c), x, atol=1e-5)      # lut masks: ~3e-6
+    inv(alien.replace(synthesis="adjoint"), c)
+
+
+def test_plan_identity_survives_transforms_and_replace():
+    pyr = SteerablePyramid((32, 40), 2, 1, tight_frame=True)
+    other = pyr.replace(tight_frame=False)
+    x = image((3, 32, 40))
+    c = pyr.forward(x)
+    variants = {
+        "jit": jax.jit(pyr.forward)(x),
+        "vmap": jax.vmap(pyr.forward)(x),
+        "tree.map": jax.tree.map(lambda a: 2 * a, c),
+        "_replace": c._replace(bands=tuple(b * 1j for b in c.bands)),
+        "jit out of jit": jax.jit(lambda c: c)(c),
+        "scan carry": jax.lax.scan(lambda c, _: (c, None), c, None, length=2)[0],
+    }
+    for name, v in variants.items():
+        assert isinstance(v, PyramidCoeffs) and v.plan == c.plan is not None, name
+        with pytest.raises(ValueError, match="tight_frame"):
+            other.inverse(v)
+    hp, bands, lp = c                                 # still unpacks as a 3-tuple
+    assert len(c) == 3 and c._replace(plan=None).plan is None
+    assert pyr.attach((hp, bands, lp)).plan == c.plan
+    with pytest.raises(ValueError, match="tight_frame"):
+        other.attach(c)
+    # hand-made coefficients carry no identity and are checked by shape only
+    np.testing.assert_allclose(other.inverse(PyramidCoeffs(hp, bands, lp)),
+                               other.inverse(c._replace(plan=None)))
+    with pytest.raises(TypeError):
+        PyramidCoeffs(hp, bands, lp, plan=[1, 2])     # aux data must be hashable
+
+
+def test_domain_render_keeps_the_identity():
+    """The CSP domains edit bands with ``c._replace(bands=...)``: the plan goes along."""
+    from lens_jax.domains import get_domain
+    dom = get_domain("csp_phase", (32, 32))
+    x = jnp.asarray(image((1, 32, 32)))
+    state = dom.analyse(x)
+    assert state.plan == dom.pyramid._key()
+    out = dom.render(state, dom.zeros(state), (32, 32))
+    np.testing.assert_allclose(out, x, atol=1e-10)
+    alien = get_domain("csp_phase", (32, 32), pyramid=dom.pyramid.replace(twidth=0.5))
+    with pytest.raises(ValueError, match="twidth"):
+        alien.render(state, dom.zeros(state), (32, 32))
+
+
+@pytest.mark.parametrize("shape,err", [((32.7, 32.2), ValueError), (("32", "32"), TypeError),
+                                       ((32, None), TypeError), (32, TypeError),
+                                       ((True, 32), TypeError), ((np.nan, 32), ValueError)])
+def test_bad_image_shape_is_named(shape, err):
+    """``(32.7, 32.2)`` silently became 32x32 and ``("32", "32")`` was accepted."""
+    with pytest.raises(err, match="image_shape"):
+        SteerablePyramid(shape)
+    # whole numbers of any integer or float type are fine
+    assert SteerablePyramid((np.int32(32), 32.0)).image_shape == (32, 32)
+
+
+@pytest.mark.parametrize("kw,err,name", [
+    ({"twidth": float("inf")}, ValueError, "twidth"), ({"twidth": "1"}, TypeError, "twidth"),
+    ({"tight_frame": "no"}, TypeError, "tight_frame"), ({"downsample": 1}, TypeError, "downsample"),
+    ({"is_complex": None}, TypeError, "is_complex")])
+def test_bad_options_are_named(kw, err, name):
+    with pytest.raises(err, match=name):
+        SteerablePyramid((32, 32), **kw)
+
+
+_CONFIG_NAMES = ("image_shape", "height", "order", "twidth", "tight_frame", "downsample",
+                 "num_orientations", "is_complex")
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(h=st.integers(1, 40), w=st.integers(1, 40),
+       height=st.one_of(st.just("auto"), st.integers(-1, 6), st.floats(0, 4)),
+       order=st.integers(-1, 6), twidth=st.one_of(st.floats(-1, 4), st.just(float("nan"))),
+       tight=st.booleans(), down=st.booleans(), cplx=st.booleans(),
+       seed=st.integers(0, 2 ** 16))
+def test_any_configuration_is_finite_or_rejected_by_name(h, w, height, order, twidth, tight,
+                                                         down, cplx, seed):
+    """Property: for every configuration, either the plan is refused with a
+    ValueError/TypeError naming one of its arguments, or a finite image gives finite
+    coefficients and a finite reconstruction equal to the image."""
+    try:
+        pyr = SteerablePyramid((h, w), height, order, twidth=twidth, is_complex=cplx,
+                               downsample=down, tight_frame=tight)
+    except (ValueError, TypeError) as e:
+        assert any(n in str(e) for n in _CONFIG_NAMES), str(e)
+        return
+    x = np.random.default_rng(seed).random((h, w))
+    c = pyr.forward(x)
+    for leaf in jax.tree.leaves(c):
+        assert np.all(np.isfinite(np.asarray(leaf)))
+    for synthesis in ("real", "adjoint"):
+        y = np.asarray(pyr.inverse(c, synthesis=synthesis))
+        assert np.all(np.isfinite(y))
+    np.testing.assert_allclose(np.asarray(pyr.inverse(c)), x, atol=1e-9)

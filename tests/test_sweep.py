@@ -111,7 +111,7 @@ def test_alpha_axis_mesh_matches_one_device():
     b = sweep(F, x, t, domain="pixel", l2_budget=budgets, mesh=one_device(), progress=False)
     assert_same(a, b, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(a.l2, np.broadcast_to(budgets, a.l2.shape), rtol=1e-3)
-    with pytest.raises(ValueError, match="'alphas' mesh axis"):
+    with pytest.raises(ValueError, match="alpha mesh axis"):
         sweep(F, x, t, domain="pixel", l2_budget=1.0, mesh=mesh, progress=False)
 
 
@@ -229,9 +229,17 @@ def test_result_properties_and_bad_input():
         sweep(F, x, 1, domain="pixel", alphas=ALPHAS, keep_frames=[4], progress=False)
     with pytest.raises(ValueError, match="one schedule"):
         sweep(F, x, 1, alphas=ALPHAS, l2_budget=1.0, progress=False)
-    with pytest.raises(ValueError, match="mesh axes"):
-        sweep(F, x, 1, alphas=ALPHAS, progress=False,
+    with pytest.raises(ValueError, match="image_axis='images' is not an axis"):
+        sweep(F, x, 1, alphas=ALPHAS, progress=False, image_axis="images",
               mesh=jax.make_mesh((8,), ("batch",)))
+    with pytest.raises(ValueError, match="alpha_axis='a'"):
+        sweep(F, x, 1, alphas=ALPHAS, progress=False, alpha_axis="a",
+              mesh=jax.make_mesh((8,), ("batch",)))
+    with pytest.raises(TypeError, match="mesh"):
+        sweep(F, x, 1, alphas=ALPHAS, progress=False, mesh="cpu")
+    for bad in (2.7, 0, True):
+        with pytest.raises(ValueError, match="n_frames"):
+            sweep(F, x, 1, domain="pixel", n_frames=bad, progress=False)
     with pytest.raises(ValueError, match="unknown domain"):
         sweep(F, x, 1, domain=("pixel", "nope"), alphas=ALPHAS, progress=False)
 
@@ -265,3 +273,116 @@ def test_two_processes_match_one_process(tmp_path):
                 alphas=np.linspace(0.0, 6.0, 4).astype(np.float32), chunk_size=8,
                 keep_frames=4, progress=False)
     assert_same(load_sweep(out / "sweep"), ref)
+
+
+# ----------------------------------------------------------------------------------
+# any mesh, traced parameters (issue 11)
+# ----------------------------------------------------------------------------------
+
+def test_any_mesh_matches_one_device():
+    """A user's mesh with its own axis names: images over ``image_axis`` (default the
+    first axis), alphas optionally over ``alpha_axis``, other axes replicate."""
+    x = images(11, seed=7)
+    t = (np.arange(11) * 2) % K
+    kw = dict(domain="csp_phase", alphas=ALPHAS, keep_frames=[0, 10], progress=False)
+    ref = sweep(F, x, t, mesh=one_device(), **kw)
+    devs = np.array(jax.devices())
+    for mesh, extra in [
+            (jax.make_mesh((8,), ("data",)), {}),
+            (jax.sharding.Mesh(devs.reshape(4, 2), ("data", "model")), {"alpha_axis": "model"}),
+            (jax.sharding.Mesh(devs.reshape(2, 4), ("rep", "batch")), {"image_axis": "batch"})]:
+        assert_same(sweep(F, x, t, mesh=mesh, **extra, **kw), ref)
+
+
+def test_params_are_traced_not_constants():
+    """``(apply, params)``: new parameters of the same shapes reuse the compiled chunk
+    program and give the new model's results (not the first one's)."""
+    sweep_mod = sys.modules["lens_jax.sweep"]
+    apply = lambda p, x: x.reshape(x.shape[0], -1) @ p          # noqa: E731
+    w1 = jnp.asarray(np.random.default_rng(1).standard_normal((H * W, K)) * 0.1, jnp.float32)
+    w2 = jnp.asarray(np.random.default_rng(2).standard_normal((H * W, K)) * 0.1, jnp.float32)
+    x = images(4, seed=3)
+    kw = dict(domain="pixel", alphas=ALPHAS, mesh=one_device(), progress=False)
+    sweep_mod._FN_CACHE.clear()
+    a = sweep((apply, w1), x, 1, **kw)
+    (fn, _), = sweep_mod._FN_CACHE.values()
+    b = sweep((apply, w2), x, 1, **kw)
+    assert len(sweep_mod._FN_CACHE) == 1 and fn._cache_size() == 1     # no recompile
+    assert_same(a, sweep(lambda v: apply(w1, v), x, 1, **kw))
+    assert_same(b, sweep(lambda v: apply(w2, v), x, 1, **kw))
+    assert not np.allclose(a.probs, b.probs)
+
+
+# ----------------------------------------------------------------------------------
+# integrity of the store (issue 12)
+# ----------------------------------------------------------------------------------
+
+def _stream(tmp_path, f=F, n=12, **extra):
+    x = images(n, seed=5)
+    t = np.arange(n) % K
+    kw = dict(domain="pixel", alphas=ALPHAS, chunk_size=4, keep_frames=[1], progress=False)
+    kw.update(extra)
+    return x, t, kw, sweep(f, x, t, out_dir=tmp_path, **kw)
+
+
+def test_load_refuses_a_chunk_copied_over_another(tmp_path):
+    """A chunk file replaced by a copy of another loaded as shifted, duplicated rows."""
+    _stream(tmp_path)
+    (tmp_path / "chunk_000000.npz").write_bytes((tmp_path / "chunk_000001.npz").read_bytes())
+    with pytest.raises(ValueError, match=r"chunk_000000\.npz holds chunk 1 .*expected chunk 0"):
+        load_sweep(tmp_path)
+
+
+def test_resume_refuses_a_classifier_that_agrees_on_image_0(tmp_path):
+    """Only image 0's logits were compared: a model equal there but not elsewhere was
+    resumed into a result that mixes two models."""
+    x, t, kw, _ = _stream(tmp_path)
+    m0 = float(x[0].mean())
+    g = lambda v: F(v) + 10.0 * (v.mean((1, 2, 3)) - m0)[:, None] * jnp.arange(K)  # noqa
+    x0 = jnp.asarray(x[:1, ..., None])
+    np.testing.assert_allclose(g(x0), F(x0), atol=1e-5)           # equal at image 0
+    (tmp_path / "chunk_000002.npz").unlink()
+    with pytest.raises(ValueError, match=r"classifier differs.*logits at image [1-9]"):
+        sweep(g, x, t, out_dir=tmp_path, **kw)
+    # with parameters: their hash is compared too
+    apply = lambda p, v: v.reshape(v.shape[0], -1) @ p[0] + p[1]          # noqa: E731
+    w = jnp.asarray(np.random.default_rng(0).standard_normal((H * W, K)) * 0.1, jnp.float32)
+    out = tmp_path / "p"
+    sweep((apply, (w, jnp.zeros(K))), x, t, out_dir=out, **kw)
+    (out / "chunk_000002.npz").unlink()
+    with pytest.raises(ValueError, match="parameters' sha256"):
+        sweep((apply, (w, jnp.full(K, 1e-7))), x, t, out_dir=out, **kw)
+
+
+@pytest.mark.parametrize("damage", ["crc", "truncate", "garbage"])
+def test_damaged_chunk_is_named_and_recomputed_on_resume(tmp_path, capfd, damage):
+    x, t, kw, full = _stream(tmp_path)
+    path = tmp_path / "chunk_000001.npz"
+    data = bytearray(path.read_bytes())
+    if damage == "crc":                       # flip bytes inside a member's data
+        i = data.index(b"\x93NUMPY", data.index(b"probs.npy")) + 200
+        data[i:i + 8] = bytes(b ^ 0xFF for b in data[i:i + 8])
+    elif damage == "truncate":
+        data = data[:len(data) // 2]
+    else:
+        data = bytearray(b"not a zip file")
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"chunk_000001\.npz is damaged.*rerun sweep"):
+        load_sweep(tmp_path)
+    computed = []
+    res = sweep(F, x, t, out_dir=tmp_path, on_chunk=lambda k, _: computed.append(k), **kw)
+    assert computed == [1]
+    assert "chunk_000001.npz is damaged" in capfd.readouterr().err
+    assert_same(res, full, rtol=0, atol=0)
+    assert_same(load_sweep(tmp_path), full, rtol=0, atol=0)
+
+
+def test_damaged_manifest_is_named(tmp_path):
+    x, t, kw, _ = _stream(tmp_path)
+    (tmp_path / "sweep.json").write_text('{"format": "lens_jax.sweep/3", "conf')
+    with pytest.raises(ValueError, match=r"sweep\.json is damaged.*resume=False"):
+        sweep(F, x, t, out_dir=tmp_path, **kw)
+    with pytest.raises(ValueError, match=r"sweep\.json is damaged"):
+        load_sweep(tmp_path)
+    sweep(F, x, t, out_dir=tmp_path, resume=False, **kw)          # the named fix works
+    load_sweep(tmp_path)

@@ -161,3 +161,79 @@ def test_defaults_table():
     assert T.default_epochs("mnist5k", "cnn") >= 8
     assert T.default_epochs("fashion_mnist_local", "cnn") == T.default_epochs("fashion_mnist", "cnn")
     assert T.default_epochs("unknown", "cnn") > 0 and T.default_lr("unknown", "mlp") == 1e-3
+
+
+# ----------------------------------------------------------------------------------
+# damaged checkpoints (issue 12)
+# ----------------------------------------------------------------------------------
+
+def _array_files(step_dir):
+    """The files holding a checkpoint's arrays (the biggest ones under state/)."""
+    files = [p for p in (step_dir / "state").rglob("*") if p.is_file()]
+    return sorted(files, key=lambda p: p.stat().st_size, reverse=True)
+
+
+def _flip(path, n=64, where=0.5):
+    data = bytearray(path.read_bytes())
+    i = int(len(data) * where)
+    data[i:i + n] = bytes(b ^ 0xA5 for b in data[i:i + n])
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture()
+def tiny_run(tmp_path):
+    r = np.random.default_rng(0)
+    x = r.random((64, 8, 8, 1)).astype(np.float32)
+    y = (x.mean((1, 2, 3)) > 0.5).astype(np.int32)
+    res = T.train_classifier("mlp", (x, y), (x, y), num_classes=2, epochs=1, batch_size=32,
+                             workdir=tmp_path / "run", progress=False,
+                             model_kwargs={"width": 16, "depth": 1})
+    return tmp_path / "run", res
+
+
+def test_checkpoint_with_flipped_bytes_is_detected(tiny_run):
+    """64 flipped bytes restored without error: parameters off by up to 2.7e35 while the
+    metadata still reported the old accuracy."""
+    run, res = tiny_run
+    params, _, meta = T.restore_checkpoint(run)                 # intact: verified, equal
+    assert _leaves_equal(params, res.params) and len(meta["content_sha256"]) == 64
+    _flip(_array_files(run / "1")[0])
+    with pytest.raises(T.CheckpointCorruptError,
+                       match=r"run \(epoch 1\) is damaged: its arrays. sha256"):
+        T.restore_checkpoint(run)
+    assert issubclass(T.CheckpointCorruptError, ValueError)
+
+
+def test_train_zero_epochs_is_refused():
+    x = np.zeros((8, 8, 8, 1), np.float32)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="epochs"):
+            T.train_classifier("mlp", (x, np.zeros(8, int)), num_classes=2, epochs=bad,
+                               progress=False)
+
+
+def test_load_or_train_sets_a_damaged_model_aside_and_retrains(digits, tmp_path, monkeypatch):
+    train, test = digits
+    calls = []
+
+    def load(name, split, *, data_dir=None, with_info=False):
+        calls.append(split)
+        return {"train": (train[0][:128], train[1][:128]), "test": test}[split]
+
+    fake = types.ModuleType("lens_jax.data")
+    fake.load = load
+    fake.class_names = lambda name: [str(i) for i in range(10)]
+    monkeypatch.setitem(sys.modules, "lens_jax.data", fake)
+    monkeypatch.setattr(lens_jax, "data", fake, raising=False)
+    kw = dict(epochs=1, cache=tmp_path, progress=False, batch_size=64)
+    _, params, info = T.load_or_train("mlp", "toy", **kw)
+    folder = tmp_path / "models" / ("toy_mlp_s0" if T.default_epochs("toy", "mlp") == 1
+                                    else "toy_mlp_s0_e1")
+    _flip(_array_files(folder / "1")[0])
+    with pytest.warns(RuntimeWarning, match=r"damaged.*moved it aside"):
+        _, params2, info2 = T.load_or_train("mlp", "toy", **kw)
+    assert len(calls) == 4                                   # trained again
+    aside = list(folder.parent.glob(folder.name + ".damaged-*"))
+    assert len(aside) == 1 and folder.is_dir()
+    assert _leaves_equal(params, params2)                    # same seed: the same weights
+    T.restore_checkpoint(folder)                             # the fresh one verifies
