@@ -255,20 +255,22 @@ def _flow_joint_analyse(dom, x):
         s = _fl.balance_scale(
             lambda f, a: _fl.render_flow(dom.pyramid, state, f, a, clip_logamp=LOGAMP_MAX),
             zero_f, zero_a, x.shape, state.coeffs.highpass.dtype)
-    elif isinstance(bal, str) and bal == "none":
+    elif isinstance(bal, str) and bal in ("none", "gradient"):
         s = 1.0
     elif isinstance(bal, (int, float, np.number)) and not isinstance(bal, bool) \
             and math.isfinite(bal) and bal > 0:
         s = float(bal)
     else:
-        raise ValueError(f"option balance must be 'auto', 'none' or a positive number; "
-                         f"got {bal!r}")
+        raise ValueError(f"option balance must be 'auto', 'gradient', 'none' or a positive "
+                         f"number; got {bal!r}")
     return state._replace(scale=jnp.asarray(s, state.coeffs.highpass.dtype))
 
 
 def _flow_render(dom, state, p, shape):
-    return _fl.render_flow(dom.pyramid, state, p["flow"], p.get("logamp"),
-                          clip_logamp=LOGAMP_MAX)
+    flow, logamp = p["flow"], p.get("logamp")
+    if logamp is not None and dom.option("balance") == "gradient":
+        flow, logamp = _fl.balance_gate(dom.pyramid, flow, logamp, state)
+    return _fl.render_flow(dom.pyramid, state, flow, logamp, clip_logamp=LOGAMP_MAX)
 
 
 def _flow_change(dom, state, p):

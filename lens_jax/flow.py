@@ -39,7 +39,8 @@ from .pyramid import PyramidCoeffs, SteerablePyramid, modulate_phase
 __all__ = ["local_frequency", "nominal_frequencies", "interp_matrix", "band_flow",
            "FlowState", "analyse_flow", "flow_phases", "render_flow", "trig_resample",
            "resample_periodic",
-           "warp_channels", "balance_scale", "max_phase_change", "wrapped_fraction"]
+           "warp_channels", "balance_scale", "balance_gate", "max_phase_change",
+           "wrapped_fraction"]
 
 _REL_EPS = 1e-9      # fallback weight of the nominal frequency, relative to band energy
 
@@ -392,7 +393,8 @@ def warp_channels(x: jax.Array, flow: jax.Array, *, interp: str = "cubic") -> ja
 # ----------------------------------------------------------------------------------
 
 def balance_scale(render_parts, flow0: jax.Array, logamp0: tuple, out_shape: tuple,
-                  dtype, *, probes: int = 4, seed: int = 0) -> jax.Array:
+                  dtype, *, probes: int = 4, seed: int = 0,
+                  probe_images: jax.Array | None = None) -> jax.Array:
     """Scale ``s`` for the flow parameters (``d = s * p``) that gives the flow part and
     the log-amplitude part of a gradient step the same typical image change.
 
@@ -408,7 +410,8 @@ def balance_scale(render_parts, flow0: jax.Array, logamp0: tuple, out_shape: tup
     ``render_parts(flow, logamp) -> (Ce, H, W)`` at unit scale.
     """
     key = jax.random.PRNGKey(seed)
-    zs = jax.random.normal(key, (probes,) + tuple(out_shape), dtype)
+    zs = jax.random.normal(key, (probes,) + tuple(out_shape), dtype) \
+        if probe_images is None else probe_images
     _, vjp = jax.vjp(render_parts, flow0, logamp0)
 
     def one(z):
@@ -424,3 +427,38 @@ def balance_scale(render_parts, flow0: jax.Array, logamp0: tuple, out_shape: tup
     lam_a = jnp.sum(ma) / jnp.maximum(jnp.sum(ga), tiny)
     s = jnp.sqrt(lam_a / jnp.maximum(lam_f, tiny))
     return jnp.where(jnp.isfinite(s) & (lam_f > tiny) & (lam_a > tiny), s, jnp.ones_like(s))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def balance_gate(pyr: SteerablePyramid, flow: jax.Array, logamp: tuple,
+                 state: FlowState) -> tuple:
+    """Identity on ``(flow, logamp)``; under reverse-mode differentiation the flow part of
+    the cotangent is rescaled so that both parts change the image equally to first order.
+
+    With ``g = (g_f, g_a)`` the true gradient, the returned "gradient" is ``(c g_f, g_a)``
+    with ``c = ||J_a g_a|| / ||J_f g_f||`` (``J``: the render's Jacobians at the current
+    parameters; two JVPs per gradient): a block-diagonal positive rescaling, so still a
+    descent direction, and a step ``-alpha g`` moves the image as much through the flow
+    as through the amplitudes.  Forward mode (``jvp``) sees the plain identity.
+    """
+    return flow, logamp
+
+
+def _gate_fwd(pyr, flow, logamp, state):
+    return (flow, logamp), (flow, logamp, state)
+
+
+def _gate_bwd(pyr, res, ct):
+    flow, logamp, state = res
+    gf, ga = ct
+    _, jf = jax.jvp(lambda f: render_flow(pyr, state, f, logamp), (flow,), (gf,))
+    _, ja = jax.jvp(lambda a: render_flow(pyr, state, flow, a), (logamp,), (ga,))
+    nf = jnp.sqrt(jnp.sum(jf * jf))
+    na = jnp.sqrt(jnp.sum(ja * ja))
+    ok = (nf > 0) & (na > 0) & jnp.isfinite(nf) & jnp.isfinite(na)
+    c = jnp.where(ok, na / jnp.where(ok, nf, 1.0), 1.0).astype(gf.dtype)
+    zero_state = jax.tree.map(jnp.zeros_like, state)
+    return gf * c, ga, zero_state
+
+
+balance_gate.defvjp(_gate_fwd, _gate_bwd)
