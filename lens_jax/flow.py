@@ -91,7 +91,8 @@ def local_frequency(c: jax.Array, nominal: jax.Array | None = None) -> tuple[jax
     zy, zx = along(-2), along(-1)
     e = jnp.mean(jnp.real(c) ** 2 + jnp.imag(c) ** 2, axis=(-2, -1), keepdims=True)
     rdt = jnp.real(c).dtype
-    eps = _REL_EPS * e + jnp.finfo(rdt).tiny
+    eps = _REL_EPS * e + 1e-30        # 1e-30: a normal number in float32 too (CPUs
+    #                                   flush subnormals, and an all-zero band needs eps > 0)
     if nominal is None:
         ny = nx = jnp.zeros((), rdt)
     else:
@@ -127,16 +128,16 @@ def _hp_masks(pyr: SteerablePyramid) -> tuple[np.ndarray, np.ndarray]:
     yy = 2.0 * np.fft.fftfreq(H)[:, None] * np.ones((1, W))
     xx = 2.0 * np.fft.fftfreq(W)[None, :] * np.ones((H, 1))
     theta = np.arctan2(yy, xx)
-    self_mirror = ((-np.arange(H)) % H == np.arange(H))[:, None] & \
-        ((-np.arange(W)) % W == np.arange(W))[None, :]
+    # bins whose mirror -k is not the negated frequency on this grid: DC and, for even
+    # sizes, the Nyquist row / column (+pi and -pi are one bin).  One-sided weights do not
+    # pair up there; the symmetric weight keeps the real parts summing to one
+    unpaired = (yy == -1.0) | (xx == -1.0) | ((yy == 0.0) & (xx == 0.0))
     a = (2.0 ** (2 * n)) * (math.factorial(n) ** 2) / (K * math.factorial(2 * n))
     ws = []
     for k in range(K):
         d = np.mod(theta - np.pi * k / K + np.pi, 2 * np.pi) - np.pi
         sym = a * np.cos(d) ** (2 * n)
-        # a bin that is its own mirror (DC, Nyquist rows/columns) carries a real
-        # component: give it the symmetric weight so the real parts still sum to one
-        ws.append(np.where(self_mirror, sym, 2.0 * sym * (np.abs(d) < np.pi / 2)))
+        ws.append(np.where(unpaired, sym, 2.0 * sym * (np.abs(d) < np.pi / 2)))
     ws = np.stack(ws)
     hi0 = pyr.filters(np.float64)["hi0"]
     return ws, _mask_centroid(ws * hi0)
