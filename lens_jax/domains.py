@@ -250,11 +250,8 @@ def _flow_joint_analyse(dom, x):
     state = _flow_analyse(dom, x)
     bal = dom.option("balance")
     if isinstance(bal, str) and bal == "auto":
-        zero_f = _flow_zeros(dom, state.coeffs.highpass)
-        zero_a = _band_zeros(state.coeffs)
-        s = _fl.balance_scale(
-            lambda f, a: _fl.render_flow(dom.pyramid, state, f, a, clip_logamp=LOGAMP_MAX),
-            zero_f, zero_a, x.shape, state.coeffs.highpass.dtype)
+        s = _fl.balance_scale(dom.pyramid, state, grid=_flow_grid(dom),
+                              clip_logamp=LOGAMP_MAX)
     elif isinstance(bal, str) and bal in ("none", "gradient"):
         s = 1.0
     elif isinstance(bal, (int, float, np.number)) and not isinstance(bal, bool) \

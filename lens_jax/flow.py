@@ -218,16 +218,28 @@ def analyse_flow(pyr: SteerablePyramid, x: jax.Array, *, residuals: str = "move"
     """Analyse edited channels ``x`` ``(Ce, H, W)`` for flow edits.
 
     ``residuals``: ``"move"`` (the residuals follow the field) or ``"fixed"``.
+    ``amplitude``: ``"fixed"`` (a pure phase edit) or ``"move"`` (the band envelopes are
+    resampled along the field too); see :func:`_analyse_flow`."""
+    if residuals not in ("move", "fixed"):
+        raise ValueError(f"residuals must be 'move' or 'fixed'; got {residuals!r}")
+    if amplitude not in ("fixed", "move"):
+        raise ValueError(f"amplitude must be 'fixed' or 'move'; got {amplitude!r}")
+    return _analyse_flow(pyr, x, residuals=residuals, amplitude=amplitude)
+
+
+@functools.partial(jax.jit, static_argnames=("pyr", "residuals", "amplitude"))
+def _analyse_flow(pyr: SteerablePyramid, x: jax.Array, *, residuals: str = "move",
+                 amplitude: str = "fixed") -> FlowState:
+    """The analysis behind :func:`analyse_flow` (jitted: one program per plan and
+    options, inlined under an outer ``jit``).
+
+    ``residuals``: ``"move"`` (the residuals follow the field) or ``"fixed"``.
     ``amplitude``: ``"fixed"`` (a pure phase edit, ``|c|`` kept: the band envelopes stay
     where they are) or ``"move"`` (the envelopes move too: ``|c|`` is resampled at
     ``u - d`` by periodic Catmull-Rom interpolation while the phase turns by
     ``-<omega, d>``; bounded, and about 8x more exact on a smooth blob, but a gather per
     coefficient and frame).
     """
-    if residuals not in ("move", "fixed"):
-        raise ValueError(f"residuals must be 'move' or 'fixed'; got {residuals!r}")
-    if amplitude not in ("fixed", "move"):
-        raise ValueError(f"amplitude must be 'fixed' or 'move'; got {amplitude!r}")
     c = pyr.forward(x)
     nom = nominal_frequencies(pyr)
     freq = tuple(jnp.stack(local_frequency(b, nom[s])) for s, b in enumerate(c.bands))
@@ -393,32 +405,43 @@ def warp_channels(x: jax.Array, flow: jax.Array, *, interp: str = "cubic") -> ja
 # balance of the joint edit
 # ----------------------------------------------------------------------------------
 
-def balance_scale(render_parts, flow0: jax.Array, logamp0: tuple, out_shape: tuple,
-                  dtype, *, probes: int = 4, seed: int = 0,
+@functools.partial(jax.jit, static_argnames=("pyr", "grid", "clip_logamp", "probes", "seed"))
+def balance_scale(pyr: SteerablePyramid, state: FlowState, *, grid: int,
+                  clip_logamp: float = 8.0, probes: int = 4, seed: int = 0,
                   probe_images: jax.Array | None = None) -> jax.Array:
     """Scale ``s`` for the flow parameters (``d = s * p``) that gives the flow part and
     the log-amplitude part of a gradient step the same typical image change.
 
     A gradient step ``-alpha g`` of part ``P`` changes the image by
     ``-alpha J_P J_P^T r`` (``r``: the loss gradient in pixels, ``J_P``: the render's
-    Jacobian w.r.t. part ``P``).  ``M_P = J_P J_P^T`` acts like ``lambda_P`` times a
-    projector onto the part's range; ``lambda_P`` is estimated as the energy-weighted
-    eigenvalue ``E||M_P z||^2 / E||J_P^T z||^2`` over white probes ``z`` (one VJP and
-    two JVPs each, fixed seed).  With ``s^2 = lambda_logamp / lambda_flow`` both parts
-    move an image by ``alpha * lambda * ||P r||``: equal gains, so which part leads is
-    set by how much of ``r`` each can express, not by how many parameters it has.
-
-    ``render_parts(flow, logamp) -> (Ce, H, W)`` at unit scale.
+    Jacobian w.r.t. part ``P`` at zero).  ``M_P = J_P J_P^T`` acts like ``lambda_P``
+    times a projector onto the part's range; ``lambda_P`` is estimated as the
+    energy-weighted eigenvalue ``E||M_P z||^2 / E||J_P^T z||^2`` over white probes ``z``
+    (one VJP and two JVPs each, fixed seed).  With ``s^2 = lambda_logamp / lambda_flow``
+    both parts have the same gain, so which part leads is set by how much of ``r`` each
+    can express, not by how many parameters it has.  Jitted (one program per plan).
     """
+    state = state._replace(scale=jnp.ones_like(state.scale))
+    dtype = state.coeffs.highpass.dtype
+    out_shape = state.coeffs.highpass.shape
+
+    def render_parts(f, a):
+        return render_flow(pyr, state, f, a, clip_logamp=clip_logamp)
+
+    flow0 = jnp.zeros((2, grid, grid), dtype)
+    logamp0 = tuple(jnp.zeros(b.shape, dtype) for b in state.coeffs.bands)
     key = jax.random.PRNGKey(seed)
     zs = jax.random.normal(key, (probes,) + tuple(out_shape), dtype) \
         if probe_images is None else probe_images
-    _, vjp = jax.vjp(render_parts, flow0, logamp0)
+    # one linearisation at zero serves both products (J^T by transposition)
+    _, jvp = jax.linearize(render_parts, flow0, logamp0)
+    vjp = jax.linear_transpose(jvp, flow0, logamp0)
+    zero_a = jax.tree.map(jnp.zeros_like, logamp0)
 
     def one(z):
         gf, ga = vjp(z)
-        _, mf = jax.jvp(lambda f: render_parts(f, logamp0), (flow0,), (gf,))
-        _, ma = jax.jvp(lambda a: render_parts(flow0, a), (logamp0,), (ga,))
+        mf = jvp(gf, zero_a)
+        ma = jvp(jnp.zeros_like(flow0), ga)
         sq = lambda t: sum(jnp.sum(jnp.abs(l) ** 2) for l in jax.tree.leaves(t))
         return sq(mf), sq(gf), sq(ma), sq(ga)
 
