@@ -14,7 +14,14 @@ so the bands need not agree on one displacement.  Here the edit *is* a displacem
 * the residuals move with the same field: the low-pass by exact band-limited
   (trigonometric) interpolation at the displaced positions, the high-pass split into
   ``K`` analytic orientations (one-sided angular masks, no extra FFT per frame) whose
-  phases are rotated like a band's.
+  phases are rotated like a band's;
+* optionally (``amplitude="move"``) the band envelopes ``|c|`` are resampled along the
+  field as well (about 8x more exact on a smooth blob, about 2x the cost per frame).
+
+Relative error ``||render - exact|| / ||exact - source||`` of a constant 0.5 px flow
+against an exact (Fourier) shift, 64x64: blob 0.175 (residuals fixed: 0.249;
+``amplitude="move"``: 0.020), a camera crop 0.168 (0.590; 0.110); 28x28 blob 0.098
+(0.822; 0.005).  Numbers and their tests: ``tests/test_flow.py``.
 
 Displacements follow :mod:`lens_jax.metrics`: ``(dy, dx)`` in pixels, content moves by
 ``+d`` (``x0`` becomes ``x0(u - d)``).  Everything here is a pure function of arrays
