@@ -219,6 +219,96 @@ register(DomainSpec("csp_amplitude", "CSP amplitude", "log-amplitude", 1.0, True
 register(DomainSpec("csp_joint", "Joint CSP", "rad", math.pi, True, _csp_analyse,
                     _csp_zeros(("phase", "logamp")), _csp_render, _phase_or_all))
 
+
+# flow-coherent domains (lens_jax/flow.py): one smooth displacement field on a G x G
+# control grid drives every band's phase (delta = -<omega, d>) and moves the residuals;
+# csp_flow_joint adds the bands' log-amplitude, the flow scaled by a balance factor;
+# warp resamples the pixels along the same kind of field (the pixel-space comparator)
+from . import flow as _fl  # noqa: E402  (the math; imports only jax, numpy and pyramid)
+
+
+def _flow_grid(dom) -> int:
+    g = dom.option("grid")
+    if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 2:
+        raise ValueError(f"option grid must be an int >= 2; got {g!r}")
+    return int(g)
+
+
+def _flow_zeros(dom, like) -> jax.Array:
+    g = _flow_grid(dom)
+    z = jnp.real(like).reshape(-1)[0]      # inherit the state's dtype / sharding type
+    return jnp.zeros_like(jnp.broadcast_to(z, (2, g, g)))
+
+
+def _flow_analyse(dom, x):
+    _flow_grid(dom)
+    return _fl.analyse_flow(dom.pyramid, x, residuals=dom.option("residuals"),
+                            amplitude=dom.option("amplitude"))
+
+
+def _flow_joint_analyse(dom, x):
+    state = _flow_analyse(dom, x)
+    bal = dom.option("balance")
+    if isinstance(bal, str) and bal == "auto":
+        s = _fl.balance_scale(dom.pyramid, state, grid=_flow_grid(dom),
+                              clip_logamp=LOGAMP_MAX)
+    elif isinstance(bal, str) and bal in ("none", "gradient"):
+        s = 1.0
+    elif isinstance(bal, (int, float, np.number)) and not isinstance(bal, bool) \
+            and math.isfinite(bal) and bal > 0:
+        s = float(bal)
+    else:
+        raise ValueError(f"option balance must be 'auto', 'gradient', 'none' or a positive "
+                         f"number; got {bal!r}")
+    return state._replace(scale=jnp.asarray(s, state.coeffs.highpass.dtype))
+
+
+def _flow_render(dom, state, p, shape):
+    flow, logamp = p["flow"], p.get("logamp")
+    if logamp is not None and dom.option("balance") == "gradient":
+        flow, logamp = _fl.balance_gate(dom.pyramid, flow, logamp, state)
+    return _fl.render_flow(dom.pyramid, state, flow, logamp, clip_logamp=LOGAMP_MAX)
+
+
+def _flow_change(dom, state, p):
+    return _fl.max_phase_change(dom.pyramid, state, p["flow"])
+
+
+def _flow_wrapped(dom, state, p):
+    return _fl.wrapped_fraction(dom.pyramid, state, p["flow"])
+
+
+def _warp_render(dom, x, p, shape):
+    return _fl.warp_channels(x, p["flow"], interp=dom.option("interp"))
+
+
+def _warp_change(dom, x, p):
+    d = _fl.band_flow(p["flow"], x.shape[-2:], x.shape[-2:])
+    return jnp.sqrt(jnp.max(d[0] ** 2 + d[1] ** 2))
+
+
+register(DomainSpec(
+    name="csp_flow", label="CSP flow", unit="rad", final_change=math.pi,
+    uses_pyramid=True, analyse=_flow_analyse,
+    zeros=lambda dom, st: {"flow": _flow_zeros(dom, st.coeffs.highpass)},
+    render=_flow_render, change=_flow_change,
+    defaults=(("amplitude", "fixed"), ("grid", 8), ("residuals", "move")), wrapped=_flow_wrapped))
+register(DomainSpec(
+    name="csp_flow_joint", label="Joint CSP flow", unit="rad", final_change=math.pi,
+    uses_pyramid=True, analyse=_flow_joint_analyse,
+    zeros=lambda dom, st: {"flow": _flow_zeros(dom, st.coeffs.highpass),
+                           "logamp": _band_zeros(st.coeffs)},
+    render=_flow_render, change=_flow_change,
+    defaults=(("amplitude", "fixed"), ("balance", "auto"), ("grid", 8),
+              ("residuals", "move")),
+    wrapped=_flow_wrapped))
+register(DomainSpec(
+    name="warp", label="Warp", unit="px", final_change=2.0, uses_pyramid=False,
+    analyse=lambda dom, x: (_flow_grid(dom), x)[1],
+    zeros=lambda dom, x: {"flow": _flow_zeros(dom, x)},
+    render=_warp_render, change=_warp_change,
+    defaults=(("grid", 8), ("interp", "cubic"))))
+
 DOMAINS = tuple(REGISTRY)
 
 
