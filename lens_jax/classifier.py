@@ -34,7 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Classifier", "as_classifier", "fold_params", "params_fingerprint"]
+__all__ = ["Classifier", "as_classifier", "carries_params", "fold_params",
+           "params_fingerprint"]
 
 
 class Classifier(NamedTuple):
@@ -258,6 +259,18 @@ def _hoist(fn: Callable, example) -> Classifier:
     key = "\n".join([str(aval), str(cj.jaxpr),
                      repr([(jnp.shape(c), str(jnp.result_type(c))) for c in consts])])
     return Classifier(_JaxprApply(key, cj.jaxpr, fn, aval), tuple(consts))
+
+
+def carries_params(model: Any) -> bool:
+    """Whether ``model`` is a form with separate parameters (a :class:`Classifier`, a
+    pair ``(apply_fn, params)``, a flax ``nnx.Module`` or a
+    :func:`lens_jax.models.make_logits_fn` function), as opposed to a plain callable.
+
+    >>> carries_params(lambda x: x), carries_params((lambda p, x: x, ()))
+    (False, True)
+    """
+    return (isinstance(model, (Classifier, tuple)) or _is_nnx_module(model)
+            or isinstance(getattr(model, "__lens_classifier__", None), Classifier))
 
 
 def as_classifier(model: Any, *, example: Any = None) -> Classifier:
