@@ -114,9 +114,9 @@ class _JaxprApply:
         if shape[1:] != tuple(self.in_aval.shape[1:]):
             raise ValueError(f"this classifier was traced for images {self.in_aval.shape[1:]}; "
                              f"got a batch of shape {shape}")
-        key = (shape, str(x.dtype))
+        key = str(jax.typeof(x))                 # shape, dtype and varying axes
         if key not in self.traces:
-            cj = jax.make_jaxpr(self.fn)(jax.ShapeDtypeStruct(shape, x.dtype))
+            cj = jax.make_jaxpr(self.fn)(x)
             same = (len(cj.consts) == len(params) and all(
                 jnp.shape(a) == jnp.shape(b) and jnp.result_type(a) == jnp.result_type(b)
                 for a, b in zip(cj.consts, params)))
@@ -243,13 +243,14 @@ def fold_params(model: Any) -> Classifier:
 
 
 def _hoist(fn: Callable, example) -> Classifier:
-    """Trace ``fn`` on ``example`` (a ``(1, H, W, C)`` ShapeDtypeStruct) and hoist the
+    """Trace ``fn`` on ``example`` (a ``(1, H, W, C)`` array, tracer or
+    ShapeDtypeStruct; a tracer keeps its sharding / varying-axes type) and hoist the
     arrays it closes over as params."""
-    aval = jax.ShapeDtypeStruct(tuple(example.shape), example.dtype)
-    cj = jax.make_jaxpr(fn)(aval)
+    cj = jax.make_jaxpr(fn)(example)
     if len(cj.out_avals) != 1:
         raise ValueError("logits_fn must return one array of logits (N, num_classes); "
                          f"it returned {len(cj.out_avals)} outputs")
+    aval = cj.in_avals[0]
     nested = _nested_consts(cj.jaxpr)
     if nested:
         # arrays inside a nested jit: compile them in, keyed by their fingerprint

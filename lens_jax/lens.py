@@ -38,6 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .checks import (check_classes, check_count, check_image, check_margin, concrete,
+                     num_classes)
 from .classifier import Classifier, as_classifier, fold_params
 from .domains import COLORS, REGISTRY, Domain, get_domain, merge_color, split_color
 from .pyramid import SteerablePyramid
@@ -164,101 +166,6 @@ class Edit(NamedTuple):
     wrapped: Callable | None = None
 
 
-def _concrete(*xs) -> bool:
-    return not any(isinstance(l, jax.core.Tracer) for l in jax.tree.leaves(xs))
-
-
-def check_image(image, *, batch: bool = False, name: str = "image") -> jax.Array:
-    """Validate one image ``(H, W[, C])`` (or with ``batch=True`` a batch
-    ``(N, H, W[, C])``) and return it as a float array with a channel axis.
-
-    Raises ``ValueError`` for a wrong rank, an empty batch, a non-float dtype and (when
-    concrete) NaN/Inf or values outside [0, 1]; float16/bfloat16 become float32.
-
-    >>> check_image(np.zeros((4, 4))).shape
-    (4, 4, 1)
-    """
-    if not hasattr(image, "dtype"):
-        image = np.asarray(image)
-    rank = 4 if batch else 3
-    if image.ndim == rank - 1:
-        image = image[..., None]
-    if image.ndim != rank or (batch and image.shape[0] == 0):
-        want = "(N, H, W) or (N, H, W, C) with N >= 1" if batch else \
-            "(H, W) or (H, W, C) (use morph_batch or jax.vmap for batches)"
-        raise ValueError(f"{name} must be {want}; got shape {tuple(image.shape)}")
-    if not jnp.issubdtype(image.dtype, jnp.floating):
-        raise ValueError(f"{name} must be float in [0, 1]; got dtype {image.dtype}")
-    if _concrete(image):
-        a = np.asarray(image)
-        bad = ~np.isfinite(a)
-        if bad.any():
-            where = f" (image {int(np.argwhere(bad)[0][0])})" if batch else ""
-            raise ValueError(f"{name} contains {int(bad.sum())} NaN/Inf values{where}")
-        lo, hi = float(a.min()), float(a.max())
-        if lo < 0.0 or hi > 1.0:
-            raise ValueError(f"{name} values must lie in [0, 1]; got range [{lo:.4g}, {hi:.4g}]")
-    image = jnp.asarray(image)
-    if image.dtype in (jnp.bfloat16, jnp.float16):
-        image = image.astype(jnp.float32)
-    return image
-
-
-def _check_classes(name: str, value, K: int, n: int | None = None):
-    """Integer class(es) in 0..K-1 (range checked when concrete) as int32; ``n``: the
-    batch size (``value`` a scalar or ``(n,)``)."""
-    if value is None:
-        return None
-    v = value if isinstance(value, jax.core.Tracer) else np.asarray(value)
-    if not jnp.issubdtype(v.dtype, jnp.integer):
-        raise ValueError(f"{name} must be integer class(es); got {value!r}")
-    if n is None and v.ndim != 0:
-        raise ValueError(f"{name} must be one integer class; got shape {v.shape}")
-    if n is not None and v.shape not in ((), (n,)):
-        raise ValueError(f"{name} must be one class or one per image: {n} images, but "
-                         f"{name} has shape {tuple(v.shape)}")
-    if isinstance(v, np.ndarray):
-        bad = np.flatnonzero((v.ravel() < 0) | (v.ravel() >= K))
-        if bad.size:
-            at = f" (image {int(bad[0])})" if v.ndim else ""
-            raise ValueError(f"{name} class {int(v.ravel()[bad[0]])}{at} is outside the "
-                             f"classifier's {K} classes (0..{K - 1})")
-    v = jnp.asarray(v).astype(jnp.int32)
-    return v if n is None else jnp.broadcast_to(v, (n,))
-
-
-_OUT_INFO: dict = {}
-
-
-def _num_classes(clf: Classifier, example) -> int:
-    """The class count of ``clf`` on ``example`` ``(1, H, W, C)``; ValueError unless its
-    output is float ``(1, num_classes >= 2)``.  Cached per program and shapes."""
-    leaves, treedef = jax.tree.flatten(clf.params)
-    try:
-        key = (clf.apply, treedef, tuple((jnp.shape(l), jnp.result_type(l)) for l in leaves),
-               example.shape, example.dtype)
-        hash(key)
-    except TypeError:
-        key = None
-    if key is None or key not in _OUT_INFO:
-        out = jax.eval_shape(clf.apply, clf.params, example)
-        H, W, C = example.shape[1:]
-        if not hasattr(out, "shape") or len(out.shape) != 2 or out.shape[0] != 1 \
-                or out.shape[1] < 2:
-            raise ValueError("logits_fn must map a batch (N, H, W, C) to logits (N, "
-                             f"num_classes) with num_classes >= 2; for input (1, {H}, {W}, "
-                             f"{C}) it returned {getattr(out, 'shape', type(out).__name__)}")
-        if not jnp.issubdtype(out.dtype, jnp.floating):
-            raise ValueError(f"logits_fn returns {out.dtype} logits: their gradient is zero "
-                             "and the morph would do nothing; return float logits")
-        if key is None:
-            return int(out.shape[1])
-        if len(_OUT_INFO) > 512:
-            _OUT_INFO.clear()
-        _OUT_INFO[key] = int(out.shape[1])
-    return _OUT_INFO[key]
-
-
 class _Setup(NamedTuple):
     clf: Classifier
     images: jax.Array
@@ -292,11 +199,12 @@ def _setup(model, image, *, batch, domain, domain_options, loss, color, pyramid,
     if domain_options is not None and not isinstance(domain_options, Mapping):
         raise ValueError(f"domain_options must be a dict; got {type(domain_options).__name__}")
     dom = get_domain(domain, (H, W), pyramid, **dict(domain_options or {}))
-    example = jax.ShapeDtypeStruct((1, H, W, C), images.dtype)
+    # a real (possibly traced) input: the trace keeps its sharding / varying-axes type
+    example = images[:1] if batch else images[None]
     clf = as_classifier(model, example=example)
     if constant_params:
         clf = fold_params(clf)
-    K = _num_classes(clf, example)
+    K = num_classes(clf, example)
     sched = None
     if schedule_args is not None:
         sched = Schedule.parse(**schedule_args, domain=dom, mode=mode, dtype=images.dtype)
@@ -355,8 +263,8 @@ def prepare_edit(logits_fn: Any, image, *, target, source=None,
     """
     st = _setup(logits_fn, image, batch=False, domain=domain, domain_options=domain_options,
                 loss=loss, color=color, pyramid=pyramid)
-    t = _check_classes("target", target, st.K)
-    s = _check_classes("source", source, st.K)
+    t = check_classes("target", target, st.K)
+    s = check_classes("source", source, st.K)
     return _build(st.clf, st.images, t, s, st.domain, loss, color, st.K)
 
 
@@ -621,13 +529,13 @@ def _run(st: _Setup, targets, sources, *, batched, loss, mode, color, chunk_size
     """Frames program + classifier program over (chunks of) the validated inputs."""
     sched = st.schedule
     if chunk_size is not None:
-        chunk_size = _count_arg("chunk_size", chunk_size)
+        chunk_size = check_count("chunk_size", chunk_size)
     static = dict(domain=st.domain, loss=loss, mode=mode, color=color, kind=sched.kind,
                   n_frames=sched.n_frames, chunk_size=chunk_size,
                   stop_before_wrap=bool(stop_before_wrap), num_classes=st.K, batched=batched)
     apply, params = st.clf
     arrays = sched.arrays()
-    eager = _concrete(st.images, targets, sources, arrays, params)
+    eager = concrete(st.images, targets, sources, arrays, params)
     jit_ok = _hashable(apply) and _hashable(st.domain)
     core = _core_jit if jit_ok else _core
     classify = _classify_jit if jit_ok else _classify
@@ -645,14 +553,6 @@ def _run(st: _Setup, targets, sources, *, batched, loss, mode, color, chunk_size
     if not batched:
         return call(st.images, targets, sources)
     return map_batched(call, (st.images, targets, sources), per_call)
-
-
-def _count_arg(name, value) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    if int(value) < 1:
-        raise ValueError(f"{name} must be >= 1; got {value}")
-    return int(value)
 
 
 def morph(logits_fn: Any, image, *, target, source=None, domain: "str | Domain" = "csp_phase",
@@ -730,23 +630,11 @@ def morph(logits_fn: Any, image, *, target, source=None, domain: "str | Domain" 
                 loss=loss, color=color, pyramid=pyramid, mode=mode,
                 schedule_args=dict(alphas=alphas, step_cap=step_cap, l2_budget=l2_budget,
                                    n_frames=n_frames), constant_params=constant_params)
-    t = _check_classes("target", target, st.K)
-    s = _check_classes("source", source, st.K)
-    _check_margin(loss, t, s)
+    t = check_classes("target", target, st.K)
+    s = check_classes("source", source, st.K)
+    check_margin(loss, t, s)
     return _run(st, t, s, batched=False, loss=loss, mode=mode, color=color,
                 chunk_size=chunk_size, stop_before_wrap=stop_before_wrap)
-
-
-def _check_margin(loss, t, s) -> None:
-    """Concrete margin loss with source == target: ValueError (zero gradient)."""
-    if loss == "margin" and s is not None and _concrete(t, s):
-        tt, ss = np.broadcast_arrays(np.asarray(t), np.asarray(s))
-        same = np.flatnonzero(tt.ravel() == ss.ravel())
-        if same.size:
-            at = f" (image {int(same[0])})" if tt.ndim else ""
-            raise ValueError(f"loss='margin' with source == target == {int(tt.ravel()[same[0]])}"
-                             f"{at} has a zero gradient: the morph would do nothing; choose "
-                             "another target or loss='nll'")
 
 
 def map_batched(fn: Callable, arrays: tuple, chunk: int | None) -> Any:
@@ -770,7 +658,7 @@ def map_batched(fn: Callable, arrays: tuple, chunk: int | None) -> Any:
                          f"{[a.shape[0] for a in present]}")
     if chunk is None or chunk >= n:
         return fn(*arrays)
-    chunk = _count_arg("chunk", chunk)
+    chunk = check_count("chunk", chunk)
     parts = []
     for i in range(0, n, chunk):
         idx = np.minimum(np.arange(i, i + chunk), n - 1)
@@ -780,7 +668,7 @@ def map_batched(fn: Callable, arrays: tuple, chunk: int | None) -> Any:
 
 def _default_per_call(images, color, frames_per_image) -> int:
     n, H, W, C = images.shape
-    if jax.default_backend() != "cpu" or not _concrete(images):
+    if jax.default_backend() != "cpu" or not concrete(images):
         return n
     frame_bytes = 32 * H * W * (C if color == "rgb" else 1)
     return int(min(n, max(1, CPU_CALL_BYTES // (frame_bytes * frames_per_image))))
@@ -810,16 +698,16 @@ def morph_batch(logits_fn: Any, images, *, target, source=None,
                                                   "n_frames")},
                 constant_params=kw["constant_params"])
     n = st.images.shape[0]
-    t = _check_classes("target", target, st.K, n)
-    s = _check_classes("source", source, st.K, n)
-    _check_margin(kw["loss"], t, s)
+    t = check_classes("target", target, st.K, n)
+    s = check_classes("source", source, st.K, n)
+    check_margin(kw["loss"], t, s)
     if images_per_call is None:
         per_image = st.schedule.length
         if st.schedule.kind in ("budget", "budgets"):
             per_image = max(per_image, 30)           # the budget search's grid
         images_per_call = _default_per_call(st.images, kw["color"], per_image)
     else:
-        images_per_call = _count_arg("images_per_call", images_per_call)
+        images_per_call = check_count("images_per_call", images_per_call)
     return _run(st, t, s, batched=True, loss=kw["loss"], mode=kw["mode"], color=kw["color"],
                 chunk_size=kw["chunk_size"], stop_before_wrap=kw["stop_before_wrap"],
                 per_call=images_per_call)
