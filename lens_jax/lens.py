@@ -41,9 +41,9 @@ import numpy as np
 from .checks import (check_classes, check_count, check_image, check_margin, concrete,
                      num_classes)
 from .classifier import Classifier, as_classifier, fold_params
-from .domains import COLORS, REGISTRY, Domain, get_domain, merge_color, split_color
+from .domains import COLORS, Domain, get_domain, merge_color, split_color
 from .pyramid import SteerablePyramid
-from .schedule import Schedule, budget_alphas
+from .schedule import DEFAULT_FINAL_CHANGE, Schedule, budget_alphas
 
 __all__ = ["Morph", "Edit", "morph", "morph_batch", "morph_frames", "prepare_edit",
            "map_batched", "check_image", "budget_alphas", "polar_grads", "Schedule",
@@ -65,27 +65,6 @@ PROBLEMS = ("", "target class outside the classifier's classes",
 #: default: 64 images x 16 alphas of 64x64 ran about 1.3x faster in calls of 4 images
 #: (cache-resident) than in one call (memory-bound); ``benchmarks/RESULTS.md``.
 CPU_CALL_BYTES = 8 << 20
-
-
-class _FinalChange(Mapping):
-    """Read-only view ``{domain: final_change}`` of the domain registry."""
-
-    def __getitem__(self, name):
-        return REGISTRY[name].final_change
-
-    def __iter__(self):
-        return iter(REGISTRY)
-
-    def __len__(self):
-        return len(REGISTRY)
-
-    def __repr__(self):
-        return repr(dict(self))
-
-
-#: The automatic schedule's final change per domain (a view of the registry entries'
-#: ``final_change``; kept for compatibility).
-DEFAULT_FINAL_CHANGE = _FinalChange()
 
 
 class Morph(NamedTuple):
@@ -621,10 +600,13 @@ def morph(logits_fn: Any, image, *, target, source=None, domain: "str | Domain" 
       TypeError: a classifier of none of the accepted forms.
 
     >>> import jax.numpy as jnp, lens_jax as lj
-    >>> f = lambda x: jnp.stack([x.mean((1, 2, 3)), -x.mean((1, 2, 3))], -1)
-    >>> m = lj.morph(f, jnp.full((32, 32), 0.5), target=1, n_frames=4)
-    >>> m.frames.shape, bool(m.target_prob[-1] > m.target_prob[0])
-    ((4, 32, 32, 1), True)
+    >>> f = lambda x: jnp.stack([x[:, :, :16].mean((1, 2, 3)), x[:, :, 16:].mean((1, 2, 3))], -1)
+    >>> ramp = jnp.broadcast_to(jnp.linspace(0.2, 0.8, 32), (32, 32))
+    >>> m = lj.morph(f, ramp, target=0, n_frames=4)      # automatic: phases up to pi
+    >>> m.frames.shape, round(float(m.max_change[-1]), 4)
+    ((4, 32, 32, 1), 3.1416)
+    >>> bool(m.target_prob[-1] > m.target_prob[0])
+    True
     """
     st = _setup(logits_fn, image, batch=False, domain=domain, domain_options=domain_options,
                 loss=loss, color=color, pyramid=pyramid, mode=mode,

@@ -671,6 +671,7 @@ def to_pyrtools(c: PyramidCoeffs) -> dict:
 
 
 def from_pyrtools(d: dict, height: int, num_orientations: int) -> PyramidCoeffs:
+    """pyrtools' ``pyr_coeffs`` dict of one image to :class:`PyramidCoeffs`."""
     bands = tuple(jnp.stack([jnp.asarray(d[(i, k)]) for k in range(num_orientations)])
                   for i in range(height))
     return PyramidCoeffs(jnp.asarray(d["residual_highpass"]), bands,

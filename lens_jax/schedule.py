@@ -20,18 +20,42 @@ With none given the schedule is ``step_cap`` with a final change of the domain's
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Schedule", "budget_alphas", "KINDS"]
+from .domains import REGISTRY, Domain
+
+__all__ = ["Schedule", "budget_alphas", "KINDS", "DEFAULT_FINAL_CHANGE"]
 
 KINDS = ("alphas", "step_cap", "budget", "budgets")
 
 _GRID = 1e-4 * 2.0 ** np.arange(30)     # budget search: max parameter change per frame
 _BISECT_ITERS = 24                       # bracket [a, 2a] -> relative width 6e-8
+
+
+class _FinalChange(Mapping):
+    """Read-only view ``{domain: final_change}`` of the domain registry."""
+
+    def __getitem__(self, name):
+        return REGISTRY[name].final_change
+
+    def __iter__(self):
+        return iter(REGISTRY)
+
+    def __len__(self):
+        return len(REGISTRY)
+
+    def __repr__(self):
+        return repr(dict(self))
+
+
+#: The automatic schedule's final change per domain (a view of the registry entries'
+#: ``final_change``; kept for compatibility).
+DEFAULT_FINAL_CHANGE = _FinalChange()
 
 
 def _concrete(x) -> bool:
@@ -108,7 +132,6 @@ class Schedule(NamedTuple):
         >>> Schedule.parse(l2_budget=[1.0, 2.0]).kind
         'budgets'
         """
-        from .domains import REGISTRY, Domain
         dtype = jnp.dtype(jnp.float32 if dtype is None else dtype)
         chosen = [n for n, v in (("alphas", alphas), ("step_cap", step_cap),
                                  ("l2_budget", l2_budget)) if v is not None]
@@ -118,7 +141,7 @@ class Schedule(NamedTuple):
         if name not in REGISTRY:
             raise ValueError(f"unknown domain {name!r}; choose one of {tuple(REGISTRY)}")
         n = _count("n_frames", n_frames, 1)
-        need_n = (alphas is None and (l2_budget is None or jnp.ndim(l2_budget) == 0
+        need_n = (alphas is None and (l2_budget is None or np.ndim(l2_budget) == 0
                                       or mode != "fixed"))
         if need_n and n < 2:
             raise ValueError(f"n_frames must be >= 2 for this schedule (the source and at "

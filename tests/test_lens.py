@@ -466,10 +466,10 @@ def test_non_finite_logits_raise_eagerly_and_are_nan_under_jit(kind):
 
 
 def test_non_finite_logits_at_a_later_frame_raise():
-    """Finite at the source, inf once the image brightens: eager ValueError names the frame;
-    under jit that frame's probabilities are NaN and it is not 'reached'."""
+    """Finite at the source, inf once the image darkens (toward class 1): eager ValueError
+    names the frame; under jit that frame's probabilities are NaN and it is not 'reached'."""
     H = W = 16
-    f = lambda x: jnp.stack([jnp.where(x.mean((1, 2, 3)) > 0.6, jnp.inf, 0.0),
+    f = lambda x: jnp.stack([jnp.where(x.mean((1, 2, 3)) < 0.4, jnp.inf, 0.0),
                              -x.mean((1, 2, 3))], -1)
     img = jnp.full((H, W, 1), 0.5)
     alphas = jnp.array([0.0, 1e-4, 1e3])
@@ -599,17 +599,17 @@ _ARGS = ("image", "target", "source", "domain", "alphas", "loss", "mode", "step_
          "l2_budget", "n_frames", "color", "pyramid", "stop_before_wrap", "logits_fn")
 
 
-@settings(max_examples=25, deadline=None, derandomize=True,
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(domain=st.sampled_from(["pixel", "fourier_phase", "csp_phase", "csp_amplitude",
                                "csp_joint"]),
        mode=st.sampled_from(["fixed", "fixed", "live", "live_local"]),
        kind=st.sampled_from(["alphas", "step_cap", "budget", "budgets", "auto"]),
        value=st.floats(-2.0, 40.0, allow_nan=False),
-       n_frames=st.one_of(st.integers(0, 4), st.floats(1.5, 3.5)),
-       loss=st.sampled_from(["nll", "margin"]),
-       target=st.integers(-1, 3), size=st.sampled_from([8, 16]),
-       seed=st.integers(0, 3), wrap=st.booleans())
+       n_frames=st.sampled_from([2, 3, 3, 4, 1, 2.7]),
+       loss=st.sampled_from(["nll", "nll", "margin"]),
+       target=st.sampled_from([0, 1, 2, 0, 1, 2, -1, 3]), size=st.sampled_from([8, 16]),
+       seed=st.integers(0, 3), wrap=st.sampled_from([False, False, True]))
 def test_morph_property(domain, mode, kind, value, n_frames, loss, target, size, seed, wrap):
     f = smooth_classifier(size, size, seed=seed)
     img = smooth_image(size, size, seed=seed)
@@ -633,3 +633,14 @@ def test_morph_property(domain, mode, kind, value, n_frames, loss, target, size,
     for name in ("frames", "alphas", "probs", "logits", "l2", "max_change"):
         assert np.all(np.isfinite(np.asarray(getattr(m, name)))), name
     assert float(m.frames.min()) >= 0 and float(m.frames.max()) <= 1
+    _RAN.append(1)
+
+
+_RAN: list = []
+
+
+def test_morph_property_ran_real_morphs():
+    """The property test above must not pass by rejecting everything."""
+    if not _RAN:
+        test_morph_property()
+    assert len(_RAN) >= 5, len(_RAN)
