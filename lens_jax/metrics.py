@@ -456,7 +456,7 @@ def warp_explained_energy(source: ArrayLike, frame: ArrayLike, *, grid: int = 8,
                           return_fields: bool = False) -> Array | WarpFit:
     """Fraction of the edit energy explained by a smooth warp (and gain) of the source.
 
-    The protocol's E (method.md §12): fit ``x_hat = exp(g) * x0(u - d(u))`` to the frame ``x``
+    The protocol's warp-explained energy E: fit ``x_hat = exp(g) * x0(u - d(u))`` to the frame ``x``
     and report ``E = 1 - ||x - x_hat||^2 / ||x - x0||^2``.
 
     Parameterisation: displacement control values ``(dy, dx)`` in **pixels** and (with
@@ -560,7 +560,7 @@ def best_translation(source: ArrayLike, frame: ArrayLike, *, max_shift: int = 4,
     size ``lr`` (cosine-decayed) from the best integer shift. Also reports the fraction of the
     edit energy the translated copy explains, ``1 - ||x - x_hat||^2 / ||x - x0||^2`` (NaN when
     the frame equals the source; never negative, since shift 0 is among the candidates).
-    Used to check that a morph moves a blob (method.md §16). Jitted and ``vmap``-able.
+    Used to check that a morph moves a blob. Jitted and ``vmap``-able.
 
     Args:
       source: ``(H, W, C)``.

@@ -205,7 +205,7 @@ def test_csp_phase_moves_the_blob_where_pixel_crossfades():
     """Two Gaussian templates 8 px apart; the source blob sits under template 0.
     At matched image change (L2 = 2) the CSP-phase morph translates the blob toward
     the target template, and a translated copy of the source explains more of its
-    change than of the pixel morph's (method.md section 16 calibration)."""
+    change than of the pixel morph's (a calibration case with a known answer)."""
     N, s = 64, 4.0
     yy, xx = np.mgrid[:N, :N].astype(np.float32)
 
