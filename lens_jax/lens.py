@@ -348,8 +348,10 @@ def morph_frames(clf: Classifier, image, target, source, schedule: Schedule, *,
             frames = jax.vmap(render_a)(alphas)
         else:
             frames = jax.lax.map(render_a, alphas, batch_size=int(chunk_size))
-        change = jax.vmap(lambda a: ed.change(_scale(g0, a)))(alphas)
-        wrapped = jax.vmap(lambda a: ed.wrapped(_scale(g0, a)))(alphas)
+        def sizes(a):                   # one pass over the edit for both reductions
+            p = _scale(g0, a)
+            return ed.change(p), ed.wrapped(p)
+        change, wrapped = jax.vmap(sizes)(alphas)
     else:
         def run(steps, cap=None):
             return _live(ed, image, steps, mode, step_cap=cap, clf=clf, target=t,
@@ -521,17 +523,19 @@ def _run(st: _Setup, targets, sources, *, batched, loss, mode, color, chunk_size
 
     def call(images, ts, ss):
         m, problem = core(apply, params, images, ts, ss, arrays, **static)
-        if eager:
-            _raise_problems(problem, batched)
         logits, probs, reached = classify(apply, params, m.frames, problem, m.reached,
                                           chunk_size=chunk_size)
-        if eager:
-            _raise_nonfinite(logits, batched)
-        return m._replace(logits=logits, probs=probs, reached=reached)
+        return m._replace(logits=logits, probs=probs, reached=reached), problem
 
-    if not batched:
-        return call(st.images, targets, sources)
-    return map_batched(call, (st.images, targets, sources), per_call)
+    # every call is dispatched before any value is read back (no sync between programs)
+    if batched:
+        m, problem = map_batched(call, (st.images, targets, sources), per_call)
+    else:
+        m, problem = call(st.images, targets, sources)
+    if eager:
+        _raise_problems(problem, batched)
+        _raise_nonfinite(m.logits, batched)
+    return m
 
 
 def morph(logits_fn: Any, image, *, target, source=None, domain: "str | Domain" = "csp_phase",
