@@ -235,3 +235,27 @@ def test_as_classifier_forms_and_errors():
         C.as_classifier(42)
     with pytest.raises(ValueError, match="traced for images"):
         C.as_classifier(_all_forms(w, b)["callable"], example=x[:1])(jnp.zeros((2, 8, 8, 1)))
+
+
+def test_constant_params_notice_a_numpy_array_mutated_in_place():
+    w, b = _weights()
+    img = _image()
+    p = {"w": np.array(w), "b": np.array(b)}
+    L.morph((_flat_apply, p), img, constant_params=True, **KW)
+    p["w"][:40] += 0.5                                  # mutated in place, same objects
+    m = L.morph((_flat_apply, p), img, constant_params=True, **KW)
+    ref = L.morph((_flat_apply, {"w": jnp.asarray(p["w"]), "b": b}), img, **KW)
+    np.testing.assert_allclose(m.probs, ref.probs, atol=1e-6)
+
+
+def test_hoisted_callable_with_batch_dependent_constants():
+    """A callable whose trace has batch-size-dependent arrays (here an offset built with
+    numpy from the batch size) falls back to the batch-1 program under vmap: same values."""
+    w, b = _weights()
+    f = lambda x: x.reshape(len(x), -1) @ w + np.arange(len(x), dtype=np.float32)[:, None] * 0
+    x = jnp.stack([_image(), _image(1), _image(2)])
+    clf = C.as_classifier(f, example=x[:1])
+    np.testing.assert_allclose(clf(x), x.reshape(3, -1) @ w, atol=1e-5)
+    m = L.morph(f, x[0], **KW)
+    ref = L.morph(lambda z: z.reshape(len(z), -1) @ w, x[0], **KW)
+    np.testing.assert_allclose(m.probs, ref.probs, atol=1e-6)
