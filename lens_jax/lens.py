@@ -203,14 +203,16 @@ def _loss_value(z, target, source, loss):
 
 def _build(clf: Classifier, image, target, source, dom: Domain, loss: str, color: str,
            K: int) -> Edit:
-    """The Edit of one (validated) image; target/source are clamped into range (the
-    core flags out-of-range traced classes separately)."""
+    """The Edit of one (validated) image.  A traced target/source outside the classes
+    makes ``loss`` NaN (never a clamped class); :func:`morph_frames` flags it too."""
     H, W, _ = image.shape
     t = jnp.clip(target, 0, K - 1)
+    valid = (target >= 0) & (target < K)
     if source is None:
         s = jnp.argmax(clf(image[None])[0]).astype(jnp.int32)
     else:
         s = jnp.clip(source, 0, K - 1)
+        valid = valid & (source >= 0) & (source < K)
     x, rest = split_color(image, color)
     state = dom.analyse(x)
     zeros = dom.zeros(state)
@@ -220,7 +222,8 @@ def _build(clf: Classifier, image, target, source, dom: Domain, loss: str, color
         return _clip(y.astype(image.dtype), straight_through)
 
     def loss_fn(params, straight_through: bool = True):
-        return _loss_value(clf(render(params, straight_through)[None])[0], t, s, loss)
+        val = _loss_value(clf(render(params, straight_through)[None])[0], t, s, loss)
+        return jnp.where(valid, val, jnp.nan)
 
     return Edit(render, loss_fn, zeros, dom, s, K,
                 lambda p: dom.change(state, p), lambda p: dom.wrapped(state, p))

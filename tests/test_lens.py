@@ -644,3 +644,17 @@ def test_morph_property_ran_real_morphs():
     if not _RAN:
         test_morph_property()
     assert len(_RAN) >= 5, len(_RAN)
+
+
+def test_prepare_edit_traced_bad_target_gives_nan_loss():
+    f = smooth_classifier(16, 16)
+    img = smooth_image(16, 16)
+
+    def loss_at_zero(t):
+        ed = lj.prepare_edit(f, img, target=t)
+        return ed.loss(ed.zeros)
+
+    run = jax.jit(loss_at_zero)
+    assert np.isfinite(float(run(2))) and np.isnan(float(run(3)))
+    with pytest.raises(ValueError, match="target"):
+        lj.prepare_edit(f, img, target=3)
