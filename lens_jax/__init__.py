@@ -12,33 +12,76 @@ amplification factor), and synthesise the frames of a morph.
 >>> m.frames.shape, m.probs.shape
 ((4, 32, 32, 1), (4, 2))
 
-Modules: ``pyramid`` (the transform), ``domains`` (edit parameterisations), ``lens``
-(``morph``), ``metrics``, ``viz``, ``data``, ``models``, ``train``, ``pretrained``,
-``sweep``.
+The data path reads as one line: ``pyramid`` (the transform) -> ``domains`` (edit
+parameterisations, a registry) -> ``lens`` (``morph``; ``classifier`` normalises
+models, ``schedule`` the amplifications) -> ``sweep`` / ``compare`` / ``metrics`` ->
+``viz`` and the CLI.  ``import lens_jax`` loads jax, numpy and the core modules only;
+``data``, ``viz``, ``metrics``, ``compare``, ``models``, ``train``, ``pretrained`` (and
+their plotting, imaging, training and data stacks) load on first use.
 """
-from . import data, metrics, viz
-from .compare import COMPARE_DOMAINS, DOMAIN_LABELS, compare_domains, morph_figure
-from .domains import DOMAINS, COLORS, Domain, get_domain, default_pyramid
-from .lens import Edit, Morph, budget_alphas, morph, morph_batch, polar_grads, prepare_edit
-from .sweep import SweepResult, load_sweep, sweep, sweep_mesh
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from . import classifier, domains, lens, pyramid, schedule
+from .classifier import Classifier, as_classifier, fold_params
+from .domains import (COLORS, DOMAINS, REGISTRY, Domain, DomainSpec, default_pyramid,
+                      get_domain, register)
+from .lens import (Edit, Morph, budget_alphas, check_image, map_batched, morph, morph_batch,
+                   morph_frames, polar_grads, prepare_edit)
 from .pyramid import (PyramidCoeffs, SteerablePyramid, amplitude, from_plenoptic,
                       from_pyrtools, modulate_phase, phase, polar, to_plenoptic,
                       to_pyrtools, wrap_phase)
+from .schedule import Schedule
+# ``lens_jax.sweep`` is the function (the module stays importable as
+# ``from lens_jax.sweep import ...``); imported eagerly so the name is never the module
+from .sweep import SweepResult, load_sweep, sweep, sweep_mesh
 
 __version__ = "0.1.0"
+
+# name -> (submodule, attribute or None for the module itself), loaded on first use
+_LAZY = {
+    "compare_domains": ("compare", "compare_domains"),
+    "morph_figure": ("compare", "morph_figure"),
+    "COMPARE_DOMAINS": ("compare", "COMPARE_DOMAINS"),
+    "DOMAIN_LABELS": ("compare", "DOMAIN_LABELS"),
+}
+_LAZY_MODULES = ("data", "viz", "metrics", "compare", "models", "train", "pretrained",
+                 "cli", "evaluate", "report", "flow")
 
 __all__ = [
     # pyramid
     "SteerablePyramid", "PyramidCoeffs", "amplitude", "phase", "polar", "wrap_phase",
     "modulate_phase", "to_pyrtools", "from_pyrtools", "to_plenoptic", "from_plenoptic",
+    # domains
+    "DOMAINS", "COLORS", "REGISTRY", "Domain", "DomainSpec", "register", "get_domain",
+    "default_pyramid",
+    # classifiers and schedules
+    "Classifier", "as_classifier", "fold_params", "Schedule",
     # lens
-    "morph", "morph_batch", "Morph", "prepare_edit", "Edit", "budget_alphas", "polar_grads",
-    "DOMAINS", "COLORS", "Domain", "get_domain", "default_pyramid",
-    # scale-out (note: ``lens_jax.sweep`` is the function; the module is
-    # ``lens_jax.sweep`` only through ``from lens_jax.sweep import ...``)
+    "morph", "morph_batch", "morph_frames", "map_batched", "check_image", "Morph",
+    "prepare_edit", "Edit", "budget_alphas", "polar_grads",
+    # scale-out
     "sweep", "load_sweep", "sweep_mesh", "SweepResult",
-    # comparisons at matched image change
+    # comparisons at matched image change (lazy: plotting stack)
     "compare_domains", "morph_figure", "COMPARE_DOMAINS", "DOMAIN_LABELS",
-    # submodules
-    "data", "metrics", "viz",
+    # submodules (the light ones are loaded; the rest on first use)
+    "pyramid", "domains", "lens", "classifier", "schedule", "data", "metrics", "viz",
+    "models",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        mod, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f".{mod}", __name__), attr)
+        globals()[name] = value
+        return value
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | set(_LAZY_MODULES))

@@ -1,6 +1,6 @@
 """Compare edit domains on one image at a matched image-space L2 budget.
 
-Equal amplification is not equal image change (method.md §9): a pixel step, a Fourier
+Equal amplification is not equal image change: a pixel step, a Fourier
 phase step and a steerable-pyramid phase step of the same ``alpha`` move an image by very
 different amounts. :func:`compare_domains` therefore morphs the image in every domain with
 ``l2_budget=B``: each domain's ``n_frames`` frames run from the source to the frame at
@@ -29,7 +29,8 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Mapping
+from typing import Any, Sequence
 
 import jax
 import numpy as np
@@ -38,19 +39,38 @@ from matplotlib.figure import Figure
 
 from . import metrics as _metrics
 from . import viz as _viz
+from .domains import REGISTRY, Domain
 from .lens import Morph, morph
 
 __all__ = ["compare_domains", "morph_figure", "COMPARE_DOMAINS", "DOMAIN_LABELS", "ROW_COLUMNS"]
 
-#: The four comparators of the follow-up protocol (method.md §8).
+#: The four comparators of the follow-up protocol (pixel, Fourier phase, CSP phase and
+#: joint CSP phase + amplitude, at matched image-space L2 budgets).
 COMPARE_DOMAINS = ("pixel", "fourier_phase", "csp_phase", "csp_joint")
 
-#: Human-readable names for figures and tables.
-DOMAIN_LABELS = {"pixel": "Pixel", "fourier_phase": "Fourier phase", "csp_phase": "CSP phase",
-                 "csp_amplitude": "CSP amplitude", "csp_joint": "Joint CSP"}
+
+class _Labels(Mapping):
+    """Read-only view ``{domain: label}`` of the domain registry."""
+
+    def __getitem__(self, name):
+        return REGISTRY[name].label
+
+    def __iter__(self):
+        return iter(REGISTRY)
+
+    def __len__(self):
+        return len(REGISTRY)
+
+    def __repr__(self):
+        return repr(dict(self))
+
+
+#: Human-readable names for figures and tables (each registry entry's ``label``).
+DOMAIN_LABELS = _Labels()
 
 #: The numeric/text columns of a row (figure paths and evaluator columns come after).
 ROW_COLUMNS = ("name", "domain", "mode", "budget", "reached", "alpha_star", "max_change",
+               "wrapped",
                "p_target_0",
                "p_target", "p_source", "pred", "pred_name", "flip_frame", "l2", "psnr",
                "ssim", "E_warp", "E_warp_gain", "shift_dy", "shift_dx", "shift_explained",
@@ -86,12 +106,12 @@ def _f(x) -> float:
     return float(np.asarray(x))
 
 
-def compare_domains(logits_fn: Callable, image, *, target: int, source: int | None = None,
+def compare_domains(logits_fn: Any, image, *, target: int, source: int | None = None,
                     domains: Sequence[str] = COMPARE_DOMAINS, l2_budget: float = 2.0,
                     n_frames: int = 12, mode: str = "fixed", color: str = "luminance",
                     loss: str = "nll", pyramid=None, chunk_size: int | None = None,
                     class_names: Sequence[str] | Mapping[int, str] | None = None,
-                    evaluators: Mapping[str, Callable] | None = None,
+                    evaluators: Mapping[str, Any] | None = None,
                     out_dir: str | Path | None = None, name: str = "morph",
                     title: str | None = None, warp: bool = True, warp_steps: int = 200,
                     max_shift: int = 4, gif: bool = True, show_frames: int = 8,
@@ -99,18 +119,21 @@ def compare_domains(logits_fn: Callable, image, *, target: int, source: int | No
     """Morph ``image`` toward ``target`` in several domains at one matched L2 budget.
 
     Args:
-      logits_fn: the driver, ``(N, H, W, C)`` in [0, 1] -> ``(N, K)`` logits (differentiated).
+      logits_fn: the driver (differentiated), in any form :func:`lens_jax.morph` takes:
+        ``logits_fn(images)`` ``(N, H, W, C)`` in [0, 1] -> ``(N, K)``, ``(apply_fn,
+        params)``, a flax ``nnx.Module``, a linen ``(module.apply, variables)``.
       image: ``(H, W)`` or ``(H, W, C)`` float in [0, 1].
       target: target class; ``source``: source class (default: the driver's prediction).
-      domains: edit domains to compare (:data:`lens_jax.DOMAINS`).
+      domains: edit domains to compare: registry names (:data:`lens_jax.DOMAINS`) or
+        :class:`lens_jax.Domain` values (for options).
       l2_budget: the matched image-space budget ``B`` (L2 over all pixels and channels on
-        the [0, 1] scale; method.md §9 uses 1 and 2 for 28x28 MNIST).
+        the [0, 1] scale; budgets of 1 and 2 suit 28x28 MNIST digits).
       n_frames: frames per morph, from the source (frame 0) to the frame at distance ``B``.
       mode: ``"fixed"`` (one gradient, the method), ``"live"`` or ``"live_local"``.
       color, loss, pyramid, chunk_size: passed to :func:`lens_jax.morph`.
       class_names: names indexed by class, for labels.
-      evaluators: independent classifiers (same batched convention as ``logits_fn``;
-        never differentiated); adds ``{name}_pred``, ``{name}_p_target`` and
+      evaluators: independent classifiers (any form :func:`lens_jax.metrics.transfer`
+        takes, batched; never differentiated); adds ``{name}_pred``, ``{name}_p_target`` and
         ``{name}_is_target`` of the endpoint to every row.
       out_dir: write figures there (created); None writes nothing.
       name: file-name prefix (``{name}_{domain}_strip.png``, ``{name}_{domain}.gif``,
@@ -128,8 +151,9 @@ def compare_domains(logits_fn: Callable, image, *, target: int, source: int | No
       A list of rows (dicts), one per domain, with the columns of :data:`ROW_COLUMNS`
       (``E_*`` are NaN with ``warp=False``; ``flip_frame`` is the first frame the driver
       classifies as the target, -1 if none; ``shift_*`` in pixels, content moves by
-      ``+shift``; ``max_change`` is the final frame's largest |edit| -- a phase above
-      pi has wrapped), the evaluator columns, and with ``out_dir`` the paths ``strip``,
+      ``+shift``; ``max_change`` is the final frame's largest |edit|; ``wrapped`` the
+      fraction of its coefficients whose phase moved by more than pi, NaN for domains
+      without a phase), the evaluator columns, and with ``out_dir`` the paths ``strip``,
       ``gif``, ``figure`` (combined) and ``curves`` (probability vs L2). With
       ``return_morphs``: ``(rows, morphs)``.
 
@@ -144,21 +168,27 @@ def compare_domains(logits_fn: Callable, image, *, target: int, source: int | No
     domains = tuple(domains)
     if not domains:
         raise ValueError("domains is empty")
-    from .domains import DOMAINS
-    bad = [d for d in domains if d not in DOMAINS]
+    bad = [d for d in domains if (d.name if isinstance(d, Domain) else d) not in REGISTRY]
     if bad:
-        raise ValueError(f"unknown domain(s) {bad}; choose from {DOMAINS}")
-    if int(n_frames) < 2:
-        raise ValueError(f"n_frames must be >= 2 (source and endpoint); got {n_frames}")
+        raise ValueError(f"unknown domain(s) {bad}; choose from {tuple(REGISTRY)}")
+    names = [d.name if isinstance(d, Domain) else d for d in domains]
+    if len(set(names)) != len(names):
+        raise ValueError(f"domains has duplicates: {names}")
+    if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) \
+            or n_frames < 2:
+        raise ValueError(f"n_frames must be an integer >= 2 (source and endpoint); "
+                         f"got {n_frames!r}")
     evaluators = dict(evaluators or {})
     src_img = img.astype(np.float32) if img.dtype != np.float64 else img
 
     morphs: dict[str, Morph] = {}
     rows: list[dict] = []
-    for d in domains:
+    for dom in domains:
+        d = dom.name if isinstance(dom, Domain) else dom
         t0 = time.perf_counter()
-        m = morph(logits_fn, src_img, target=int(target), source=source, domain=d, mode=mode,
-                  color=color, loss=loss, pyramid=pyramid if d.startswith("csp_") else None,
+        uses_pyr = not isinstance(dom, Domain) and REGISTRY[d].uses_pyramid
+        m = morph(logits_fn, src_img, target=int(target), source=source, domain=dom,
+                  mode=mode, color=color, loss=loss, pyramid=pyramid if uses_pyr else None,
                   l2_budget=B, n_frames=int(n_frames), chunk_size=chunk_size)
         m = jax.tree.map(np.asarray, jax.block_until_ready(m))
         morphs[d] = m
@@ -168,7 +198,7 @@ def compare_domains(logits_fn: Callable, image, *, target: int, source: int | No
         row: dict[str, Any] = {
             "name": name, "domain": d, "mode": mode, "budget": B,
             "reached": bool(np.all(m.reached)), "alpha_star": _f(m.alphas[-1]),
-            "max_change": _f(m.max_change[-1]),
+            "max_change": _f(m.max_change[-1]), "wrapped": _f(m.wrapped[-1]),
             "p_target_0": _f(probs[0, t]), "p_target": _f(probs[-1, t]),
             "p_source": _f(probs[-1, s]), "pred": int(np.argmax(probs[-1])),
             "pred_name": _short(int(np.argmax(probs[-1])), class_names),
@@ -201,7 +231,7 @@ def compare_domains(logits_fn: Callable, image, *, target: int, source: int | No
             print(f"[compare] {name}: {DOMAIN_LABELS.get(d, d):<13} "
                   f"L2={row['l2']:.3f}/{B:g}{'' if row['reached'] else ' (NOT reached)'} "
                   f"alpha*={row['alpha_star']:.3g} max|edit|={row['max_change']:.3g}"
-                  f"{' (phase wraps)' if 'phase' in d and row['max_change'] > math.pi else ''} "
+                  f"{' (phase wraps)' if row['wrapped'] > 0 else ''} "
                   f"p({tn}) {row['p_target_0']:.3f} -> "
                   f"{row['p_target']:.3f} pred={row['pred_name']} "
                   f"E={row['E_warp']:.2f}/{row['E_warp_gain']:.2f} "

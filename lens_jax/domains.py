@@ -166,6 +166,13 @@ def _phase_or_all(dom, state, params) -> jax.Array:
     return _max_abs(params["phase"] if "phase" in params else params)
 
 
+def _phase_wrapped(dom, state, params) -> jax.Array:
+    """Fraction of phase parameters with |edit| > pi (the coefficient's phase wrapped)."""
+    leaves = jax.tree.leaves(params["phase"])
+    over = sum(jnp.sum(jnp.abs(l) > math.pi) for l in leaves)
+    return over / sum(l.size for l in leaves)
+
+
 # zeros_like (not jnp.zeros) so the parameters inherit the state's sharding /
 # varying-manual-axes type: under shard_map a replicated zero would make jax.grad sum
 # the gradients of every device's images
@@ -211,13 +218,15 @@ register(DomainSpec(
     analyse=lambda dom, x: jnp.fft.rfft2(x),
     zeros=lambda dom, X: {"phase": jnp.zeros_like(jnp.real(X))},
     render=lambda dom, X, p, shape: jnp.fft.irfft2(X * rotation(p["phase"]), s=shape),
-    change=_phase_or_all))
+    change=_phase_or_all, wrapped=_phase_wrapped))
 register(DomainSpec("csp_phase", "CSP phase", "rad", math.pi, True, _csp_analyse,
-                    _csp_zeros(("phase",)), _csp_render, _phase_or_all))
+                    _csp_zeros(("phase",)), _csp_render, _phase_or_all,
+                    wrapped=_phase_wrapped))
 register(DomainSpec("csp_amplitude", "CSP amplitude", "log-amplitude", 1.0, True,
                     _csp_analyse, _csp_zeros(("logamp",)), _csp_render, _phase_or_all))
 register(DomainSpec("csp_joint", "Joint CSP", "rad", math.pi, True, _csp_analyse,
-                    _csp_zeros(("phase", "logamp")), _csp_render, _phase_or_all))
+                    _csp_zeros(("phase", "logamp")), _csp_render, _phase_or_all,
+                    wrapped=_phase_wrapped))
 
 
 # flow-coherent domains (lens_jax/flow.py): one smooth displacement field on a G x G
@@ -318,6 +327,12 @@ def get_domain(name: "str | Domain", shape: tuple[int, int],
     checked against ``shape`` and returned).  ``options`` are the domain's own settings
     (see its :class:`DomainSpec` ``defaults``)."""
     if isinstance(name, Domain):
+        if name.name not in REGISTRY:
+            raise ValueError(f"unknown domain {name.name!r}; choose one of {tuple(REGISTRY)}")
+        if options:
+            raise ValueError("give a Domain's options inside it, not as keywords")
+        if name.pyramid is None and REGISTRY[name.name].uses_pyramid:
+            return get_domain(name.name, shape, pyramid, **dict(name.options))
         if name.pyramid is not None and tuple(name.pyramid.image_shape) != tuple(shape):
             raise ValueError(f"domain's pyramid plan is for {name.pyramid.image_shape} "
                              f"images; the image is {tuple(shape)}")

@@ -1,48 +1,70 @@
 """The lens: one class-conditional gradient in a transform domain, amplified and swept.
 
     image --analyse--> state --(params: phase / log-amplitude / pixel increments)-->
-          render (synthesise, colour merge, clip) --> logits_fn --> loss
+          render (synthesise, colour merge, clip) --> classifier --> loss
     g = jax.grad(loss)(0)      once, at the source (the paper's "fixed" gradient)
     frames = vmap over alpha of render(-alpha * g)
 
-:func:`morph` is the one-call API; :func:`prepare_edit` exposes the pieces (render,
-loss, zeros) for users composing their own loops.
+:func:`morph` is the one-call API for one image, :func:`morph_batch` for a batch; both
+run the same single-image core (:func:`morph_frames`) and one classifier pass over all
+frames.  :func:`map_batched` is the one chunk-and-pad helper for batches.
+:func:`prepare_edit` exposes the pieces (render, loss, zeros) for custom loops.
 
-Clipping: frames are clipped to [0, 1] (part of the operator, as in the follow-up
-protocol).  At zero edit the synthesis equals the source only up to round-off, so
-pixels at exactly 0 or 1 (most of an MNIST background) land a hair outside [0, 1];
-a hard clip would zero their gradient.  The gradient therefore passes the clip
-*straight through* (``x + stop_gradient(clip(x) - x)``: clipped values, identity
-derivative); frames and distances use the ordinary clip.  ``straight_through=False``
-restores the hard clip's zero derivative.
+Classifiers: any form :func:`lens_jax.classifier.as_classifier` accepts (a callable
+``logits_fn(images)``, ``(apply_fn, params)``, a flax ``nnx.Module``, a linen
+``(module.apply, variables)``).  Parameters are traced arguments of the compiled
+programs: new weights of the same shapes reuse them, and a module updated in place is
+seen.  Run eagerly, the frames and the classifier pass are two programs.
+
+Clipping: frames are clipped to [0, 1].  At zero edit the synthesis equals the source
+only up to round-off, so pixels at exactly 0 or 1 land a hair outside [0, 1] and a hard
+clip would zero their gradient.  The gradient therefore passes the clip *straight
+through* (``x + stop_gradient(clip(x) - x)``); frames and distances use the ordinary
+clip.  ``straight_through=False`` restores the hard clip's zero derivative.
+
+Bad input raises ``ValueError``/``TypeError`` naming the argument.  Values that are
+only known under a caller's ``jit`` (a traced target out of range, a classifier whose
+logits or gradient are not finite, ``loss="margin"`` with source == target) cannot
+raise: that image's frames, probabilities, distances and changes are NaN and its
+``reached`` is False, never a valid-looking result.
 """
 from __future__ import annotations
 
 import math
-import weakref
+from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .domains import DOMAINS, COLORS, Domain, get_domain, merge_color, split_color
+from .checks import (check_classes, check_count, check_image, check_margin, concrete,
+                     num_classes)
+from .classifier import Classifier, as_classifier, fold_params
+from .domains import COLORS, Domain, get_domain, merge_color, split_color
 from .pyramid import SteerablePyramid
+from .schedule import DEFAULT_FINAL_CHANGE, Schedule, budget_alphas
 
-__all__ = ["Morph", "Edit", "morph", "morph_batch", "prepare_edit", "budget_alphas", "polar_grads",
-           "LOSSES", "MODES", "DEFAULT_FINAL_CHANGE"]
+__all__ = ["Morph", "Edit", "morph", "morph_batch", "morph_frames", "prepare_edit",
+           "map_batched", "check_image", "budget_alphas", "polar_grads", "Schedule",
+           "LOSSES", "MODES", "PROBLEMS", "DEFAULT_FINAL_CHANGE", "CPU_CALL_BYTES"]
 
 LOSSES = ("nll", "margin")
 MODES = ("fixed", "live", "live_local")
 
-# automatic schedule (no alphas / step_cap / l2_budget): the last frame changes the
-# edited parameter by at most this much (radians for phases, e-folds for amplitude,
-# grey levels for pixels)
-DEFAULT_FINAL_CHANGE = {"pixel": 1.0, "fourier_phase": math.pi, "csp_phase": math.pi,
-                        "csp_amplitude": 1.0, "csp_joint": math.pi}
+#: What a non-zero problem code of :func:`morph_frames` means (index = code).
+PROBLEMS = ("", "target class outside the classifier's classes",
+            "source class outside the classifier's classes",
+            "the classifier returned non-finite logits (NaN or inf) at the source image",
+            "the gradient at the source is not finite (the logits overflow or the "
+            "classifier is not differentiable there)",
+            "loss='margin' with source == target has a zero gradient (the morph would do "
+            "nothing); choose another target or loss='nll'")
 
-_GRID = 1e-4 * 2.0 ** np.arange(30)     # budget search: max parameter change per frame
-_BISECT_ITERS = 24                       # bracket [a, 2a] -> relative width 6e-8
+#: On CPU, :func:`morph_batch` renders about this many bytes of band images per call by
+#: default: 64 images x 16 alphas of 64x64 ran about 1.3x faster in calls of 4 images
+#: (cache-resident) than in one call (memory-bound); ``benchmarks/RESULTS.md``.
+CPU_CALL_BYTES = 8 << 20
 
 
 class Morph(NamedTuple):
@@ -52,19 +74,23 @@ class Morph(NamedTuple):
       frames: ``(n, H, W, C)`` images in [0, 1]; ``frames[i]`` is the source where
         ``alphas[i] == 0``.
       alphas: ``(n,)`` amplification of each frame (cumulative step for live modes).
-      logits: ``(n, K)`` ``logits_fn`` at every frame.
-      probs: ``(n, K)`` softmax of ``logits``.
+      logits: ``(n, K)`` the classifier at every frame.
+      probs: ``(n, K)`` softmax of ``logits`` (NaN where the logits are not finite).
       l2: ``(n,)`` L2 distance of each frame to the source (all channels, [0, 1] scale).
       grad: the transform-domain gradient of the loss at the source: a dict
         ``{"phase"|"logamp"|"pixel": ...}`` shaped like the edit parameters.
       target, source: ``()`` int classes (source = argmax at the image if not given).
       reached: ``(n,)`` bool; False where an L2 budget was never reached (the frame is
-        then the farthest one found).  All True for raw alphas.
-      max_change: ``(n,)`` the largest |edit parameter| of each frame over all bands and
-        positions: radians for the phase domains (``csp_joint``: its phase), log-amplitude
-        for ``csp_amplitude``, grey levels for ``pixel``.  Above pi a phase edit wraps
-        (the morph stops being a small displacement).  ``live_local`` re-analyses every
-        frame, so there it is the sum of the per-step maxima (an upper bound).
+        then the farthest one found), where ``stop_before_wrap`` held the frame back,
+        and where the frame's probabilities are NaN.  Otherwise True.
+      max_change: ``(n,)`` the size of each frame's edit (the domain's ``change``):
+        the largest |edit| over all bands and positions, radians for the phase domains
+        (``csp_joint``: its phase), log-amplitude for ``csp_amplitude``, grey levels
+        for ``pixel``.  ``live_local`` re-analyses every frame, so there it is the sum
+        of the per-step sizes (an upper bound).
+      wrapped: ``(n,)`` fraction of coefficients whose phase the edit moved by more than
+        pi (the morph then stops being a small displacement); NaN for domains without
+        a phase and in ``live_local`` mode (no persistent coefficients).
     """
     frames: jax.Array
     alphas: jax.Array
@@ -76,23 +102,28 @@ class Morph(NamedTuple):
     source: jax.Array
     reached: jax.Array
     max_change: jax.Array
+    wrapped: jax.Array
 
     @property
     def target_prob(self) -> jax.Array:
+        """``(n,)`` probability of the target class at every frame."""
         return jnp.take_along_axis(self.probs, self.target[..., None, None], axis=-1)[..., 0]
 
     @property
     def source_prob(self) -> jax.Array:
+        """``(n,)`` probability of the source class at every frame."""
         return jnp.take_along_axis(self.probs, self.source[..., None, None], axis=-1)[..., 0]
 
     @property
     def margin(self) -> jax.Array:
+        """``(n,)`` logit of the target minus logit of the source."""
         t = jnp.take_along_axis(self.logits, self.target[..., None, None], axis=-1)[..., 0]
         s = jnp.take_along_axis(self.logits, self.source[..., None, None], axis=-1)[..., 0]
         return t - s
 
     @property
     def pred(self) -> jax.Array:
+        """``(n,)`` the classifier's prediction at every frame."""
         return jnp.argmax(self.logits, axis=-1)
 
 
@@ -100,7 +131,9 @@ class Edit(NamedTuple):
     """The pieces of a lens edit for one image (see :func:`prepare_edit`).
 
     ``render(params, straight_through=True) -> (H, W, C)`` clipped image;
-    ``loss(params) -> ()``; ``zeros``: the identity edit; ``domain``; ``source``.
+    ``loss(params) -> ()``; ``zeros``: the identity edit; ``domain``; ``source``;
+    ``change(params)`` and ``wrapped(params)``: the domain's edit size and wrapped
+    fraction (see :class:`Morph`).
     """
     render: Callable
     loss: Callable
@@ -108,37 +141,53 @@ class Edit(NamedTuple):
     domain: Domain
     source: jax.Array
     num_classes: int
+    change: Callable | None = None
+    wrapped: Callable | None = None
 
 
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
+class _Setup(NamedTuple):
+    clf: Classifier
+    images: jax.Array
+    domain: Domain
+    K: int
+    schedule: Schedule | None
 
 
-def _check_values(a: np.ndarray) -> None:
-    """NaN/Inf and [0, 1] checks of concrete image values (host array)."""
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"image contains {int(np.sum(~np.isfinite(a)))} NaN/Inf values")
-    lo, hi = float(a.min()), float(a.max())
-    if lo < 0.0 or hi > 1.0:
-        raise ValueError(f"image values must lie in [0, 1]; got range [{lo:.4g}, {hi:.4g}]")
-
-
-def _check_image(image) -> jax.Array:
-    if not hasattr(image, "dtype"):
-        image = np.asarray(image)
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3:
-        raise ValueError(f"image must be (H, W) or (H, W, C); got shape {tuple(image.shape)} "
-                         "(use jax.vmap for batches)")
-    if not jnp.issubdtype(image.dtype, jnp.floating):
-        raise ValueError(f"image must be float in [0, 1]; got dtype {image.dtype}")
-    if _is_concrete(image):
-        _check_values(np.asarray(image))
-    image = jnp.asarray(image)
-    if image.dtype in (jnp.bfloat16, jnp.float16):
-        image = image.astype(jnp.float32)
-    return image
+def _setup(model, image, *, batch, domain, domain_options, loss, color, pyramid,
+           mode="fixed", schedule_args=None, constant_params=False) -> _Setup:
+    """Every check shared by :func:`morph`, :func:`morph_batch` and
+    :func:`prepare_edit`: image(s), options, domain, classifier, schedule."""
+    images = check_image(image, batch=batch, name="images" if batch else "image")
+    H, W, C = images.shape[-3:]
+    if color not in COLORS:
+        raise ValueError(f"unknown color mode {color!r}; choose one of {COLORS}")
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    if color == "gray" and C != 1:
+        raise ValueError(f"color='gray' needs a one-channel image; got {C} channels "
+                         "(use color='luminance' or 'rgb')")
+    if color == "luminance" and C not in (1, 3):
+        raise ValueError(f"color='luminance' needs 1 or 3 channels; got {C}")
+    if isinstance(domain, Domain) and (domain_options or pyramid is not None):
+        raise ValueError("domain is a Domain: give its pyramid and options inside it "
+                         "(lens_jax.get_domain), not as pyramid= / domain_options=")
+    if not isinstance(domain, (str, Domain)):
+        raise ValueError(f"domain must be a registry name or a Domain; got {domain!r}")
+    if domain_options is not None and not isinstance(domain_options, Mapping):
+        raise ValueError(f"domain_options must be a dict; got {type(domain_options).__name__}")
+    dom = get_domain(domain, (H, W), pyramid, **dict(domain_options or {}))
+    # a real (possibly traced) input: the trace keeps its sharding / varying-axes type
+    example = images[:1] if batch else images[None]
+    clf = as_classifier(model, example=example)
+    if constant_params:
+        clf = fold_params(clf)
+    K = num_classes(clf, example)
+    sched = None
+    if schedule_args is not None:
+        sched = Schedule.parse(**schedule_args, domain=dom, mode=mode, dtype=images.dtype)
+    return _Setup(clf, images, dom, K, sched)
 
 
 def _clip(x, straight_through: bool):
@@ -146,71 +195,44 @@ def _clip(x, straight_through: bool):
     return x + jax.lax.stop_gradient(y - x) if straight_through else y
 
 
-def _check_class(name: str, value, K: int) -> jax.Array:
-    """One integer class in 0..K-1 (range checked when concrete), as int32."""
-    traced = isinstance(value, jax.core.Tracer)
-    v = value if traced else np.asarray(value)
-    if v.ndim != 0 or not jnp.issubdtype(v.dtype, jnp.integer):
-        raise ValueError(f"{name} must be one integer class; got {value!r}")
-    if traced:
-        return v.astype(jnp.int32)
-    if not 0 <= int(v) < K:
-        raise ValueError(f"{name} class {int(v)} is outside the classifier's "
-                         f"{K} classes (0..{K - 1})")
-    return jnp.asarray(v, jnp.int32)
+def _loss_value(z, target, source, loss):
+    if loss == "nll":
+        return -jax.nn.log_softmax(z)[target]
+    return -(z[target] - z[source])
 
 
-# logits_fn -> {(H, W, C, dtype): num_classes}; weak keys, so a cached check never keeps a
-# model (and its parameters) alive.  Saves an eval_shape trace (~0.5 ms) per call.
-_CLASS_COUNT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+def _build(clf: Classifier, image, target, source, dom: Domain, loss: str, color: str,
+           K: int) -> Edit:
+    """The Edit of one (validated) image.  A traced target/source outside the classes
+    makes ``loss`` NaN (never a clamped class); :func:`morph_frames` flags it too."""
+    H, W, _ = image.shape
+    t = jnp.clip(target, 0, K - 1)
+    valid = (target >= 0) & (target < K)
+    if source is None:
+        s = jnp.argmax(clf(image[None])[0]).astype(jnp.int32)
+    else:
+        s = jnp.clip(source, 0, K - 1)
+        valid = valid & (source >= 0) & (source < K)
+    x, rest = split_color(image, color)
+    state = dom.analyse(x)
+    zeros = dom.zeros(state)
+
+    def render(params, straight_through: bool = True):
+        y = merge_color(dom.render(state, params, (H, W)), rest, color)
+        return _clip(y.astype(image.dtype), straight_through)
+
+    def loss_fn(params, straight_through: bool = True):
+        val = _loss_value(clf(render(params, straight_through)[None])[0], t, s, loss)
+        return jnp.where(valid, val, jnp.nan)
+
+    return Edit(render, loss_fn, zeros, dom, s, K,
+                lambda p: dom.change(state, p), lambda p: dom.wrapped(state, p))
 
 
-def _num_classes(logits_fn, hwc: tuple, dtype) -> int:
-    """The class count of ``logits_fn`` on ``(1, H, W, C)`` input; ValueError if its output
-    is not ``(1, num_classes >= 2)``."""
-    key = tuple(hwc) + (jnp.dtype(dtype).name,)
-    try:
-        cache = _CLASS_COUNT.setdefault(logits_fn, {})
-    except TypeError:          # unhashable or not weak-referenceable: no cache
-        cache = {}
-    if key not in cache:
-        out = jax.eval_shape(logits_fn, jax.ShapeDtypeStruct((1,) + tuple(hwc), dtype))
-        if not hasattr(out, "shape") or len(out.shape) != 2 or out.shape[0] != 1 \
-                or out.shape[1] < 2:
-            H, W, C = hwc
-            raise ValueError("logits_fn must map a batch (N, H, W, C) to logits (N, "
-                             f"num_classes) with num_classes >= 2; for input (1, {H}, {W}, "
-                             f"{C}) it returned {getattr(out, 'shape', type(out).__name__)}")
-        cache[key] = int(out.shape[1])
-    return cache[key]
-
-
-def _validate(logits_fn, image, target, source, domain, loss, color, pyramid):
-    """Shape/config checks (always) and value checks (when concrete).
-
-    Returns ``(image, domain, num_classes, target, source)``; ``source`` may be None."""
-    image = _check_image(image)
-    H, W, C = image.shape
-    if color not in COLORS:
-        raise ValueError(f"unknown color mode {color!r}; choose one of {COLORS}")
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
-    dom = get_domain(domain, (H, W), pyramid)
-    if color == "gray" and C != 1:
-        raise ValueError(f"color='gray' needs a one-channel image; got {C} channels "
-                         "(use color='luminance' or 'rgb')")
-    if color == "luminance" and C not in (1, 3):
-        raise ValueError(f"color='luminance' needs 1 or 3 channels; got {C}")
-    K = _num_classes(logits_fn, (H, W, C), image.dtype)
-    target = _check_class("target", target, K)
-    if source is not None:
-        source = _check_class("source", source, K)
-    return image, dom, K, target, source
-
-
-def prepare_edit(logits_fn: Callable, image, *, target, source=None,
-                 domain: str = "csp_phase", loss: str = "nll", color: str = "luminance",
-                 pyramid: SteerablePyramid | None = None) -> Edit:
+def prepare_edit(logits_fn: Any, image, *, target, source=None,
+                 domain: "str | Domain" = "csp_phase", loss: str = "nll",
+                 color: str = "luminance", pyramid: SteerablePyramid | None = None,
+                 domain_options: dict | None = None) -> Edit:
     """Analyse ``image`` once and return pure ``render``/``loss`` functions of the
     edit parameters.  Validates shapes and (when concrete) values; see :func:`morph`.
 
@@ -221,98 +243,327 @@ def prepare_edit(logits_fn: Callable, image, *, target, source=None,
     >>> ed.render(jax.tree.map(lambda a: -2.0 * a, g)).shape
     (16, 16, 1)
     """
-    image, dom, K, target, source = _validate(logits_fn, image, target, source, domain,
-                                              loss, color, pyramid)
-    H, W, C = image.shape
-    if source is None:
-        source = jnp.argmax(logits_fn(image[None])[0]).astype(jnp.int32)
-
-    x, rest = split_color(image, color)
-    state = dom.analyse(x)
-    zeros = dom.zeros(state)
-
-    def render(params, straight_through: bool = True):
-        y = merge_color(dom.render(state, params, (H, W)), rest, color)
-        return _clip(y.astype(image.dtype), straight_through)
-
-    def loss_fn(params, straight_through: bool = True):
-        z = logits_fn(render(params, straight_through)[None])[0]
-        if loss == "nll":
-            return -jax.nn.log_softmax(z)[target]
-        return -(z[target] - z[source])
-
-    return Edit(render, loss_fn, zeros, dom, source, K)
-
-
-def _max_abs(tree) -> jax.Array:
-    return jnp.max(jnp.stack([jnp.max(jnp.abs(l)) for l in jax.tree.leaves(tree)]))
-
-
-def _scale(tree, a):
-    return jax.tree.map(lambda g: -a * g, tree)
+    st = _setup(logits_fn, image, batch=False, domain=domain, domain_options=domain_options,
+                loss=loss, color=color, pyramid=pyramid)
+    t = check_classes("target", target, st.K)
+    s = check_classes("source", source, st.K)
+    return _build(st.clf, st.images, t, s, st.domain, loss, color, st.K)
 
 
 def polar_grads(c: jax.Array, gj: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Phase and log-amplitude gradients from ``gj = jax.grad(L)(c)`` w.r.t. complex ``c``.
 
     JAX returns the *conjugate* of ``dL/dRe + i dL/dIm`` for a real function of a complex
-    argument (method.md section 11), so ``dL/dphi = -Im(c * gj)`` and
-    ``dL/dln|c| = Re(c * gj)``.  The lens never needs this (it differentiates w.r.t. real
-    ``delta``, ``eta``); it is here for users holding complex gradients.
+    argument, so ``dL/dphi = -Im(c * gj)`` and ``dL/dln|c| = Re(c * gj)``.  The lens
+    never needs this (it differentiates w.r.t. real ``delta``, ``eta``); it is here for
+    users holding complex gradients.
+
+    >>> [float(v) for v in polar_grads(jnp.asarray(1j), jnp.asarray(2.0 + 0j))]
+    [-2.0, 0.0]
     """
     cg = c * gj
     return -jnp.imag(cg), jnp.real(cg)
+
+
+def _max_abs(tree) -> jax.Array:
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(l)) for l in jax.tree.leaves(tree)]))
+
+
+def _edit_size(params: dict) -> jax.Array:
+    """Largest |value| of an edit (its phase part when it has one).  Kept for
+    :mod:`lens_jax.sweep`; the lens itself reports ``Domain.change``."""
+    return _max_abs(params["phase"] if "phase" in params else params)
+
+
+def _scale(tree, a):
+    return jax.tree.map(lambda g: -a * g, tree)
+
+
+def _safe_inv(m):
+    return jnp.where(m > 0, 1.0 / jnp.where(m > 0, m, 1.0), 1.0)
 
 
 def _l2(frame, image):
     return jnp.sqrt(jnp.sum((frame - image) ** 2))
 
 
-def budget_alphas(dist_fn: Callable, budgets: jax.Array, unit: jax.Array
-                  ) -> tuple[jax.Array, jax.Array]:
-    """Vectorised search of ``alpha`` with ``dist_fn(alpha) == budget``.
+def _nan_like(tree):
+    return jax.tree.map(lambda a: jnp.full_like(a, jnp.nan)
+                        if jnp.issubdtype(a.dtype, jnp.inexact) else a, tree)
 
-    Scans a doubling grid ``unit * 1e-4 * 2**k`` (``k < 30``), takes the first bracket
-    where the distance reaches each budget (distance need not be monotone: phases wrap,
-    pixels clip), and bisects inside it.  Returns ``(alphas, reached)``; an unreached
-    budget gets the grid alpha of largest distance.
+
+def morph_frames(clf: Classifier, image, target, source, schedule: Schedule, *,
+                 domain: Domain, num_classes: int, loss: str = "nll", mode: str = "fixed",
+                 color: str = "luminance", chunk_size: int | None = None,
+                 stop_before_wrap: bool = False) -> tuple[Morph, jax.Array]:
+    """The single-image core: the gradient at the source and every frame (no classifier
+    pass over the frames: ``logits``/``probs`` are None).  Pure; works under ``jit`` and
+    ``vmap``; :func:`morph` and :func:`morph_batch` are thin layers over it.
+
+    Arguments are already validated (:func:`check_image`, :meth:`Schedule.parse`,
+    :func:`lens_jax.get_domain`).  Returns ``(morph, problem)`` where ``problem`` is an
+    int32 code (0: fine; else the index into :data:`PROBLEMS`); a problem makes every
+    float field of the morph NaN and ``reached`` False.
     """
-    grid = jnp.asarray(_GRID, unit.dtype) * unit
-    d = jax.vmap(dist_fn)(grid)
-    hit = d[None, :] >= budgets[:, None]
-    reached = jnp.any(hit, axis=1)
-    k = jnp.argmax(hit, axis=1)
-    lo = jnp.where(k > 0, grid[jnp.maximum(k - 1, 0)], 0.0)
-    hi = grid[k]
+    K = int(num_classes)
+    dtype = image.dtype
+    ed = _build(clf, image, target, source, domain, loss, color, K)
+    t = jnp.clip(target, 0, K - 1)
 
-    def body(_, lohi):
-        lo, hi = lohi
-        mid = 0.5 * (lo + hi)
-        ok = jax.vmap(dist_fn)(mid) >= budgets
-        return jnp.where(ok, lo, mid), jnp.where(ok, mid, hi)
+    def loss_aux(p):
+        z = clf(ed.render(p, True)[None])[0]
+        return _loss_value(z, t, ed.source, loss), z
 
-    lo, hi = jax.lax.fori_loop(0, _BISECT_ITERS, body, (lo, hi))
-    far = grid[jnp.argmax(d)]
-    return jnp.where(reached, hi, far), reached
+    (_, z0), g0 = jax.value_and_grad(loss_aux, has_aux=True)(ed.zeros)
+    unit0 = _safe_inv(_max_abs(g0))
+    n = schedule.n_frames
+    alphas, budgets, step_cap = schedule.arrays()
+    reached = None
+    wrapped = None
+    if stop_before_wrap and (mode != "fixed" or "phase" not in ed.zeros):
+        raise ValueError("stop_before_wrap needs mode='fixed' and a domain with a phase "
+                         f"(got mode={mode!r}, domain {domain.name!r})")
+    if mode == "fixed":
+        a_wrap = (math.pi * _safe_inv(_max_abs(g0["phase"]))).astype(dtype) \
+            if stop_before_wrap else None
+
+        def cap(a):
+            return a if a_wrap is None else jnp.clip(a, -a_wrap, a_wrap)
+
+        def render_a(a):
+            return ed.render(_scale(g0, cap(a)), straight_through=False)
+
+        if schedule.kind in ("budget", "budgets"):
+            found, ok = budget_alphas(lambda a: _l2(render_a(a), image), budgets, unit0)
+            found = cap(found)
+            if schedule.kind == "budget":
+                alphas = jnp.linspace(0.0, 1.0, n, dtype=dtype) * found[0]
+                reached = jnp.broadcast_to(ok[0], alphas.shape)
+            else:
+                alphas, reached = found, ok
+        elif schedule.kind == "step_cap":
+            alphas = jnp.arange(n, dtype=dtype) * (step_cap * unit0)
+        if a_wrap is not None:
+            held = jnp.abs(alphas) > a_wrap
+            alphas = cap(alphas)
+            reached = ~held if reached is None else reached & ~held
+        if chunk_size is None:
+            frames = jax.vmap(render_a)(alphas)
+        else:
+            frames = jax.lax.map(render_a, alphas, batch_size=int(chunk_size))
+        def sizes(a):                   # one pass over the edit for both reductions
+            p = _scale(g0, a)
+            return ed.change(p), ed.wrapped(p)
+        change, wrapped = jax.vmap(sizes)(alphas)
+    else:
+        def run(steps, cap=None):
+            return _live(ed, image, steps, mode, step_cap=cap, clf=clf, target=t,
+                         loss=loss, color=color)
+
+        def steps_of(step):
+            return jnp.concatenate([jnp.zeros((1,), dtype), jnp.full((n - 1,), step, dtype)])
+
+        if schedule.kind in ("budget", "budgets"):
+            found, ok = budget_alphas(lambda s: _l2(run(steps_of(s))[0][-1], image),
+                                      budgets, unit0 / max(n - 1, 1))
+            if schedule.kind == "budget":
+                frames, alphas, change, wrapped = run(steps_of(found[0]))
+                reached = jnp.broadcast_to(ok[0], alphas.shape)
+            else:
+                frames, alphas, change, wrapped = jax.vmap(
+                    lambda s: jax.tree.map(lambda v: v[-1], run(steps_of(s))))(found)
+                reached = ok
+        elif schedule.kind == "step_cap":
+            frames, alphas, change, wrapped = run(jnp.zeros((n,), dtype), step_cap)
+        else:
+            frames, alphas, change, wrapped = run(
+                jnp.diff(alphas, prepend=jnp.zeros((1,), dtype)))
+
+    frames = jnp.where((alphas == 0)[:, None, None, None], image[None], frames)
+    if reached is None:
+        reached = jnp.ones(alphas.shape, bool)
+    l2 = jax.vmap(_l2, in_axes=(0, None))(frames, image)
+    problem = jnp.int32(0)
+    for code, bad in ((5, (loss == "margin") & (t == ed.source)),
+                      (4, ~jnp.all(jnp.stack([jnp.all(jnp.isfinite(l))
+                                              for l in jax.tree.leaves(g0)]))),
+                      (3, ~jnp.all(jnp.isfinite(z0))),
+                      (2, False if source is None else (source < 0) | (source >= K)),
+                      (1, (target < 0) | (target >= K))):
+        problem = jnp.where(bad, jnp.int32(code), problem)
+    out = Morph(frames, alphas, None, None, l2, g0, jnp.asarray(target, jnp.int32),
+                ed.source, reached, change.astype(dtype),
+                jnp.broadcast_to(wrapped, alphas.shape).astype(dtype))
+    fail = problem != 0
+    masked = _nan_like(out)
+    out = jax.tree.map(lambda bad_v, v: jnp.where(fail, bad_v, v), masked, out)
+    return out._replace(reached=reached & ~fail), problem
 
 
-def morph(logits_fn: Callable, image, *, target, source=None, domain: str = "csp_phase",
+def _live(ed: Edit, image, steps, mode, *, step_cap, clf, target, loss, color):
+    """Live extrapolation with ``lax.scan``: frames, cumulative alphas, each frame's
+    change and wrapped fraction (see :class:`Morph`).
+
+    ``steps[n]`` is the raw step before frame ``n`` (``steps[0] == 0`` keeps the source
+    as the first frame); with ``step_cap`` each step is ``step_cap / max|g_n|`` instead
+    (and frame 0 is the source).
+    """
+    dtype = image.dtype
+    if mode == "live":
+        grad_fn = jax.grad(ed.loss)
+
+        def body(carry, step):
+            params, acc, i = carry
+            g = grad_fn(params)
+            if step_cap is not None:
+                step = jnp.where(i == 0, 0.0, step_cap * _safe_inv(_max_abs(g))).astype(dtype)
+            params = jax.tree.map(lambda p, gg: p - step * gg, params, g)
+            acc = acc + step
+            return (params, acc, i + 1), (ed.render(params, straight_through=False), acc,
+                                          ed.change(params), ed.wrapped(params))
+
+        _, out = jax.lax.scan(body, (ed.zeros, jnp.zeros((), dtype), 0), steps)
+        return out
+
+    # live_local: re-analyse every frame, step from the gradient at that frame
+    def body(carry, step):
+        x, acc, i, ch = carry
+        e = _build(clf, x, target, ed.source, ed.domain, loss, color, ed.num_classes)
+        g = jax.grad(e.loss)(e.zeros)
+        if step_cap is not None:
+            step = jnp.where(i == 0, 0.0, step_cap * _safe_inv(_max_abs(g))).astype(dtype)
+        x_new = e.render(_scale(g, step), straight_through=False)
+        x_new = jnp.where(step == 0, x, x_new)
+        ch = ch + e.change(_scale(g, step))
+        return (x_new, acc + step, i + 1, ch), (x_new, acc + step, ch, jnp.asarray(jnp.nan, dtype))
+
+    zero = jnp.zeros((), dtype)
+    _, out = jax.lax.scan(body, (image, zero, 0, zero), steps)
+    return out
+
+
+def _classify(apply, params, frames, problem, reached, *, chunk_size):
+    """Logits and softmax over frames ``(..., H, W, C)`` as one flat batch; NaN
+    probabilities (and ``reached`` False) where the logits are not finite or the image
+    has a problem."""
+    lead = frames.shape[:-3]
+    flat = frames.reshape((-1,) + frames.shape[-3:])
+    if chunk_size is None:
+        logits = apply(params, flat)
+    else:
+        logits = jax.lax.map(lambda x: apply(params, x[None])[0], flat,
+                             batch_size=int(chunk_size))
+    logits = logits.reshape(lead + logits.shape[1:])
+    ok = jnp.all(jnp.isfinite(logits), axis=-1)
+    ok = ok & (problem == 0).reshape(problem.shape + (1,) * (ok.ndim - problem.ndim))
+    probs = jax.nn.softmax(jnp.where(ok[..., None], logits, 0), axis=-1)
+    return logits, jnp.where(ok[..., None], probs, jnp.nan), reached & ok
+
+
+_STATIC = ("apply", "domain", "loss", "mode", "color", "kind", "n_frames", "chunk_size",
+           "stop_before_wrap", "num_classes")
+
+
+def _core(apply, params, images, targets, sources, arrays, *, kind, n_frames, batched,
+          **static):
+    alphas, budgets, step_cap = arrays
+    sched = Schedule(kind, alphas, step_cap, budgets, n_frames)
+
+    def one(image, target, source):
+        return morph_frames(Classifier(apply, params), image, target, source, sched, **static)
+    if not batched:
+        return one(images, targets, sources)
+    if sources is None:
+        return jax.vmap(lambda i, t: one(i, t, None))(images, targets)
+    return jax.vmap(one)(images, targets, sources)
+
+
+_core_jit = jax.jit(_core, static_argnames=_STATIC + ("batched",))
+_classify_jit = jax.jit(_classify, static_argnames=("apply", "chunk_size"))
+
+
+def _hashable(x) -> bool:
+    try:
+        hash(x)
+        return True
+    except TypeError:
+        return False
+
+
+def _raise_problems(problem, batched: bool) -> None:
+    p = np.atleast_1d(np.asarray(problem))
+    bad = np.flatnonzero(p)
+    if bad.size:
+        at = f"image {int(bad[0])}: " if batched else ""
+        raise ValueError(at + PROBLEMS[int(p[bad[0]])])
+
+
+def _raise_nonfinite(logits, batched: bool) -> None:
+    ok = np.all(np.isfinite(np.asarray(logits)), axis=-1)
+    if not ok.all():
+        idx = tuple(int(i) for i in np.argwhere(~ok)[0])
+        at = f"image {idx[0]}, frame {idx[1]}" if batched else f"frame {idx[0]}"
+        raise ValueError(f"the classifier returned non-finite logits (NaN or inf) at {at} "
+                         f"of the morph ({int((~ok).sum())} frame(s) in all); check its "
+                         "weights and the scale of its logits")
+
+
+def _run(st: _Setup, targets, sources, *, batched, loss, mode, color, chunk_size,
+         stop_before_wrap, per_call=None) -> Morph:
+    """Frames program + classifier program over (chunks of) the validated inputs."""
+    sched = st.schedule
+    if chunk_size is not None:
+        chunk_size = check_count("chunk_size", chunk_size)
+    static = dict(domain=st.domain, loss=loss, mode=mode, color=color, kind=sched.kind,
+                  n_frames=sched.n_frames, chunk_size=chunk_size,
+                  stop_before_wrap=bool(stop_before_wrap), num_classes=st.K, batched=batched)
+    apply, params = st.clf
+    arrays = sched.arrays()
+    eager = concrete(st.images, targets, sources, arrays, params)
+    jit_ok = _hashable(apply) and _hashable(st.domain)
+    core = _core_jit if jit_ok else _core
+    classify = _classify_jit if jit_ok else _classify
+
+    def call(images, ts, ss):
+        m, problem = core(apply, params, images, ts, ss, arrays, **static)
+        logits, probs, reached = classify(apply, params, m.frames, problem, m.reached,
+                                          chunk_size=chunk_size)
+        return m._replace(logits=logits, probs=probs, reached=reached), problem
+
+    # every call is dispatched before any value is read back (no sync between programs)
+    if batched:
+        m, problem = map_batched(call, (st.images, targets, sources), per_call)
+    else:
+        m, problem = call(st.images, targets, sources)
+    if eager:
+        _raise_problems(problem, batched)
+        _raise_nonfinite(m.logits, batched)
+    return m
+
+
+def morph(logits_fn: Any, image, *, target, source=None, domain: "str | Domain" = "csp_phase",
           alphas=None, loss: str = "nll", mode: str = "fixed",
           pyramid: SteerablePyramid | None = None, color: str = "luminance",
           step_cap: float | None = None, l2_budget=None, n_frames: int = 12,
-          chunk_size: int | None = None, _batch: Any = None) -> Morph:
+          chunk_size: int | None = None, stop_before_wrap: bool = False,
+          domain_options: dict | None = None, constant_params: bool = False) -> Morph:
     """Morph ``image`` toward class ``target`` by extrapolating one class gradient.
 
     Args:
-      logits_fn: JAX function ``(N, H, W, C)`` images in [0, 1] -> ``(N, K)`` logits.
+      logits_fn: the classifier, in any form :func:`lens_jax.classifier.as_classifier`
+        accepts: ``logits_fn(images)`` mapping ``(N, H, W, C)`` in [0, 1] to ``(N, K)``
+        float logits, ``(apply_fn, params)``, a flax ``nnx.Module``, a linen
+        ``(module.apply, variables)``.  Per-example: no batch statistics.
       image: ``(H, W, C)`` or ``(H, W)`` float in [0, 1].
       target: target class; ``source``: source class for the margin loss and
         reporting (default: the classifier's prediction at ``image``).
-      domain: ``"pixel"``, ``"fourier_phase"``, ``"csp_phase"`` (the paper's),
-        ``"csp_amplitude"`` or ``"csp_joint"``.
+      domain: a registry name (``lens_jax.DOMAINS``: ``"pixel"``, ``"fourier_phase"``,
+        ``"csp_phase"`` (the paper's), ``"csp_amplitude"``, ``"csp_joint"``, ...) or a
+        :class:`lens_jax.Domain` from :func:`lens_jax.get_domain` (pyramid, options).
       alphas: raw amplification factors ``(n,)``; frame ``i`` is
         ``render(-alphas[i] * g)``.
-      loss: ``"nll"`` (``-log p(target)``) or ``"margin"`` (``-(z_target - z_source)``).
+      loss: ``"nll"`` (``-log p(target)``) or ``"margin"`` (``-(z_target - z_source)``;
+        needs source != target).
       mode: ``"fixed"`` (one gradient at the source: the method), ``"live"`` (gradient
         recomputed after each step, persistent coordinates of the source
         decomposition) or ``"live_local"`` (re-analyse each frame, step from its
@@ -326,324 +577,132 @@ def morph(logits_fn: Callable, image, *, target, source=None, domain: str = "csp
       l2_budget: instead of ``alphas``: a scalar ``B`` gives ``n_frames`` frames from the
         source to the frame at L2 distance ``B``; a 1-D array gives one frame per budget
         (the endpoints, for comparisons at equal image change across domains).
-      n_frames: frames for ``step_cap``, scalar ``l2_budget`` and the automatic schedule.
+      n_frames: an integer >= 2: frames for ``step_cap``, a scalar ``l2_budget`` and
+        the automatic schedule (steps of live-mode budget searches).
       chunk_size: render/classify at most this many frames at once (bounds memory).
+      stop_before_wrap: fixed mode, phase domains: cap the extrapolation at the largest
+        alpha whose largest phase change stays <= pi.  Frames beyond hold the cap (their
+        ``alphas`` report the capped value) and have ``reached`` False; an L2 budget
+        not reachable below the cap is not reached.
+      domain_options: the domain's own options (see its registry entry's ``defaults``).
+      constant_params: opt-in: compile the classifier's parameters in as constants
+        (:func:`lens_jax.classifier.fold_params`; a changed parameter is noticed by
+        its fingerprint and compiles a new program).  Default: traced parameters.
 
     With none of ``alphas``, ``step_cap``, ``l2_budget``, the schedule is automatic:
-    ``n_frames`` frames up to a final change of ``DEFAULT_FINAL_CHANGE[domain]``.
+    ``n_frames`` frames up to the domain's ``final_change`` (pi for phase domains).
+
+    Returns:
+      A :class:`Morph`.  Under a caller's ``jit``/``vmap`` a traced target outside the
+      classes, non-finite logits or gradient, or ``loss="margin"`` with source ==
+      target give NaN frames, probabilities, distances and changes (``reached`` False)
+      for exactly that image; eagerly they raise.
 
     Raises:
       ValueError: bad image (rank, dtype, NaN/Inf, outside [0, 1]), target/source
-        outside the classes, ``logits_fn`` output of the wrong shape, empty or
-        non-finite alphas, an image size the pyramid cannot take, unknown domain,
-        loss, mode or colour, conflicting schedules.
+        outside the classes, classifier output of the wrong shape or integer dtype,
+        non-finite logits or gradient, margin loss with source == target, a bad
+        schedule (see :meth:`Schedule.parse`), an image size the pyramid cannot take,
+        unknown domain, loss, mode or colour.
+      TypeError: a classifier of none of the accepted forms.
+
+    >>> import jax.numpy as jnp, lens_jax as lj
+    >>> f = lambda x: jnp.stack([x[:, :, :16].mean((1, 2, 3)), x[:, :, 16:].mean((1, 2, 3))], -1)
+    >>> ramp = jnp.broadcast_to(jnp.linspace(0.2, 0.8, 32), (32, 32))
+    >>> m = lj.morph(f, ramp, target=0, n_frames=4)      # automatic: phases up to pi
+    >>> m.frames.shape, round(float(m.max_change[-1]), 4)
+    ((4, 32, 32, 1), 3.1416)
+    >>> bool(m.target_prob[-1] > m.target_prob[0])
+    True
     """
-    if domain not in DOMAINS:
-        raise ValueError(f"unknown domain {domain!r}; choose one of {DOMAINS}")
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
-    chosen = [n for n, v in (("alphas", alphas), ("step_cap", step_cap),
-                             ("l2_budget", l2_budget)) if v is not None]
-    if len(chosen) > 1:
-        raise ValueError(f"give at most one schedule; got {', '.join(chosen)}")
-    if int(n_frames) < 1:
-        raise ValueError(f"n_frames must be >= 1; got {n_frames}")
-    if chunk_size is not None and int(chunk_size) < 1:
-        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
-    if step_cap is not None and _is_concrete(jnp.asarray(step_cap)) and \
-            not (np.isfinite(float(step_cap)) and float(step_cap) > 0):
-        raise ValueError(f"step_cap must be a positive finite number; got {step_cap}")
-    if _batch is not None:   # morph_batch validated the batch and passes its first image
-        batch_image, batch_target, batch_source = image, target, source
-        image, dom, _, target, source = _validate(
-            logits_fn, _batch, 0, None, domain, loss, color, pyramid)
-    else:
-        image, dom, _, target, source = _validate(logits_fn, image, target, source, domain,
-                                                  loss, color, pyramid)
-    dtype = image.dtype
+    st = _setup(logits_fn, image, batch=False, domain=domain, domain_options=domain_options,
+                loss=loss, color=color, pyramid=pyramid, mode=mode,
+                schedule_args=dict(alphas=alphas, step_cap=step_cap, l2_budget=l2_budget,
+                                   n_frames=n_frames), constant_params=constant_params)
+    t = check_classes("target", target, st.K)
+    s = check_classes("source", source, st.K)
+    check_margin(loss, t, s)
+    return _run(st, t, s, batched=False, loss=loss, mode=mode, color=color,
+                chunk_size=chunk_size, stop_before_wrap=stop_before_wrap)
 
-    budgets, scalar_budget = None, False
-    if alphas is not None:
-        alphas = jnp.asarray(alphas, dtype)
-        if alphas.ndim != 1 or alphas.shape[0] == 0:
-            raise ValueError(f"alphas must be a non-empty 1-D array; got shape {alphas.shape}")
-        if _is_concrete(alphas) and not np.all(np.isfinite(np.asarray(alphas))):
-            raise ValueError("alphas contain NaN/Inf")
-        if mode != "fixed" and _is_concrete(alphas) and np.any(np.diff(np.asarray(alphas)) < 0):
-            raise ValueError("live modes need non-decreasing alphas (cumulative steps)")
-    if l2_budget is not None:
-        budgets = jnp.asarray(l2_budget, dtype)
-        scalar_budget = budgets.ndim == 0
-        budgets = jnp.atleast_1d(budgets)
-        if budgets.ndim != 1 or budgets.shape[0] == 0:
-            raise ValueError(f"l2_budget must be a number or a non-empty 1-D array; "
-                             f"got shape {budgets.shape}")
-        if _is_concrete(budgets) and not np.all(np.asarray(budgets) > 0):
-            raise ValueError(f"l2_budget values must be positive; got {np.asarray(budgets)}")
-    if alphas is None and budgets is None and step_cap is None:
-        step_cap = DEFAULT_FINAL_CHANGE[domain] / max(int(n_frames) - 1, 1)
-    if step_cap is not None:
-        step_cap = jnp.asarray(step_cap, dtype)
 
-    static = dict(logits_fn=logits_fn, domain=domain, loss=loss, mode=mode,
-                  pyramid=dom.pyramid, color=color, n_frames=int(n_frames),
-                  chunk_size=None if chunk_size is None else int(chunk_size),
-                  scalar_budget=bool(scalar_budget))
-    try:
-        hash(logits_fn)
-        hashable = True
-    except TypeError:          # e.g. an equinox module holding arrays: run eagerly
-        hashable = False
-    # Two stages: (1) gradient + frames, (2) the classifier on every frame.  Run eagerly,
-    # each stage is its own XLA program: a classifier compiled alone keeps its weights as
-    # constants inside one fused kernel, which on CPU ran about 2x faster than the same
-    # network sharing its weights with the gradient in one program (weights repacked on
-    # every call; benchmarks/RESULTS.md).  Under a caller's jit both stages inline.
-    classify = _classify_jit if hashable else _classify
-    if _batch is None:
-        core = _morph_core_jit if hashable else _morph_core
-        m = core(image, target, source, alphas, budgets, step_cap, **static)
-        logits, probs = classify(m.frames, logits_fn=logits_fn, chunk_size=static["chunk_size"])
-        return m._replace(logits=logits, probs=probs)
+def map_batched(fn: Callable, arrays: tuple, chunk: int | None) -> Any:
+    """``fn(*arrays)`` over the leading axis in chunks of ``chunk`` rows, concatenated.
 
-    core = _morph_batch_jit if hashable else _morph_batch_core
-    images = jnp.asarray(batch_image, dtype)
-    targets = batch_target.astype(jnp.int32)
-    sources = None if batch_source is None else batch_source.astype(jnp.int32)
-    n = images.shape[0]
-    per_call = n
-    eager = all(_is_concrete(a) for a in (images, targets, sources) if a is not None)
-    if hashable and eager and jax.default_backend() == "cpu":
-        # CPU: the frames' intermediates (K complex band images per frame) exceed the
-        # cache for big batches and the sweep turns memory-bound; a few images per call
-        # keep them cache-resident (64 images x 16 alphas of 64x64: about 1.3x faster)
-        n_per_image = alphas.shape[0] if alphas is not None else int(n_frames)
-        if budgets is not None:
-            n_per_image = max(n_per_image, budgets.shape[0], 30)
-        H, W = images.shape[1:3]
-        c_edit = images.shape[3] if color == "rgb" else 1
-        frame_bytes = 32 * H * W * c_edit
-        per_call = int(min(n, max(1, _CPU_CALL_BYTES // (frame_bytes * n_per_image))))
+    ``arrays`` share the leading size ``n`` (``None`` entries pass through as None).
+    The last chunk is padded by repeating the last row, so every call has the same
+    shapes (nothing recompiles); the padding is dropped from the result.  ``chunk``
+    None or >= n: one call.
+
+    >>> out = map_batched(lambda x: x * 2, (jnp.arange(5),), 2)
+    >>> out.tolist()
+    [0, 2, 4, 6, 8]
+    """
+    present = [a for a in arrays if a is not None]
+    if not present:
+        raise ValueError("map_batched needs at least one array")
+    n = present[0].shape[0]
+    if any(a.shape[0] != n for a in present):
+        raise ValueError(f"map_batched arrays must share their leading size; got "
+                         f"{[a.shape[0] for a in present]}")
+    if chunk is None or chunk >= n:
+        return fn(*arrays)
+    chunk = check_count("chunk", chunk)
     parts = []
-    for i in range(0, n, per_call):
-        idx = np.minimum(np.arange(i, i + per_call), n - 1)   # pad the last call: no recompile
-        sel = idx if per_call < n else slice(None)
-        m = core(images[sel], targets[sel], None if sources is None else sources[sel],
-                 alphas, budgets, step_cap, **static)
-        logits, probs = classify(m.frames, logits_fn=logits_fn, chunk_size=static["chunk_size"])
-        parts.append(m._replace(logits=logits, probs=probs))
-    if len(parts) == 1:
-        return parts[0]
-    return jax.tree.map(lambda *a: jnp.concatenate(a)[:n], *parts)
+    for i in range(0, n, chunk):
+        idx = np.minimum(np.arange(i, i + chunk), n - 1)
+        parts.append(fn(*(None if a is None else a[idx] for a in arrays)))
+    return jax.tree.map(lambda *p: jnp.concatenate(p)[:n], *parts)
 
 
-_CPU_CALL_BYTES = 8 << 20     # see morph(): frames' working set per call on CPU
+def _default_per_call(images, color, frames_per_image) -> int:
+    n, H, W, C = images.shape
+    if jax.default_backend() != "cpu" or not concrete(images):
+        return n
+    frame_bytes = 32 * H * W * (C if color == "rgb" else 1)
+    return int(min(n, max(1, CPU_CALL_BYTES // (frame_bytes * frames_per_image))))
 
 
-def _classify(frames, *, logits_fn, chunk_size):
-    """Logits and softmax of ``logits_fn`` on frames ``(..., H, W, C)`` as one flat batch
-    (``chunk_size`` frames at a time when given)."""
-    lead = frames.shape[:-3]
-    flat = frames.reshape((-1,) + frames.shape[-3:])
-    if chunk_size is None:
-        logits = logits_fn(flat)
-    else:
-        logits = jax.lax.map(lambda x: logits_fn(x[None])[0], flat, batch_size=int(chunk_size))
-    logits = logits.reshape(lead + logits.shape[1:])
-    return logits, jax.nn.softmax(logits, axis=-1)
-
-
-_classify_jit = jax.jit(_classify, static_argnames=("logits_fn", "chunk_size"))
-
-
-def _morph_core(image, target, source, alphas, budgets, step_cap, *, logits_fn, domain,
-                loss, mode, pyramid, color, n_frames, chunk_size, scalar_budget):
-    """Gradient and frames of one image; ``logits``/``probs`` are left None (morph adds
-    them with :func:`_classify`, a separate program when run eagerly)."""
-    dtype = image.dtype
-    ed = prepare_edit(logits_fn, image, target=target, source=source, domain=domain,
-                      loss=loss, color=color, pyramid=pyramid)
-    grad_fn = jax.grad(ed.loss)
-    g0 = grad_fn(ed.zeros)
-    unit0 = _safe_inv(_max_abs(g0))
-
-    reached = None
-    if mode == "fixed":
-        def render_a(a):
-            return ed.render(_scale(g0, a), straight_through=False)
-
-        if budgets is not None:
-            found, ok = budget_alphas(lambda a: _l2(render_a(a), image), budgets, unit0)
-            if scalar_budget:
-                alphas = jnp.linspace(0.0, 1.0, int(n_frames), dtype=dtype) * found[0]
-                reached = jnp.broadcast_to(ok[0], alphas.shape)
-            else:
-                alphas, reached = found, ok
-        elif step_cap is not None:
-            alphas = jnp.arange(int(n_frames), dtype=dtype) * (step_cap * unit0)
-        if chunk_size is None:
-            frames = jax.vmap(render_a)(alphas)
-        else:
-            frames = jax.lax.map(render_a, alphas, batch_size=int(chunk_size))
-        change = jnp.abs(alphas) * _edit_size(g0)
-    else:
-        def run(steps):
-            return _live(ed, image, steps, mode, step_cap=None, grad_fn=grad_fn,
-                         color=color, logits_fn=logits_fn,
-                         target=target, loss=loss)
-
-        if budgets is not None:
-            n = int(n_frames)
-
-            def dist(step):
-                steps = jnp.concatenate([jnp.zeros((1,), dtype),
-                                         jnp.full((n - 1,), step, dtype)])
-                fr, _, _ = run(steps)
-                return _l2(fr[-1], image)
-
-            found, ok = budget_alphas(dist, budgets, unit0 / max(n - 1, 1))
-            if scalar_budget:
-                steps = jnp.concatenate([jnp.zeros((1,), dtype),
-                                         jnp.full((n - 1,), found[0], dtype)])
-                frames, alphas, change = run(steps)
-                reached = jnp.broadcast_to(ok[0], alphas.shape)
-            else:
-                def endpoint(step):
-                    steps = jnp.concatenate([jnp.zeros((1,), dtype),
-                                             jnp.full((n - 1,), step, dtype)])
-                    fr, al, ch = run(steps)
-                    return fr[-1], al[-1], ch[-1]
-                frames, alphas, change = jax.vmap(endpoint)(found)
-                reached = ok
-        elif step_cap is not None:
-            frames, alphas, change = _live(ed, image, jnp.zeros((int(n_frames),), dtype), mode,
-                                   step_cap=step_cap, grad_fn=grad_fn, color=color,
-                                   logits_fn=logits_fn, target=target,
-                                   loss=loss)
-        else:
-            steps = jnp.diff(alphas, prepend=jnp.zeros((1,), dtype))
-            frames, alphas, change = run(steps)
-
-    frames = jnp.where((alphas == 0)[:, None, None, None], image[None], frames)
-    if reached is None:
-        reached = jnp.ones(alphas.shape, bool)
-    l2 = jax.vmap(_l2, in_axes=(0, None))(frames, image)
-    return Morph(frames, alphas, None, None, l2, g0, jnp.asarray(target, jnp.int32),
-                 ed.source, reached, change)
-
-
-_STATIC = ("logits_fn", "domain", "loss", "mode", "pyramid", "color", "n_frames",
-           "chunk_size", "scalar_budget")
-_morph_core_jit = jax.jit(_morph_core, static_argnames=_STATIC)
-
-
-def _morph_batch_core(images, targets, sources, alphas, budgets, step_cap, **static):
-    def one(img, t, s):
-        return _morph_core(img, t, s, alphas, budgets, step_cap, **static)
-    if sources is None:
-        return jax.vmap(lambda i, t: one(i, t, None))(images, targets)
-    return jax.vmap(one)(images, targets, sources)
-
-
-_morph_batch_jit = jax.jit(_morph_batch_core, static_argnames=_STATIC)
-
-
-def morph_batch(logits_fn: Callable, images, *, target, source=None, **kwargs) -> Morph:
+def morph_batch(logits_fn: Any, images, *, target, source=None,
+                images_per_call: int | None = None, **kwargs) -> Morph:
     """:func:`morph` for a batch ``(N, H, W, C)`` (or ``(N, H, W)``) of images.
 
     Same keywords as :func:`morph`; ``target`` / ``source`` are scalars or ``(N,)``.
-    Returns a :class:`Morph` whose fields have a leading ``N`` axis.  Equivalent to
-    ``jax.vmap(lambda x, t: morph(...))`` but the classifier sees the ``N * n_alpha``
-    frames as ONE flat batch: convolutions under a double ``vmap`` can be several times
-    slower on CPU than on the flattened batch.
+    Returns a :class:`Morph` whose fields have a leading ``N`` axis, equal to
+    ``jax.vmap`` of :func:`morph`, but the classifier sees each call's frames as ONE
+    flat batch (convolutions under a double ``vmap`` ran 2.3x slower on CPU).
+
+    ``images_per_call``: images per compiled call (:func:`map_batched`; the last call
+    padded).  Default: all at once, except eagerly on CPU, where calls hold about
+    :data:`CPU_CALL_BYTES` of band images (measured fastest there).
     """
-    if not hasattr(images, "dtype"):
-        images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.ndim != 4 or images.shape[0] == 0:
-        raise ValueError(f"images must be (N, H, W[, C]) with N >= 1; got {images.shape}")
-    n = images.shape[0]
-    concrete = _is_concrete(images)
-    if concrete:                       # one host copy for every value check
-        host = np.asarray(images)
-        if not jnp.issubdtype(host.dtype, jnp.floating):
-            raise ValueError(f"image must be float in [0, 1]; got dtype {host.dtype}")
-        _check_values(host)
-        first = host[0]
+    unknown = sorted(set(kwargs) - set(_MORPH_KW))
+    if unknown:
+        raise TypeError(f"morph_batch got unexpected keyword(s) {unknown}")
+    kw = dict(_MORPH_KW, **kwargs)
+    st = _setup(logits_fn, images, batch=True, domain=kw["domain"],
+                domain_options=kw["domain_options"], loss=kw["loss"], color=kw["color"],
+                pyramid=kw["pyramid"], mode=kw["mode"],
+                schedule_args={k: kw[k] for k in ("alphas", "step_cap", "l2_budget",
+                                                  "n_frames")},
+                constant_params=kw["constant_params"])
+    n = st.images.shape[0]
+    t = check_classes("target", target, st.K, n)
+    s = check_classes("source", source, st.K, n)
+    check_margin(kw["loss"], t, s)
+    if images_per_call is None:
+        per_image = st.schedule.length
+        if st.schedule.kind in ("budget", "budgets"):
+            per_image = max(per_image, 30)           # the budget search's grid
+        images_per_call = _default_per_call(st.images, kw["color"], per_image)
     else:
-        first = images[0]
-    # shapes, domain and the class count via the first image (eval_shape is cached)
-    _, _, K, _, _ = _validate(logits_fn, first, 0, None, kwargs.get("domain", "csp_phase"),
-                              kwargs.get("loss", "nll"), kwargs.get("color", "luminance"),
-                              kwargs.get("pyramid"))
-    classes = []
-    for name, v in (("target", target), ("source", source)):
-        if v is None:
-            classes.append(None)
-            continue
-        if not isinstance(v, jax.core.Tracer):
-            v = np.asarray(v)
-            if not np.issubdtype(v.dtype, np.integer):
-                raise ValueError(f"{name} must be integer classes; got dtype {v.dtype}")
-            v = np.broadcast_to(v, (n,))
-            bad = np.flatnonzero((v < 0) | (v >= K))
-            if bad.size:
-                raise ValueError(f"{name} class {int(v[bad[0]])} (image {int(bad[0])}) is "
-                                 f"outside the classifier's {K} classes (0..{K - 1})")
-        elif not jnp.issubdtype(v.dtype, jnp.integer):
-            raise ValueError(f"{name} must be integer classes; got dtype {v.dtype}")
-        classes.append(jnp.broadcast_to(jnp.asarray(v), (n,)))
-    targets, sources = classes
-    return morph(logits_fn, images, target=targets, source=sources, _batch=first, **kwargs)
+        images_per_call = check_count("images_per_call", images_per_call)
+    return _run(st, t, s, batched=True, loss=kw["loss"], mode=kw["mode"], color=kw["color"],
+                chunk_size=kw["chunk_size"], stop_before_wrap=kw["stop_before_wrap"],
+                per_call=images_per_call)
 
 
-def _edit_size(params: dict) -> jax.Array:
-    """Largest |value| of an edit (its phase part when it has one), as a scalar."""
-    return _max_abs(params["phase"] if "phase" in params else params)
-
-
-def _safe_inv(m):
-    return jnp.where(m > 0, 1.0 / jnp.where(m > 0, m, 1.0), 1.0)
-
-
-def _live(ed: Edit, image, steps, mode, *, step_cap, grad_fn, color, logits_fn, target, loss):
-    """Live extrapolation with ``lax.scan``: returns frames, cumulative alphas and each
-    frame's ``max_change`` (see :class:`Morph`).
-
-    ``steps[n]`` is the raw step before frame ``n`` (``steps[0] == 0`` keeps the source
-    as the first frame); with ``step_cap`` each step is ``step_cap / max|g_n|`` instead
-    (and frame 0 is the source).
-    """
-    dtype = image.dtype
-    if mode == "live":
-        def body(carry, step):
-            params, acc, n = carry
-            g = grad_fn(params)
-            if step_cap is not None:
-                step = jnp.where(n == 0, 0.0, step_cap * _safe_inv(_max_abs(g))).astype(dtype)
-            params = jax.tree.map(lambda p, gg: p - step * gg, params, g)
-            acc = acc + step
-            return (params, acc, n + 1), (ed.render(params, straight_through=False), acc,
-                                          _edit_size(params))
-
-        _, out = jax.lax.scan(body, (ed.zeros, jnp.zeros((), dtype), 0), steps)
-        return out
-
-    # live_local: re-analyse every frame, step from the gradient at that frame
-    def body(carry, step):
-        x, acc, n, ch = carry
-        e = prepare_edit(logits_fn, x, target=target, source=ed.source,
-                         domain=ed.domain.name, loss=loss, color=color,
-                         pyramid=ed.domain.pyramid)
-        g = jax.grad(e.loss)(e.zeros)
-        if step_cap is not None:
-            step = jnp.where(n == 0, 0.0, step_cap * _safe_inv(_max_abs(g))).astype(dtype)
-        x_new = e.render(_scale(g, step), straight_through=False)
-        x_new = jnp.where(step == 0, x, x_new)
-        ch = ch + jnp.abs(step) * _edit_size(g)
-        return (x_new, acc + step, n + 1, ch), (x_new, acc + step, ch)
-
-    zero = jnp.zeros((), dtype)
-    _, out = jax.lax.scan(body, (image, zero, 0, zero), steps)
-    return out
+_MORPH_KW = dict(domain="csp_phase", alphas=None, loss="nll", mode="fixed", pyramid=None,
+                 color="luminance", step_cap=None, l2_budget=None, n_frames=12,
+                 chunk_size=None, stop_before_wrap=False, domain_options=None,
+                 constant_params=False)

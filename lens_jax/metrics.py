@@ -248,7 +248,7 @@ class TransferResult(NamedTuple):
     pred: Array      # (..., n_alpha) int32: predicted class (argmax) per frame
 
 
-def transfer(logits_fns: Mapping[str, Callable[[Array], Array]], frames: ArrayLike,
+def transfer(logits_fns: Mapping[str, Any], frames: ArrayLike,
              target: ArrayLike, *, batched: bool = False) -> dict[str, TransferResult]:
     """Evaluate independent classifiers (never differentiated through) on the frames.
 
@@ -257,18 +257,29 @@ def transfer(logits_fns: Mapping[str, Callable[[Array], Array]], frames: ArrayLi
     morph even when this is called inside a differentiated function.
 
     Args:
-      logits_fns: name -> classifier. By default each maps one image ``(H, W, C)`` to logits
-        ``(n_classes,)`` (the lens convention) and is ``vmap``-ed over frames; with
-        ``batched=True`` each maps ``(N, H, W, C)`` to ``(N, n_classes)``.
+      logits_fns: name -> classifier, in any form
+        :func:`lens_jax.classifier.as_classifier` accepts.  A pair ``(apply_fn, params)``,
+        a :class:`lens_jax.classifier.Classifier`, a flax ``nnx.Module`` or a
+        :func:`lens_jax.models.make_logits_fn` function is batched (``(N, H, W, C)`` ->
+        ``(N, n_classes)``, its parameters passed as arguments).  A plain callable maps
+        one image ``(H, W, C)`` to logits ``(n_classes,)`` (the lens convention) and is
+        ``vmap``-ed over frames, or with ``batched=True`` maps a batch.
       frames: ``(..., H, W, C)``; leading dimensions are flattened for the call.
       target: target class (int or array broadcastable to ``frames.shape[:-3]``).
 
     Returns:
       name -> ``TransferResult(p_target, pred)``, each ``frames.shape[:-3]``.
+      Frames whose logits are not finite get ``p_target`` NaN and ``pred`` -1.
+
+    Raises:
+      ValueError: frames of the wrong rank; a classifier returning logits of the wrong
+        shape or an integer dtype.
+      TypeError: a classifier of none of the accepted forms.
 
     The protocol's "endpoint classified as the target by O and O2" count is then
     ``sum(r["O"].pred[..., -1] == t & r["O2"].pred[..., -1] == t)``.
     """
+    from .classifier import as_classifier, carries_params
     frames = jax.lax.stop_gradient(jnp.asarray(frames))
     if frames.ndim < 3:
         raise ValueError(f"frames must be (..., H, W, C), got shape {frames.shape}")
@@ -276,15 +287,27 @@ def transfer(logits_fns: Mapping[str, Callable[[Array], Array]], frames: ArrayLi
     flat = frames.reshape((-1,) + frames.shape[-3:])
     out: dict[str, TransferResult] = {}
     for name, fn in logits_fns.items():
-        logits = fn(flat) if batched else jax.vmap(fn)(flat)
+        if carries_params(fn):
+            logits = as_classifier(fn)(flat)
+        elif not callable(fn):
+            raise TypeError(f"classifier {name!r} must be a callable, a pair (apply_fn, "
+                            f"params), a flax nnx.Module or a Classifier; got "
+                            f"{type(fn).__name__}")
+        else:
+            logits = fn(flat) if batched else jax.vmap(fn)(flat)
         logits = jax.lax.stop_gradient(jnp.asarray(logits))
         if logits.ndim != 2 or logits.shape[0] != flat.shape[0]:
             raise ValueError(f"classifier {name!r} returned logits of shape {logits.shape}, "
                              f"expected ({flat.shape[0]}, n_classes)")
+        if not jnp.issubdtype(logits.dtype, jnp.floating):
+            raise ValueError(f"classifier {name!r} returned {logits.dtype} logits; "
+                             "return float logits")
         logits = logits.reshape(lead + logits.shape[-1:])
-        probs = jax.nn.softmax(logits, axis=-1)
-        out[name] = TransferResult(target_prob(probs, target),
-                                   jnp.argmax(logits, axis=-1).astype(jnp.int32))
+        ok = jnp.all(jnp.isfinite(logits), axis=-1)
+        probs = jax.nn.softmax(jnp.where(ok[..., None], logits, 0), axis=-1)
+        probs = jnp.where(ok[..., None], probs, jnp.nan)
+        pred = jnp.where(ok, jnp.argmax(logits, axis=-1), -1).astype(jnp.int32)
+        out[name] = TransferResult(target_prob(probs, target), pred)
     return out
 
 
@@ -433,7 +456,7 @@ def warp_explained_energy(source: ArrayLike, frame: ArrayLike, *, grid: int = 8,
                           return_fields: bool = False) -> Array | WarpFit:
     """Fraction of the edit energy explained by a smooth warp (and gain) of the source.
 
-    The protocol's E (method.md §12): fit ``x_hat = exp(g) * x0(u - d(u))`` to the frame ``x``
+    The protocol's warp-explained energy E: fit ``x_hat = exp(g) * x0(u - d(u))`` to the frame ``x``
     and report ``E = 1 - ||x - x_hat||^2 / ||x - x0||^2``.
 
     Parameterisation: displacement control values ``(dy, dx)`` in **pixels** and (with
@@ -537,7 +560,7 @@ def best_translation(source: ArrayLike, frame: ArrayLike, *, max_shift: int = 4,
     size ``lr`` (cosine-decayed) from the best integer shift. Also reports the fraction of the
     edit energy the translated copy explains, ``1 - ||x - x_hat||^2 / ||x - x0||^2`` (NaN when
     the frame equals the source; never negative, since shift 0 is among the candidates).
-    Used to check that a morph moves a blob (method.md §16). Jitted and ``vmap``-able.
+    Used to check that a morph moves a blob. Jitted and ``vmap``-able.
 
     Args:
       source: ``(H, W, C)``.

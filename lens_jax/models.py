@@ -1,4 +1,5 @@
-"""Small image classifiers used by the evaluation protocol (method.md §12).
+"""Small image classifiers used by the evaluation protocol (driver CNN and two
+independent evaluators, as in the follow-up protocol of arXiv 2506.02300).
 
 All models are :mod:`flax.linen` modules with a pure ``apply``: no batch statistics,
 no dropout, so ``module.apply({"params": p}, x)`` is a deterministic function of the
@@ -17,19 +18,22 @@ centres them with ``2 x - 1`` itself, so callers never normalise.
 
 :func:`get_model` builds one by name ("cnn", "resnet_mini", "mlp");
 :func:`make_logits_fn` turns a module and its params into ``logits_fn(x)``.
+:class:`Classifier` / :func:`as_classifier` (defined in :mod:`lens_jax.classifier`,
+re-exported here) normalise any classifier form to ``(apply, params)``.
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from .classifier import Classifier, as_classifier, fold_params
+
 __all__ = ["CNN", "ResNetMini", "TinyMLP", "MODELS", "get_model", "init_params",
            "make_logits_fn", "count_params",
-           "Classifier", "as_classifier"]
+           "Classifier", "as_classifier", "fold_params"]
 
 
 def _prep(x: jax.Array) -> jax.Array:
@@ -161,93 +165,11 @@ def make_logits_fn(model: nn.Module, params: Any) -> Callable[[jax.Array], jax.A
 
     logits_fn.model = model  # type: ignore[attr-defined]
     logits_fn.params = params  # type: ignore[attr-defined]
+    # as_classifier reads this: the params stay traced arguments of every lens program
+    logits_fn.__lens_classifier__ = Classifier(model.apply, {"params": params})  # type: ignore[attr-defined]
     return logits_fn
 
 
 def count_params(params: Any) -> int:
+    """Number of scalar parameters in a pytree."""
     return int(sum(p.size for p in jax.tree_util.tree_leaves(params)))
-
-
-# ----------------------------------------------------------------------------------
-# Whatever the user hands in -> (apply, params): parameters are data, not code
-# ----------------------------------------------------------------------------------
-
-class Classifier(NamedTuple):
-    """A classifier as ``apply(params, images) -> logits`` with ``params`` a pytree.
-
-    ``apply`` is static (hashable: it keys the compiled program); ``params`` are traced
-    arguments, so new values of the same shapes reuse the compiled program and are never
-    baked into it as constants.  Build one with :func:`as_classifier`.
-    """
-    apply: Callable[[Any, jax.Array], jax.Array]
-    params: Any
-
-    def __call__(self, images: jax.Array) -> jax.Array:
-        return self.apply(self.params, images)
-
-
-@dataclasses.dataclass(frozen=True)
-class _CallApply:
-    """``apply(params, x) = fn(x)`` for a plain callable (no separable parameters)."""
-    fn: Callable
-
-    def __call__(self, params, x):
-        return self.fn(x)
-
-
-@dataclasses.dataclass(frozen=True)
-class _NNXApply:
-    """``apply(state, x) = nnx.merge(graphdef, state)(x)`` for a flax ``nnx.Module``."""
-    graphdef: Any
-
-    def __call__(self, state, x):
-        from flax import nnx
-        return nnx.merge(self.graphdef, state)(x)
-
-
-@dataclasses.dataclass(frozen=True)
-class _LinenApply:
-    """``apply(variables, x) = module.apply(variables, x)``; equal modules share programs."""
-    module: Any
-
-    def __call__(self, variables, x):
-        return self.module.apply(variables, x)
-
-
-def _is_nnx_module(obj: Any) -> bool:
-    return any(c.__module__.startswith("flax.nnx") and c.__name__ == "Module"
-               for c in type(obj).__mro__)
-
-
-def as_classifier(model: Any) -> Classifier:
-    """Normalise a classifier to :class:`Classifier` ``(apply, params)``.
-
-    Accepts a :class:`Classifier`; a pair ``(apply_fn, params)`` meaning
-    ``apply_fn(params, images)`` (e.g. a linen ``(module.apply, variables)``); a flax
-    ``nnx.Module`` (split into graph and state on every call, so a module updated in
-    place is seen); a function from :func:`make_logits_fn`; or any callable
-    ``logits_fn(images)``.
-
-    >>> import jax.numpy as jnp
-    >>> clf = as_classifier((lambda p, x: x.reshape(len(x), -1) @ p, jnp.ones((4, 2))))
-    >>> clf(jnp.ones((3, 2, 2, 1))).shape
-    (3, 2)
-    """
-    if isinstance(model, Classifier):
-        return model
-    if isinstance(model, tuple):
-        if len(model) != 2 or not callable(model[0]):
-            raise TypeError("a classifier tuple must be (apply_fn, params) with "
-                            f"apply_fn(params, images) -> logits; got a {len(model)}-tuple")
-        return Classifier(model[0], model[1])
-    if _is_nnx_module(model):
-        from flax import nnx
-        graphdef, state = nnx.split(model)
-        return Classifier(_NNXApply(graphdef), state)
-    inner = getattr(model, "model", None)
-    if callable(model) and isinstance(inner, nn.Module) and hasattr(model, "params"):
-        return Classifier(_LinenApply(inner), {"params": model.params})      # make_logits_fn
-    if callable(model):
-        return Classifier(_CallApply(model), ())
-    raise TypeError("model must be a callable logits_fn(images), a pair (apply_fn, params), "
-                    f"a flax nnx.Module or a Classifier; got {type(model).__name__}")

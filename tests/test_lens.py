@@ -205,7 +205,7 @@ def test_csp_phase_moves_the_blob_where_pixel_crossfades():
     """Two Gaussian templates 8 px apart; the source blob sits under template 0.
     At matched image change (L2 = 2) the CSP-phase morph translates the blob toward
     the target template, and a translated copy of the source explains more of its
-    change than of the pixel morph's (method.md section 16 calibration)."""
+    change than of the pixel morph's (a calibration case with a known answer)."""
     N, s = 64, 4.0
     yy, xx = np.mgrid[:N, :N].astype(np.float32)
 
@@ -391,19 +391,16 @@ def test_transform_gradient_under_shard_map_matches_vmap():
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-@pytest.mark.parametrize("call_bytes", [None, 70_000])
-def test_morph_batch_equals_vmap_of_morph(call_bytes, monkeypatch):
-    # call_bytes=70_000: on CPU the batch is split into calls of 2 images (alphas) or 1
-    # image (budgets), the last call padded; results must not change
-    from lens_jax import lens as lens_mod
-    if call_bytes is not None:
-        monkeypatch.setattr(lens_mod, "_CPU_CALL_BYTES", call_bytes)
+@pytest.mark.parametrize("per_call", [None, 2])
+def test_morph_batch_equals_vmap_of_morph(per_call):
+    # per_call=2: the batch of 3 runs as two calls of 2 images, the last padded;
+    # results must not change
     H = W = 16
     f = smooth_classifier(H, W)
     imgs = jnp.stack([smooth_image(H, W, seed=s) for s in range(3)])
     targets = jnp.array([0, 2, 1])
     for kw in (dict(alphas=jnp.linspace(0, 3, 4)), dict(l2_budget=jnp.array([0.5, 1.0]))):
-        mb = lj.morph_batch(f, imgs, target=targets, **kw)
+        mb = lj.morph_batch(f, imgs, target=targets, images_per_call=per_call, **kw)
         mv = jax.vmap(lambda x, t: lj.morph(f, x, target=t, **kw))(imgs, targets)
         assert mb.frames.shape == mv.frames.shape
         for a, b in zip(jax.tree.leaves(mb), jax.tree.leaves(mv)):
@@ -412,3 +409,252 @@ def test_morph_batch_equals_vmap_of_morph(call_bytes, monkeypatch):
         lj.morph_batch(f, imgs, target=jnp.array([0, 5, 1]))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         lj.morph_batch(f, imgs * 3, target=0)
+
+
+# ----------------------------------------------------------------------------------
+# nothing silent: each case gave a valid-looking wrong result before
+# ----------------------------------------------------------------------------------
+
+def test_traced_out_of_range_target_gives_nan_for_that_image_only():
+    """jit(vmap(morph)): target 7 of 3 classes used to give exactly class 2's frames."""
+    H = W = 16
+    f = smooth_classifier(H, W)
+    imgs = jnp.stack([smooth_image(H, W, seed=s) for s in range(3)])
+    run = jax.jit(jax.vmap(lambda x, t: lj.morph(f, x, target=t, n_frames=3)))
+    m = run(imgs, jnp.array([0, 7, -1]))
+    for i in (1, 2):
+        assert np.all(np.isnan(m.frames[i])) and np.all(np.isnan(m.probs[i]))
+        assert not np.any(m.reached[i]) and np.all(np.isnan(m.l2[i]))
+    good = lj.morph(f, imgs[0], target=0, n_frames=3)
+    np.testing.assert_allclose(m.probs[0], good.probs, atol=1e-5)
+    assert np.all(m.reached[0])
+    assert [int(t) for t in m.target] == [0, 7, -1]      # reported as given, not clamped
+
+
+def test_budget_needs_two_frames():
+    f = smooth_classifier(16, 16)
+    img = smooth_image(16, 16)
+    with pytest.raises(ValueError, match="n_frames"):
+        lj.morph(f, img, target=1, l2_budget=2.0, n_frames=1)
+    with pytest.raises(ValueError, match="n_frames"):
+        lj.morph(f, img, target=1, n_frames=1)             # automatic schedule
+    for bad in (2.7, "3", True):
+        with pytest.raises(ValueError, match="n_frames"):
+            lj.morph(f, img, target=1, n_frames=bad)
+
+
+@pytest.mark.parametrize("kind", ["nan", "inf", "overflow"])
+def test_non_finite_logits_raise_eagerly_and_are_nan_under_jit(kind):
+    H = W = 16
+    g = smooth_classifier(H, W)
+    if kind == "nan":
+        f = lambda x: g(x) * jnp.nan
+    elif kind == "inf":
+        f = lambda x: g(x).at[:, 0].set(jnp.inf)
+    else:
+        f = lambda x: g(x) * 1e20 * 1e20                   # float32 overflow to +-inf
+    img = smooth_image(H, W)
+    with pytest.raises(ValueError, match="non-finite|not finite"):
+        lj.morph(f, img, target=1, n_frames=3)
+    with pytest.raises(ValueError, match="non-finite|not finite"):
+        lj.morph(f, img, target=1, n_frames=3, source=0)
+    m = jax.jit(lambda x: lj.morph(f, x, target=1, n_frames=3))(img)
+    assert np.all(np.isnan(m.probs)) and np.all(np.isnan(m.frames))
+    assert not np.any(m.reached)
+    mb = jax.jit(lambda x: lj.morph(f, x, target=1, l2_budget=jnp.array([0.5])))(img)
+    assert not np.any(mb.reached) and np.all(np.isnan(mb.probs))
+
+
+def test_non_finite_logits_at_a_later_frame_raise():
+    """Finite at the source, inf once the image darkens (toward class 1): eager ValueError
+    names the frame; under jit that frame's probabilities are NaN and it is not 'reached'."""
+    H = W = 16
+    f = lambda x: jnp.stack([jnp.where(x.mean((1, 2, 3)) < 0.4, jnp.inf, 0.0),
+                             -x.mean((1, 2, 3))], -1)
+    img = jnp.full((H, W, 1), 0.5)
+    alphas = jnp.array([0.0, 1e-4, 1e3])
+    with pytest.raises(ValueError, match="frame 2"):
+        lj.morph(f, img, target=1, domain="pixel", alphas=alphas)
+    m = jax.jit(lambda x: lj.morph(f, x, target=1, domain="pixel", alphas=alphas))(img)
+    assert np.all(np.isfinite(m.probs[:2])) and np.all(np.isnan(m.probs[2]))
+    assert list(np.asarray(m.reached)) == [True, True, False]
+
+
+def test_integer_logits_margin_same_class_and_target_count():
+    H = W = 16
+    f = smooth_classifier(H, W)
+    img = smooth_image(H, W)
+    with pytest.raises(ValueError, match="int32 logits"):
+        lj.morph(lambda x: jnp.round(f(x) * 100).astype(jnp.int32), img, target=1)
+    with pytest.raises(ValueError, match="margin"):
+        lj.morph(f, img, target=1, source=1, loss="margin")
+    src = int(jnp.argmax(f(img[None])[0]))
+    with pytest.raises(ValueError, match="margin"):          # source defaults to the argmax
+        lj.morph(f, img, target=src, loss="margin")
+    m = jax.jit(lambda t: lj.morph(f, img, target=t, source=1, loss="margin"))(1)
+    assert np.all(np.isnan(m.probs))                          # traced: NaN, not a no-op
+    imgs = jnp.stack([img, img, img])
+    with pytest.raises(ValueError, match=r"target.*3 images.*\(2,\)"):
+        lj.morph_batch(f, imgs, target=jnp.array([0, 1]))
+    with pytest.raises(ValueError, match="margin"):
+        lj.morph_batch(f, imgs, target=jnp.array([0, 1, 2]), source=2, loss="margin")
+
+
+def test_schedule_parse():
+    S = lj.Schedule
+    s = S.parse(n_frames=5, domain="csp_phase")
+    assert s.kind == "step_cap" and s.auto and np.isclose(float(s.step_cap), np.pi / 4)
+    assert np.isclose(float(S.parse(n_frames=3, domain="pixel").step_cap), 0.5)
+    assert S.parse(l2_budget=2.0).kind == "budget" and S.parse(l2_budget=2.0).length == 12
+    assert S.parse(l2_budget=[1.0, 2.0]).length == 2
+    assert S.parse(alphas=[0.0, 1.0, 2.0]).length == 3
+    for kwargs, match in [(dict(alphas=[1.0], step_cap=1.0), "at most one"),
+                          (dict(n_frames=2.7), "n_frames"),
+                          (dict(l2_budget=[1.0, -1.0]), "l2_budget"),
+                          (dict(l2_budget=jnp.nan), "l2_budget"),
+                          (dict(step_cap=0.0), "step_cap"),
+                          (dict(step_cap=[1.0, 2.0]), "step_cap"),
+                          (dict(alphas=[[1.0]]), "alphas"),
+                          (dict(alphas=[0.0, 2.0, 1.0], mode="live"), "non-decreasing"),
+                          (dict(domain="wavelet"), "unknown domain")]:
+        with pytest.raises(ValueError, match=match):
+            S.parse(**kwargs)
+    # the automatic schedule follows the registry's final_change
+    assert lj.lens.DEFAULT_FINAL_CHANGE["csp_phase"] == lj.REGISTRY["csp_phase"].final_change
+
+
+# ----------------------------------------------------------------------------------
+# phase wrapping
+# ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("domain", ["csp_phase", "fourier_phase", "csp_joint", "pixel"])
+def test_wrapped_fraction_matches_an_independent_count(domain):
+    H = W = 16
+    f = smooth_classifier(H, W)
+    img = smooth_image(H, W)
+    alphas = jnp.array([0.0, 1.0, 30.0, 300.0])
+    m = lj.morph(f, img, target=1, domain=domain, alphas=alphas)
+    if domain == "pixel":
+        assert np.all(np.isnan(m.wrapped))
+        return
+    leaves = [np.asarray(l) for l in jax.tree.leaves(m.grad["phase"])]
+    total = sum(l.size for l in leaves)
+    want = [sum(int(np.sum(np.abs(a * l) > np.pi)) for l in leaves) / total
+            for a in np.asarray(alphas)]
+    np.testing.assert_allclose(m.wrapped, want, atol=1e-7)
+    assert float(m.wrapped[0]) == 0.0 and float(m.wrapped[-1]) > 0.0
+
+
+@pytest.mark.parametrize("domain", ["csp_phase", "fourier_phase"])
+def test_stop_before_wrap_caps_the_phase_change_at_pi(domain):
+    H = W = 16
+    f = smooth_classifier(H, W)
+    img = smooth_image(H, W)
+    free = lj.morph(f, img, target=1, domain=domain, step_cap=1.0, n_frames=6)
+    capped = lj.morph(f, img, target=1, domain=domain, step_cap=1.0, n_frames=6,
+                      stop_before_wrap=True)
+    # frames up to a change of pi are untouched; beyond, they hold the cap
+    assert np.all(np.asarray(capped.max_change) <= np.pi * (1 + 1e-6))
+    assert np.all(np.asarray(capped.wrapped) == 0.0)
+    assert float(free.wrapped[-1]) > 0
+    below = np.asarray(free.max_change) <= np.pi
+    np.testing.assert_allclose(capped.frames[below], free.frames[below], atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(capped.reached), below)
+    np.testing.assert_allclose(capped.max_change[~below], np.pi, rtol=1e-5)
+    np.testing.assert_allclose(capped.frames[-1], capped.frames[~below][0], atol=1e-6)
+    # an L2 budget beyond the cap is not reached; one below it is, and matches
+    far = lj.morph(f, img, target=1, domain=domain, l2_budget=jnp.array([0.2, 1e3]),
+                   stop_before_wrap=True)
+    assert list(np.asarray(far.reached)) == [True, False]
+    np.testing.assert_allclose(float(far.l2[0]), 0.2, rtol=1e-3)
+    assert float(far.max_change[1]) <= np.pi * (1 + 1e-6)
+    with pytest.raises(ValueError, match="stop_before_wrap"):
+        lj.morph(f, img, target=1, domain=domain, mode="live", stop_before_wrap=True)
+    with pytest.raises(ValueError, match="stop_before_wrap"):
+        lj.morph(f, img, target=1, domain="pixel", stop_before_wrap=True)
+
+
+def test_domain_object_and_options():
+    H = W = 16
+    f = smooth_classifier(H, W)
+    img = smooth_image(H, W)
+    pyr = lj.default_pyramid((H, W)).replace(synthesis="real")
+    dom = lj.get_domain("csp_phase", (H, W), pyr)
+    a = lj.morph(f, img, target=1, domain=dom, n_frames=3)
+    b = lj.morph(f, img, target=1, domain="csp_phase", pyramid=pyr, n_frames=3)
+    np.testing.assert_array_equal(a.frames, b.frames)
+    with pytest.raises(ValueError, match="pyramid"):
+        lj.morph(f, img, target=1, domain=dom, pyramid=pyr)
+    with pytest.raises(ValueError, match="option"):
+        lj.morph(f, img, target=1, domain="csp_phase", domain_options={"bogus": 1})
+
+
+# ----------------------------------------------------------------------------------
+# property: finite inputs never give non-finite outputs; rejections name the argument
+# ----------------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings, strategies as st   # noqa: E402
+
+_ARGS = ("image", "target", "source", "domain", "alphas", "loss", "mode", "step_cap",
+         "l2_budget", "n_frames", "color", "pyramid", "stop_before_wrap", "logits_fn")
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(domain=st.sampled_from(["pixel", "fourier_phase", "csp_phase", "csp_amplitude",
+                               "csp_joint"]),
+       mode=st.sampled_from(["fixed", "fixed", "live", "live_local"]),
+       kind=st.sampled_from(["alphas", "step_cap", "budget", "budgets", "auto"]),
+       value=st.floats(-2.0, 40.0, allow_nan=False),
+       n_frames=st.sampled_from([2, 3, 3, 4, 1, 2.7]),
+       loss=st.sampled_from(["nll", "nll", "margin"]),
+       target=st.sampled_from([0, 1, 2, 0, 1, 2, -1, 3]), size=st.sampled_from([8, 16]),
+       seed=st.integers(0, 3), wrap=st.sampled_from([False, False, True]))
+def test_morph_property(domain, mode, kind, value, n_frames, loss, target, size, seed, wrap):
+    f = smooth_classifier(size, size, seed=seed)
+    img = smooth_image(size, size, seed=seed)
+    kw = dict(target=target, domain=domain, mode=mode, loss=loss, n_frames=n_frames,
+              stop_before_wrap=wrap)
+    if kind == "alphas":
+        kw["alphas"] = jnp.array([0.0, abs(value) if mode != "fixed" else value])
+    elif kind == "step_cap":
+        kw["step_cap"] = value
+    elif kind == "budget":
+        kw["l2_budget"] = value
+    elif kind == "budgets":
+        kw["l2_budget"] = jnp.array([value, 2 * value])
+    try:
+        m = lj.morph(f, img, **kw)
+    except (ValueError, TypeError) as e:
+        msg = str(e)
+        assert any(a in msg for a in _ARGS) or "classifier" in msg or "logits" in msg \
+            or "schedule" in msg or "gradient" in msg, msg
+        return
+    for name in ("frames", "alphas", "probs", "logits", "l2", "max_change"):
+        assert np.all(np.isfinite(np.asarray(getattr(m, name)))), name
+    assert float(m.frames.min()) >= 0 and float(m.frames.max()) <= 1
+    _RAN.append(1)
+
+
+_RAN: list = []
+
+
+def test_morph_property_ran_real_morphs():
+    """The property test above must not pass by rejecting everything."""
+    if not _RAN:
+        test_morph_property()
+    assert len(_RAN) >= 5, len(_RAN)
+
+
+def test_prepare_edit_traced_bad_target_gives_nan_loss():
+    f = smooth_classifier(16, 16)
+    img = smooth_image(16, 16)
+
+    def loss_at_zero(t):
+        ed = lj.prepare_edit(f, img, target=t)
+        return ed.loss(ed.zeros)
+
+    run = jax.jit(loss_at_zero)
+    assert np.isfinite(float(run(2))) and np.isnan(float(run(3)))
+    with pytest.raises(ValueError, match="target"):
+        lj.prepare_edit(f, img, target=3)

@@ -276,3 +276,24 @@ def test_warp_plus_gain_never_below_warp_only():
         e_w = float(M.warp_explained_energy(src, frame))
         e_wg = float(M.warp_explained_energy(src, frame, gain=True))
         assert e_wg >= e_w - 1e-6, (k, e_w, e_wg)
+
+
+def test_transfer_accepts_every_classifier_form_and_flags_non_finite_logits():
+    from lens_jax.classifier import Classifier
+    rng = np.random.default_rng(2)
+    w = jnp.asarray(rng.standard_normal((16, 3)))
+    apply = lambda p, x: x.reshape(x.shape[0], -1) @ p
+    frames = jnp.asarray(rng.uniform(size=(2, 3, 4, 4, 1)))
+    ref = jax.nn.softmax(frames.reshape(6, -1) @ w, axis=-1)[:, 1].reshape(2, 3)
+    forms = {"pair": (apply, w), "clf": Classifier(apply, w),
+             "plain": lambda x: x.reshape(-1) @ w}
+    out = M.transfer(forms, frames, 1)
+    for name in forms:
+        np.testing.assert_allclose(out[name].p_target, ref, rtol=1e-12, err_msg=name)
+    bad = M.transfer({"O": (lambda p, x: apply(p, x).at[0].set(jnp.nan), w)}, frames, 1)
+    assert np.isnan(bad["O"].p_target[0, 0]) and int(bad["O"].pred[0, 0]) == -1
+    assert np.all(np.isfinite(bad["O"].p_target.ravel()[1:]))
+    with pytest.raises(ValueError, match="int"):
+        M.transfer({"O": (lambda p, x: apply(p, x).astype(jnp.int32), w)}, frames, 1)
+    with pytest.raises(TypeError, match="O"):
+        M.transfer({"O": 3}, frames, 1)

@@ -1,0 +1,342 @@
+"""Classifiers as ``(apply, params)``: parameters are data, never code.
+
+Every entry point that takes a classifier (:func:`lens_jax.morph`,
+:func:`lens_jax.morph_batch`, :func:`lens_jax.prepare_edit`,
+:func:`lens_jax.metrics.transfer`, :func:`lens_jax.compare.compare_domains`) normalises
+it with :func:`as_classifier` to a :class:`Classifier` ``(apply, params)``.  ``apply``
+is static (hashable; it keys the compiled program) and ``params`` is a pytree passed to
+the compiled program as an argument, so
+
+* new parameter values of the same shapes reuse the compiled program;
+* a flax ``nnx.Module`` updated in place (``net.fc.kernel.value = ...``) is seen on
+  the next call (the module is split into graph and state on every call);
+* a new ``lambda x: model.apply(params, x)`` does not recompile: a plain callable is
+  traced once per call (``jax.make_jaxpr``, milliseconds) and the arrays it closes
+  over are hoisted out of the program as its ``params``; the program is keyed by the
+  traced computation (its jaxpr text and shapes), not by the function object.
+
+What is cached for a plain callable: programs are shared by every callable whose trace
+on a ``(1, H, W, C)`` batch prints the same jaxpr.  Custom derivative rules
+(``custom_jvp``/``custom_vjp``) appear in a jaxpr by name only, so a rule that closes
+over arrays of its own is compiled in from the first such callable.  A callable whose
+closed-over arrays sit inside a nested ``jax.jit`` cannot be hoisted; it is keyed by a
+fingerprint of those arrays instead (see :func:`fold_params`), so changed weights are
+still noticed (one compile per distinct set of weights).
+
+Only ``jax`` and ``numpy`` are imported here (flax is recognised by duck typing).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["Classifier", "as_classifier", "carries_params", "fold_params",
+           "params_fingerprint"]
+
+
+class Classifier(NamedTuple):
+    """A classifier as ``apply(params, images) -> logits`` with ``params`` a pytree.
+
+    ``apply`` is static (hashable: it keys the compiled program); ``params`` are traced
+    arguments, so new values of the same shapes reuse the compiled program and are never
+    baked into it as constants.  Build one with :func:`as_classifier`.
+
+    >>> import jax.numpy as jnp
+    >>> clf = Classifier(lambda p, x: x.reshape(len(x), -1) @ p, jnp.ones((4, 2)))
+    >>> clf(jnp.ones((3, 2, 2, 1))).shape
+    (3, 2)
+    """
+    apply: Callable[[Any, jax.Array], jax.Array]
+    params: Any
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        return self.apply(self.params, images)
+
+
+@dataclasses.dataclass(frozen=True)
+class _CallApply:
+    """``apply(params, x) = fn(x)`` for a callable with no separable parameters."""
+    fn: Callable
+
+    def __call__(self, params, x):
+        return self.fn(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class _NNXApply:
+    """``apply(state, x) = nnx.merge(graphdef, state)(x)`` for a flax ``nnx.Module``."""
+    graphdef: Any
+
+    def __call__(self, state, x):
+        from flax import nnx
+        return nnx.merge(self.graphdef, state)(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class _LinenApply:
+    """``apply(variables, x) = module.apply(variables, x)``; equal modules share programs."""
+    module: Any
+
+    def __call__(self, variables, x):
+        return self.module.apply(variables, x)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _JaxprApply:
+    """A plain callable with its closed-over arrays hoisted as ``params``.
+
+    Equal (and so sharing compiled programs) when the traced computations print the
+    same: ``key`` is the jaxpr text at a ``(1, H, W, C)`` batch plus the input and
+    parameter shapes.  Other batch sizes re-trace the first callable at that size and
+    feed it the hoisted params by position (when the arrays line up: same count and
+    shapes), else evaluate the batch-1 program under ``vmap``.
+    """
+    key: str
+    jaxpr: Any = dataclasses.field(compare=False)
+    fn: Callable = dataclasses.field(compare=False)
+    in_aval: Any = dataclasses.field(compare=False)
+    traces: dict = dataclasses.field(compare=False, default_factory=dict)
+
+    def __eq__(self, other):
+        return isinstance(other, _JaxprApply) and self.key == other.key
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __call__(self, params, x):
+        shape = tuple(x.shape)
+        if shape == tuple(self.in_aval.shape):
+            return jax.core.eval_jaxpr(self.jaxpr, list(params), x)[0]
+        if shape[1:] != tuple(self.in_aval.shape[1:]):
+            raise ValueError(f"this classifier was traced for images {self.in_aval.shape[1:]}; "
+                             f"got a batch of shape {shape}")
+        key = str(jax.typeof(x))                 # shape, dtype and varying axes
+        if key not in self.traces:
+            cj = jax.make_jaxpr(self.fn)(x)
+            same = (len(cj.consts) == len(params) and all(
+                jnp.shape(a) == jnp.shape(b) and jnp.result_type(a) == jnp.result_type(b)
+                for a, b in zip(cj.consts, params)))
+            self.traces[key] = cj.jaxpr if same and len(cj.out_avals) == 1 else None
+        jaxpr = self.traces[key]
+        if jaxpr is not None:
+            return jax.core.eval_jaxpr(jaxpr, list(params), x)[0]
+        one = self.jaxpr
+        return jax.vmap(lambda xi: jax.core.eval_jaxpr(one, list(params), xi[None])[0][0])(x)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _FoldedApply:
+    """``apply`` with its params compiled in as constants; equal (sharing a compiled
+    program) when ``ident`` is: ``(apply, fingerprint of params)`` or, for a callable
+    whose arrays could not be hoisted, ``(jaxpr text, fingerprint of its arrays)``."""
+    apply: Any
+    params: Any
+    ident: tuple
+
+    def __eq__(self, other):
+        return isinstance(other, _FoldedApply) and self.ident == other.ident
+
+    def __hash__(self):
+        return hash(self.ident)
+
+    def __call__(self, params, x):
+        return self.apply(self.params, x)
+
+
+def _is_nnx_module(obj: Any) -> bool:
+    return any(c.__module__.startswith("flax.nnx") and c.__name__ == "Module"
+               for c in type(obj).__mro__)
+
+
+def _nested_consts(jaxpr) -> list:
+    """The constants carried by sub-jaxprs of ``jaxpr`` (e.g. a jitted closure's
+    arrays): :func:`jax.make_jaxpr` does not hoist those."""
+    from jax.extend.core import ClosedJaxpr, Jaxpr
+    found: list = []
+
+    def visit(v) -> None:
+        if isinstance(v, ClosedJaxpr):
+            found.extend(v.consts)
+            visit(v.jaxpr)
+        elif isinstance(v, Jaxpr):
+            for e in v.eqns:
+                for p in e.params.values():
+                    visit(p)
+        elif isinstance(v, (tuple, list)):
+            for p in v:
+                visit(p)
+    visit(jaxpr)
+    return found
+
+
+_MIX = np.uint32(0x9E3779B1)
+
+
+@jax.jit
+def _checksum(leaves):
+    """Two 32-bit position-weighted sums of every leaf's bits (any change of one word
+    changes both; see :func:`params_fingerprint`)."""
+    h1 = jnp.uint32(0)
+    h2 = jnp.uint32(0x85EBCA6B)
+    for leaf in leaves:
+        a = jnp.asarray(leaf)
+        if jnp.iscomplexobj(a):
+            a = jnp.stack([jnp.real(a), jnp.imag(a)])
+        if a.dtype == jnp.bool_:
+            w = a.astype(jnp.uint32).ravel()
+        elif a.dtype.itemsize < 4:
+            u = jnp.uint8 if a.dtype.itemsize == 1 else jnp.uint16
+            w = jax.lax.bitcast_convert_type(a, u).astype(jnp.uint32).ravel()
+        else:
+            w = jax.lax.bitcast_convert_type(a, jnp.uint32).ravel()
+        w = w ^ (w >> 16)
+        i = jnp.arange(w.size, dtype=jnp.uint32)
+        h1 = h1 * _MIX + jnp.sum(w * (2 * i + 1))
+        h2 = h2 * jnp.uint32(0x27D4EB2F) + jnp.sum((w * _MIX) * (2 * (i ^ jnp.uint32(0x5bd1e995)) + 1))
+    return h1, h2
+
+
+def params_fingerprint(params: Any) -> tuple:
+    """A cheap fingerprint of a parameter pytree: its structure, shapes, dtypes and a
+    64-bit checksum of the values (computed on device).  Changing any single array
+    element always changes it; other changes collide with probability about 2**-64.
+
+    >>> import jax.numpy as jnp
+    >>> params_fingerprint({"w": jnp.ones(3)}) == params_fingerprint({"w": jnp.ones(3)})
+    True
+    >>> params_fingerprint({"w": jnp.ones(3)}) == params_fingerprint({"w": jnp.zeros(3)})
+    False
+    """
+    leaves, treedef = jax.tree.flatten(params)
+    avals = tuple((tuple(jnp.shape(l)), str(jnp.result_type(l))) for l in leaves)
+    if not leaves:
+        return (treedef, avals)
+    # jax arrays are immutable: the same array objects have the same values.  The cache
+    # holds the arrays it keys (so an id is never reused while cached); numpy arrays are
+    # mutable and always checksummed.
+    ids = tuple(id(l) for l in leaves)
+    cacheable = all(isinstance(l, jax.Array) for l in leaves)
+    hit = _FINGERPRINTS.get(ids) if cacheable else None
+    if hit is not None and all(a is b for a, b in zip(hit[0], leaves)):
+        return hit[1]
+    h1, h2 = _checksum(leaves)
+    fp = (treedef, avals, int(h1), int(h2))
+    if cacheable:
+        if len(_FINGERPRINTS) >= 8:
+            _FINGERPRINTS.pop(next(iter(_FINGERPRINTS)))
+        _FINGERPRINTS[ids] = (list(leaves), fp)
+    return fp
+
+
+_FINGERPRINTS: dict = {}
+
+
+def fold_params(model: Any) -> Classifier:
+    """Opt-in: a :class:`Classifier` whose parameters are compiled into the program as
+    constants (XLA can then pre-pack the weights), keyed by :func:`params_fingerprint`.
+
+    Changed weights are noticed (a new fingerprint compiles a new program); the price is
+    one compilation per distinct set of weights and the weights held by the compile
+    cache.  Never the default: use it for many calls with the same weights where
+    ``benchmarks/bench_lens.py`` shows it helps on your machine.
+
+    >>> import jax.numpy as jnp
+    >>> clf = fold_params((lambda p, x: x.reshape(len(x), -1) @ p, jnp.ones((4, 2))))
+    >>> clf.params, clf(jnp.ones((1, 2, 2, 1))).tolist()
+    ((), [[4.0, 4.0]])
+    """
+    clf = as_classifier(model)
+    if isinstance(clf.apply, _FoldedApply):
+        return clf
+    if any(isinstance(l, jax.core.Tracer) for l in jax.tree.leaves(clf.params)):
+        return clf                      # under a caller's trace: nothing to fold
+    ident = (clf.apply, params_fingerprint(clf.params))
+    return Classifier(_FoldedApply(clf.apply, clf.params, ident), ())
+
+
+def _hoist(fn: Callable, example) -> Classifier:
+    """Trace ``fn`` on ``example`` (a ``(1, H, W, C)`` array, tracer or
+    ShapeDtypeStruct; a tracer keeps its sharding / varying-axes type) and hoist the
+    arrays it closes over as params."""
+    cj = jax.make_jaxpr(fn)(example)
+    if len(cj.out_avals) != 1:
+        raise ValueError("logits_fn must return one array of logits (N, num_classes); "
+                         f"it returned {len(cj.out_avals)} outputs")
+    aval = cj.in_avals[0]
+    nested = _nested_consts(cj.jaxpr)
+    if nested:
+        # arrays inside a nested jit: compile them in, keyed by their fingerprint
+        ident = (str(aval), str(cj.jaxpr), params_fingerprint(list(cj.consts) + nested))
+        return Classifier(_FoldedApply(_CallApply(fn), (), ident), ())
+    consts = list(cj.consts)
+    key = "\n".join([str(aval), str(cj.jaxpr),
+                     repr([(jnp.shape(c), str(jnp.result_type(c))) for c in consts])])
+    return Classifier(_JaxprApply(key, cj.jaxpr, fn, aval), tuple(consts))
+
+
+def carries_params(model: Any) -> bool:
+    """Whether ``model`` is a form with separate parameters (a :class:`Classifier`, a
+    pair ``(apply_fn, params)``, a flax ``nnx.Module`` or a
+    :func:`lens_jax.models.make_logits_fn` function), as opposed to a plain callable.
+
+    >>> carries_params(lambda x: x), carries_params((lambda p, x: x, ()))
+    (False, True)
+    """
+    return (isinstance(model, (Classifier, tuple)) or _is_nnx_module(model)
+            or isinstance(getattr(model, "__lens_classifier__", None), Classifier))
+
+
+def as_classifier(model: Any, *, example: Any = None) -> Classifier:
+    """Normalise a classifier to :class:`Classifier` ``(apply, params)``.
+
+    Accepts a :class:`Classifier`; a pair ``(apply_fn, params)`` meaning
+    ``apply_fn(params, images)`` (e.g. a linen ``(module.apply, variables)``); a flax
+    ``nnx.Module`` (split into graph and state on every call, so a module updated in
+    place is seen); a function from :func:`lens_jax.models.make_logits_fn`; or any
+    callable ``logits_fn(images)``.
+
+    Args:
+      model: the classifier, in any of the forms above.
+      example: for a plain callable, an input batch ``(1, H, W, C)`` (array or
+        ``jax.ShapeDtypeStruct``): the callable is traced on it and the arrays it closes
+        over become ``params`` (see the module docstring).  Without ``example`` a plain
+        callable is wrapped as is (its closed-over arrays are compile-time constants,
+        programs keyed by the function object).
+
+    Raises:
+      TypeError: ``model`` is none of the accepted forms.
+
+    >>> import jax.numpy as jnp
+    >>> clf = as_classifier((lambda p, x: x.reshape(len(x), -1) @ p, jnp.ones((4, 2))))
+    >>> clf(jnp.ones((3, 2, 2, 1))).shape
+    (3, 2)
+    >>> w = jnp.ones((4, 2))
+    >>> clf = as_classifier(lambda x: x.reshape(len(x), -1) @ w,
+    ...                     example=jnp.zeros((1, 2, 2, 1)))
+    >>> clf.params[0] is w
+    True
+    """
+    if isinstance(model, Classifier):
+        return model
+    if isinstance(model, tuple):
+        if len(model) != 2 or not callable(model[0]):
+            raise TypeError("a classifier tuple must be (apply_fn, params) with "
+                            f"apply_fn(params, images) -> logits; got a {len(model)}-tuple")
+        return Classifier(model[0], model[1])
+    if _is_nnx_module(model):
+        from flax import nnx
+        graphdef, state = nnx.split(model)
+        return Classifier(_NNXApply(graphdef), state)
+    made = getattr(model, "__lens_classifier__", None)
+    if isinstance(made, Classifier):
+        return made
+    if callable(model):
+        if example is None:
+            return Classifier(_CallApply(model), ())
+        return _hoist(model, example)
+    raise TypeError("model must be a callable logits_fn(images), a pair (apply_fn, params), "
+                    f"a flax nnx.Module or a Classifier; got {type(model).__name__}")

@@ -1,0 +1,214 @@
+"""Schedules of a morph: which amplifications the frames sit at, parsed and checked once.
+
+A morph's frames are ``render(-alpha_i * g)`` for a schedule of ``alpha_i``, given one
+of four ways (:meth:`Schedule.parse`):
+
+==============  =============================================================================
+``alphas``      raw amplification factors ``(n,)`` (cumulative step sizes in live modes)
+``step_cap``    ``n_frames`` frames whose edit parameters change by at most ``step_cap``
+                per frame (radians for phases)
+``budget``      a scalar ``l2_budget``: ``n_frames`` frames from the source to the frame at
+                image-space L2 distance ``B``
+``budgets``     a 1-D ``l2_budget``: one frame per budget (matched image change)
+==============  =============================================================================
+
+With none given the schedule is ``step_cap`` with a final change of the domain's
+``final_change`` (its registry entry) over ``n_frames`` frames.
+
+:func:`budget_alphas` finds the amplification reaching an L2 budget.
+"""
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .domains import REGISTRY, Domain
+
+__all__ = ["Schedule", "budget_alphas", "KINDS", "DEFAULT_FINAL_CHANGE"]
+
+KINDS = ("alphas", "step_cap", "budget", "budgets")
+
+_GRID = 1e-4 * 2.0 ** np.arange(30)     # budget search: max parameter change per frame
+_BISECT_ITERS = 24                       # bracket [a, 2a] -> relative width 6e-8
+
+
+class _FinalChange(Mapping):
+    """Read-only view ``{domain: final_change}`` of the domain registry."""
+
+    def __getitem__(self, name):
+        return REGISTRY[name].final_change
+
+    def __iter__(self):
+        return iter(REGISTRY)
+
+    def __len__(self):
+        return len(REGISTRY)
+
+    def __repr__(self):
+        return repr(dict(self))
+
+
+#: The automatic schedule's final change per domain (a view of the registry entries'
+#: ``final_change``; kept for compatibility).
+DEFAULT_FINAL_CHANGE = _FinalChange()
+
+
+def _concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _count(name: str, value, minimum: int) -> int:
+    """A Python int >= ``minimum`` (bools, floats like 2.7 and strings rejected)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be an integer; got {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer; got {value!r}") from None
+    if v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {v}")
+    return int(v)
+
+
+class Schedule(NamedTuple):
+    """A validated schedule (build it with :meth:`Schedule.parse`).
+
+    Attributes:
+      kind: one of :data:`KINDS`.
+      alphas: ``(n,)`` raw alphas (``kind == "alphas"``), else None.
+      step_cap: scalar cap per frame (``kind == "step_cap"``), else None.
+      budgets: ``(m,)`` L2 budgets (``"budget"``: one; ``"budgets"``: one per frame).
+      n_frames: frame count for ``step_cap`` and ``budget`` (steps of live budget
+        searches); the output has ``n_frames`` frames for those kinds, ``len(alphas)``
+        or ``len(budgets)`` frames otherwise.
+      auto: True when no schedule was given (``step_cap`` from the domain).
+    """
+    kind: str
+    alphas: Any
+    step_cap: Any
+    budgets: Any
+    n_frames: int
+    auto: bool = False
+
+    @property
+    def length(self) -> int:
+        """Number of frames the schedule gives."""
+        if self.kind == "alphas":
+            return int(self.alphas.shape[0])
+        if self.kind == "budgets":
+            return int(self.budgets.shape[0])
+        return self.n_frames
+
+    def arrays(self) -> tuple:
+        """``(alphas, budgets, step_cap)``: the traced parts (None where unused)."""
+        return self.alphas, self.budgets, self.step_cap
+
+    @classmethod
+    def parse(cls, alphas=None, step_cap=None, l2_budget=None, n_frames: int = 12, *,
+              domain: Any = "csp_phase", mode: str = "fixed", dtype=None) -> "Schedule":
+        """Validate one schedule and return it (arrays as ``dtype``, default float32).
+
+        Args:
+          alphas, step_cap, l2_budget: at most one (see the module docstring).
+          n_frames: an integer >= 2 where it is used (``step_cap``, a scalar
+            ``l2_budget``, the automatic schedule, and live-mode budget searches).
+          domain: registry name or :class:`lens_jax.domains.Domain` (its
+            ``final_change`` sets the automatic schedule).
+          mode: ``"fixed"``, ``"live"`` or ``"live_local"`` (live modes need
+            non-decreasing alphas: they are cumulative steps).
+
+        Raises:
+          ValueError / TypeError naming the argument: two schedules, ``n_frames`` not an
+          integer (2.7) or below 2, empty/non-1-D/non-finite alphas, non-positive or
+          non-finite budgets or step cap, decreasing alphas in a live mode.
+
+        >>> Schedule.parse(n_frames=5, domain="csp_phase").step_cap  # pi over 4 steps
+        Array(0.7853982, dtype=float32)
+        >>> Schedule.parse(l2_budget=[1.0, 2.0]).kind
+        'budgets'
+        """
+        dtype = jnp.dtype(jnp.float32 if dtype is None else dtype)
+        chosen = [n for n, v in (("alphas", alphas), ("step_cap", step_cap),
+                                 ("l2_budget", l2_budget)) if v is not None]
+        if len(chosen) > 1:
+            raise ValueError(f"give at most one schedule; got {', '.join(chosen)}")
+        name = domain.name if isinstance(domain, Domain) else domain
+        if name not in REGISTRY:
+            raise ValueError(f"unknown domain {name!r}; choose one of {tuple(REGISTRY)}")
+        n = _count("n_frames", n_frames, 1)
+        need_n = (alphas is None and (l2_budget is None or np.ndim(l2_budget) == 0
+                                      or mode != "fixed"))
+        if need_n and n < 2:
+            raise ValueError(f"n_frames must be >= 2 for this schedule (the source and at "
+                             f"least one edited frame); got {n}")
+        if alphas is not None:
+            a = jnp.asarray(alphas, dtype)
+            if a.ndim != 1 or a.shape[0] == 0:
+                raise ValueError(f"alphas must be a non-empty 1-D array; got shape {a.shape}")
+            if _concrete(a):
+                h = np.asarray(a)
+                if not np.all(np.isfinite(h)):
+                    raise ValueError("alphas contain NaN/Inf")
+                if mode != "fixed" and np.any(np.diff(h) < 0):
+                    raise ValueError("alphas must be non-decreasing in live modes "
+                                     "(they are cumulative steps)")
+            return cls("alphas", a, None, None, n)
+        if l2_budget is not None:
+            b = jnp.asarray(l2_budget, dtype)
+            kind = "budget" if b.ndim == 0 else "budgets"
+            b = jnp.atleast_1d(b)
+            if b.ndim != 1 or b.shape[0] == 0:
+                raise ValueError("l2_budget must be a number or a non-empty 1-D array; "
+                                 f"got shape {b.shape}")
+            if _concrete(b):
+                h = np.asarray(b)
+                if not np.all(np.isfinite(h) & (h > 0)):
+                    raise ValueError(f"l2_budget values must be positive and finite; got {h}")
+            return cls(kind, None, None, b, n)
+        auto = step_cap is None
+        if auto:
+            step_cap = REGISTRY[name].final_change / (n - 1)
+        s = jnp.asarray(step_cap, dtype)
+        if s.ndim != 0:
+            raise ValueError(f"step_cap must be a scalar; got shape {s.shape}")
+        if _concrete(s) and not (np.isfinite(float(s)) and float(s) > 0):
+            raise ValueError(f"step_cap must be a positive finite number; got {step_cap}")
+        return cls("step_cap", None, s, None, n, auto)
+
+
+def budget_alphas(dist_fn: Callable, budgets: jax.Array, unit: jax.Array
+                  ) -> tuple[jax.Array, jax.Array]:
+    """Vectorised search of ``alpha`` with ``dist_fn(alpha) == budget``.
+
+    Scans a doubling grid ``unit * 1e-4 * 2**k`` (``k < 30``), takes the first bracket
+    where the distance reaches each budget (distance need not be monotone: phases wrap,
+    pixels clip), and bisects inside it.  Returns ``(alphas, reached)``; an unreached
+    budget gets the grid alpha of largest distance.
+
+    >>> a, ok = budget_alphas(lambda a: 2.0 * a, jnp.array([1.0]), jnp.asarray(1.0))
+    >>> round(float(a[0]), 4), bool(ok[0])
+    (0.5, True)
+    """
+    grid = jnp.asarray(_GRID, unit.dtype) * unit
+    d = jax.vmap(dist_fn)(grid)
+    hit = d[None, :] >= budgets[:, None]
+    reached = jnp.any(hit, axis=1)
+    k = jnp.argmax(hit, axis=1)
+    lo = jnp.where(k > 0, grid[jnp.maximum(k - 1, 0)], 0.0)
+    hi = grid[k]
+
+    def body(_, lohi):
+        lo, hi = lohi
+        mid = 0.5 * (lo + hi)
+        ok = jax.vmap(dist_fn)(mid) >= budgets
+        return jnp.where(ok, lo, mid), jnp.where(ok, mid, hi)
+
+    lo, hi = jax.lax.fori_loop(0, _BISECT_ITERS, body, (lo, hi))
+    far = grid[jnp.argmax(d)]
+    return jnp.where(reached, hi, far), reached
+

@@ -1,0 +1,119 @@
+"""The domain registry: every entry is complete, the identity edit reproduces the source,
+changes and wrapped fractions match independent computations, and bad names/options are
+refused."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lens_jax as lj
+from lens_jax import domains as D
+
+
+def _image(H=16, W=16, C=1, seed=0):
+    r = np.random.default_rng(seed)
+    x = r.random((C, H, W))
+    k = np.fft.fftfreq(H)[:, None] ** 2 + np.fft.fftfreq(W)[None, :] ** 2
+    x = np.real(np.fft.ifft2(np.fft.fft2(x) * np.exp(-k * 60)))
+    return jnp.asarray(0.1 + 0.8 * (x - x.min()) / (x.max() - x.min()))
+
+
+@pytest.mark.parametrize("name", list(D.REGISTRY))
+def test_every_entry_is_complete(name):
+    spec = D.REGISTRY[name]
+    assert spec.name == name
+    assert isinstance(spec.label, str) and spec.label
+    assert isinstance(spec.unit, str) and spec.unit
+    assert math.isfinite(spec.final_change) and spec.final_change > 0
+    for fn in (spec.analyse, spec.zeros, spec.render, spec.change):
+        assert callable(fn)
+    assert spec.wrapped is None or callable(spec.wrapped)
+    assert name in lj.DOMAINS or name in D.REGISTRY
+
+
+@pytest.mark.parametrize("name", list(D.REGISTRY))
+def test_identity_edit_reproduces_the_source(name):
+    """zeros -> render equals the analysed image (tight-frame pyramid: up to round-off)."""
+    x = _image()
+    dom = D.get_domain(name, (16, 16))
+    state = dom.analyse(x)
+    params = dom.zeros(state)
+    y = dom.render(state, params, (16, 16))
+    np.testing.assert_allclose(np.asarray(y), np.asarray(x), atol=1e-10)
+    assert float(dom.change(state, params)) == 0.0
+    w = float(dom.wrapped(state, params))
+    assert w == 0.0 or (math.isnan(w) and D.REGISTRY[name].wrapped is None)
+
+
+@pytest.mark.parametrize("name", ["fourier_phase", "csp_phase", "csp_joint"])
+def test_wrapped_and_change_of_a_known_edit(name):
+    x = _image()
+    dom = D.get_domain(name, (16, 16))
+    state = dom.analyse(x)
+    zeros = dom.zeros(state)
+    r = np.random.default_rng(1)
+    # phases uniform in [-2 pi, 2 pi]: about half of them exceed pi in magnitude
+    params = jax.tree.map(lambda z: jnp.asarray(r.uniform(-2 * np.pi, 2 * np.pi, z.shape)),
+                          zeros)
+    leaves = [np.asarray(l) for l in jax.tree.leaves(params["phase"])]
+    want = sum(int(np.sum(np.abs(l) > np.pi)) for l in leaves) / sum(l.size for l in leaves)
+    np.testing.assert_allclose(float(dom.wrapped(state, params)), want, rtol=1e-12)
+    assert 0.3 < want < 0.7
+    np.testing.assert_allclose(float(dom.change(state, params)),
+                               max(float(np.abs(l).max()) for l in leaves), rtol=1e-12)
+
+
+def test_phase_rotation_by_two_pi_is_the_identity():
+    """An independent check of the phase parameterisation: rotating every coefficient by
+    2 pi changes nothing."""
+    x = _image()
+    for name in ("fourier_phase", "csp_phase"):
+        dom = D.get_domain(name, (16, 16))
+        state = dom.analyse(x)
+        params = jax.tree.map(lambda z: z + 2 * np.pi, dom.zeros(state))
+        np.testing.assert_allclose(np.asarray(dom.render(state, params, (16, 16))),
+                                   np.asarray(x), atol=1e-9)
+
+
+def test_get_domain_errors_and_domain_values():
+    with pytest.raises(ValueError, match="unknown domain"):
+        D.get_domain("wavelet", (16, 16))
+    with pytest.raises(ValueError, match="option"):
+        D.get_domain("csp_phase", (16, 16), bogus=1)
+    with pytest.raises(ValueError, match="plan"):
+        D.get_domain("csp_phase", (16, 16), lj.SteerablePyramid((32, 32)))
+    with pytest.raises(ValueError, match="complex"):
+        D.get_domain("csp_phase", (16, 16), lj.SteerablePyramid((16, 16), is_complex=False))
+    # a Domain without a pyramid gets the default plan for the image size
+    d = D.get_domain(D.Domain("csp_phase"), (16, 16))
+    assert d.pyramid is not None and tuple(d.pyramid.image_shape) == (16, 16)
+    assert D.get_domain("pixel", (16, 16)).pyramid is None
+    with pytest.raises(ValueError, match="unknown domain"):
+        D.get_domain(D.Domain("nope"), (16, 16))
+    with pytest.raises(TypeError, match="DomainSpec"):
+        D.register(("not", "a", "spec"))
+
+
+def test_register_one_entry_adds_a_domain():
+    """Adding a domain is one entry: morph, schedules and labels pick it up."""
+    spec = D.DomainSpec("test_gain", "Gain", "log-gain", 0.5, False,
+                        analyse=lambda dom, x: x,
+                        zeros=lambda dom, x: {"gain": jnp.zeros((), x.dtype)},
+                        render=lambda dom, x, p, shape: x * jnp.exp(p["gain"]),
+                        change=lambda dom, x, p: jnp.abs(p["gain"]))
+    D.register(spec)
+    try:
+        f = lambda x: jnp.stack([x.mean((1, 2, 3)), -x.mean((1, 2, 3))], -1)
+        img = jnp.moveaxis(_image(), 0, -1) * 0.5
+        m = lj.morph(f, img, target=0, domain="test_gain", n_frames=3)
+        np.testing.assert_allclose(m.max_change, [0.0, 0.25, 0.5], rtol=1e-6)
+        # brighter toward class 0: the gain moves up, frames = source * exp(gain)
+        np.testing.assert_allclose(m.frames[-1], np.clip(img * np.exp(0.5), 0, 1), rtol=1e-5)
+        assert np.all(np.isnan(m.wrapped))
+        assert lj.lens.DEFAULT_FINAL_CHANGE["test_gain"] == 0.5
+        from lens_jax.compare import DOMAIN_LABELS
+        assert DOMAIN_LABELS["test_gain"] == "Gain"
+    finally:
+        del D.REGISTRY["test_gain"]
