@@ -13,7 +13,7 @@ from jax.sharding import Mesh
 from . import _store
 from .domains import DOMAINS, get_domain
 from .lens import LOSSES, MODES
-from .models import Classifier
+from .classifier import Classifier
 from .pyramid import SteerablePyramid
 
 __all__ = ["Plan", "make_plan", "sweep_mesh", "resolve_mesh", "auto_chunk_size",

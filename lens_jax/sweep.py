@@ -70,7 +70,7 @@ from ._sweep_plan import sweep_mesh
 from ._store import FORMAT, MANIFEST
 from .domains import DOMAINS, split_color
 from .lens import morph, prepare_edit
-from .models import Classifier, as_classifier
+from .classifier import Classifier, as_classifier
 from .pyramid import SteerablePyramid
 
 __all__ = ["sweep", "load_sweep", "sweep_mesh", "SweepResult", "MANIFEST", "FORMAT"]
