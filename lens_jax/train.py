@@ -61,24 +61,30 @@ DEFAULTS: dict[tuple[str, str], tuple[int, float]] = {
 }
 
 
-#: (epochs, peak lr) for adversarial training (``adversary=`` given) per
-#: (dataset, model), used by :func:`load_or_train`; eps is ramped linearly from 0 over
-#: the first ``ramp_epochs`` (default 3) epochs. See :data:`DEFAULT_ATTACKS` for the
-#: attacks. Not tabulated: the standard recipe's epochs + 3 and its lr.
-ADVERSARIAL_DEFAULTS: dict[tuple[str, str], tuple[int, float]] = {
-    ("mnist5k", "cnn"): (15, 1e-3),
-    ("fashion_mnist", "cnn"): (8, 1e-3),
-    ("digits", "cnn"): (20, 2e-3),
-    ("synthetic", "cnn"): (12, 1e-3),
+#: (epochs, peak lr, ramp_epochs) for adversarial training (``adversary=`` given) per
+#: (dataset, model), used by :func:`load_or_train`; eps is ramped linearly from ~0 over
+#: the first ``ramp_epochs`` epochs. See :data:`DEFAULT_ATTACKS` for the attacks. Not
+#: tabulated: the standard recipe's epochs + 3, its lr, ramp over 3 epochs.
+#: mnist5k cnn (L2 PGD eps 2, 7 steps), measured with
+#: ``robust_accuracy(fn, *data.load("mnist5k", "test"), PGD("l2", 2, 50, restarts=2))``:
+#: clean 97.2%, PGD-50 x 2 restarts 68.7% (standard driver: 96.9% / 32.2%).
+#: fashion_mnist has 15x the images of mnist5k per epoch, so fewer epochs and a
+#: one-epoch ramp keep its training affordable on a CPU.
+ADVERSARIAL_DEFAULTS: dict[tuple[str, str], tuple[int, float, int]] = {
+    ("mnist5k", "cnn"): (15, 1e-3, 3),
+    ("fashion_mnist", "cnn"): (4, 1e-3, 1),
+    ("digits", "cnn"): (20, 2e-3, 3),
+    ("synthetic", "cnn"): (12, 1e-3, 3),
 }
 
 
-def _defaults(dataset: str, model_name: str, adversarial: bool = False) -> tuple[int, float]:
+def _defaults(dataset: str, model_name: str, adversarial: bool = False
+              ) -> tuple[int, float, int]:
     key = dataset.split("/")[0].removesuffix("_local")
     standard = DEFAULTS.get((key, model_name), (12, 1e-3))
     if adversarial:
-        return ADVERSARIAL_DEFAULTS.get((key, model_name), (standard[0] + 3, standard[1]))
-    return standard
+        return ADVERSARIAL_DEFAULTS.get((key, model_name), (standard[0] + 3, standard[1], 3))
+    return (*standard, 0)
 
 
 def default_epochs(dataset: str, model_name: str, *, adversarial: bool = False) -> int:
@@ -536,7 +542,7 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
                   seed: int = 0, cache: str | os.PathLike | None = None,
                   batch_size: int = 128, lr: float | None = None, progress: bool = True,
                   data_dir: str | os.PathLike | None = None,
-                  adversary: PGD | None = None, ramp_epochs: int = 3,
+                  adversary: PGD | None = None, ramp_epochs: int | None = None,
                   ) -> tuple[Callable[[jax.Array], jax.Array], Any, dict]:
     """A trained ``model_name`` classifier for ``dataset``: ``(logits_fn, params, info)``.
 
@@ -551,9 +557,10 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
     ``adversary`` (the attack's fields and ``ramp_epochs``, or None).
 
     ``adversary`` (a :class:`PGD`, e.g. ``DEFAULT_ATTACKS["mnist5k"]``) trains
-    adversarially (see :func:`train_classifier`) with ``epochs``/``lr`` defaulting
-    to :data:`ADVERSARIAL_DEFAULTS`, in its own folder (``..._s{seed}_{adversary.tag}``,
-    plus ``_ramp{ramp_epochs}`` when not 3), so it never replaces the standard model.
+    adversarially (see :func:`train_classifier`) with ``epochs``, ``lr`` and
+    ``ramp_epochs`` defaulting to :data:`ADVERSARIAL_DEFAULTS`, in its own folder
+    (``..._s{seed}_{adversary.tag}``, plus ``_ramp{ramp_epochs}`` when not the
+    default), so it never replaces the standard model.
     """
     if adversary is not None and not isinstance(adversary, PGD):
         raise TypeError(f"adversary must be a lens_jax.train.PGD or None, got "
@@ -569,7 +576,11 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
         name += f"_e{epochs}"
     adv_config = None
     if adversarial:
-        name += f"_{adversary.tag}" + ("" if ramp_epochs == 3 else f"_ramp{ramp_epochs}")
+        default_ramp = _defaults(dataset, model_name, True)[2]
+        if ramp_epochs is None:
+            ramp_epochs = default_ramp
+        name += f"_{adversary.tag}" + ("" if ramp_epochs == default_ramp
+                                       else f"_ramp{ramp_epochs}")
         adv_config = json.loads(json.dumps({**adversary.to_dict(),
                                             "ramp_epochs": int(ramp_epochs)}))
     workdir = (Path(cache) / "models" / name) if cache is not None else cache_dir("models", name)

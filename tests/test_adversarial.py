@@ -301,6 +301,7 @@ def test_load_or_train_adversary_has_own_folder(digits16, tmp_path, monkeypatch)
     assert _leaves_equal(p_adv, p_adv2) and _leaves_equal(p_std, p_std2)
     _, _, i_ramp = T.load_or_train("mlp", "toy", adversary=atk, ramp_epochs=0, **kw)
     assert i_ramp["workdir"].endswith("_ramp0") and len(calls) == 6
+    assert i_adv["adversary"]["ramp_epochs"] == 3     # the default for data sets not tabulated
     assert T.default_epochs("mnist5k", "cnn", adversarial=True) \
         == T.ADVERSARIAL_DEFAULTS[("mnist5k", "cnn")][0]
 
