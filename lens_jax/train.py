@@ -14,6 +14,11 @@ on the total epoch count, which is part of the checkpointed config).
 :func:`load_or_train` is the entry point used by the experiments: it returns a
 cached finished model for ``(dataset, model, seed)`` or trains one on
 ``lens_jax.data.load(dataset, "train")`` and evaluates on ``"test"``.
+
+Both take ``adversary=PGD(...)`` for adversarial training (every batch replaced by
+PGD examples against the current params, eps ramped up over the first epochs; see
+:mod:`lens_jax.adversarial`); :func:`load_or_train` keeps such models in their own
+cache folders, with their own defaults (:data:`ADVERSARIAL_DEFAULTS`).
 """
 from __future__ import annotations
 
