@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import shlex
@@ -107,7 +108,8 @@ def main(argv=None) -> list[dict]:
             "from random points of the ball, worst case kept per image). Training wall "
             "seconds are those of the run that trained the model (summed epochs).\n\n"
             f"Command: `{command.strip()}` ({time.perf_counter() - t0:.0f} s wall, "
-            f"{platform.machine()} {platform.system()}).\n")
+            f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, load average "
+            f"at the end {os.getloadavg()[0]:.1f}).\n")
     out = Path(args.out)
     atomic_write_text(out / "table.md", text)
     atomic_write_text(out / "results.json", json.dumps(rows, indent=2) + "\n")

@@ -74,7 +74,10 @@ DEFAULTS: dict[tuple[str, str], tuple[int, float]] = {
 #: ``robust_accuracy(fn, *data.load("mnist5k", "test"), PGD("l2", 2, 50, restarts=2))``:
 #: clean 97.2%, PGD-50 x 2 restarts 68.7% (standard driver: 96.9% / 32.2%).
 #: fashion_mnist has 15x the images of mnist5k per epoch, so fewer epochs and a
-#: one-epoch ramp keep its training affordable on a CPU.
+#: one-epoch ramp keep its training affordable on a CPU (L2 eps 1.5, 7 steps): clean
+#: 82.1% on the whole test split; on a seeded 1000-image subset clean 81.2% and
+#: PGD-50 x 2 at eps 1.5 65.1% (standard driver: 91.1% / 9.3%);
+#: ``python experiments/robust_drivers.py``.
 ADVERSARIAL_DEFAULTS: dict[tuple[str, str], tuple[int, float, int]] = {
     ("mnist5k", "cnn"): (15, 1e-3, 3),
     ("fashion_mnist", "cnn"): (4, 1e-3, 1),
