@@ -49,6 +49,8 @@ test-fast: venv
 bench: venv
 	$(BIN)/python benchmarks/bench_pyramid.py
 	$(BIN)/python benchmarks/bench_lens.py
+	$(BIN)/python benchmarks/bench_params.py
+	$(BIN)/python benchmarks/bench_flow.py
 
 # every study (hours on a CPU); `make experiments QUICK=1` runs the tiny versions
 experiments: venv sysdeps

@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 from lens_jax import data  # noqa: E402
 from lens_jax import train as T  # noqa: E402
-from lens_jax._io import atomic_write_text  # noqa: E402
+from lens_jax._io import atomic_write_text, cache_dir  # noqa: E402
 
 
 def _cpu_s() -> float:
@@ -37,7 +37,8 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def evaluate(ds: str, *, n: int, steps: int, restarts: int, seed: int) -> list[dict]:
+def evaluate(ds: str, *, n: int, steps: int, restarts: int, seed: int,
+             quick: bool = False) -> list[dict]:
     """Rows (one per driver) for data set ``ds``; [] when its data are missing."""
     try:
         xt, yt = data.load(ds, "test")
@@ -53,7 +54,9 @@ def evaluate(ds: str, *, n: int, steps: int, restarts: int, seed: int) -> list[d
     for driver, adversary in (("standard", None), ("robust", train_atk)):
         print(f"[{ds}] {driver} driver: load or train ...", flush=True)
         t0, c0 = time.perf_counter(), _cpu_s()
-        fn, _, info = T.load_or_train("cnn", ds, adversary=adversary, seed=seed)
+        # quick: 1-epoch models in a cache of their own (never replace the real ones)
+        kw = dict(epochs=1, cache=cache_dir("quick")) if quick else {}
+        fn, _, info = T.load_or_train("cnn", ds, adversary=adversary, seed=seed, **kw)
         train_s = sum(h["seconds"] for h in info["history"])
         load_s = time.perf_counter() - t0
         clean = T.accuracy(np.concatenate([np.asarray(fn(xt[i:i + 500]))
@@ -94,12 +97,16 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--restarts", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="outputs/robust_drivers")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny version: 1-epoch models, 50 images, PGD-5, mnist5k only")
     args = p.parse_args(argv)
+    if args.quick:
+        args.datasets, args.n, args.steps, args.restarts = "mnist5k", 50, 5, 1
     t0 = time.perf_counter()
     rows = []
     for ds in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         rows += evaluate(ds, n=args.n, steps=args.steps, restarts=args.restarts,
-                         seed=args.seed)
+                         seed=args.seed, quick=args.quick)
     command = "python experiments/robust_drivers.py " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     text = (f"# Standard vs robust driver CNNs\n\n{table(rows)}\n"

@@ -441,9 +441,10 @@ def _cmd_run(args) -> int:
     from .job import main_job
     out = _out_dir(args.out)
     try:
+        opt = {k: v for k, v in (("modes", args.modes), ("drivers", args.drivers),
+                                 ("gallery_modes", args.gallery_modes)) if v}
         main_job(out, quick=args.quick, natural=not args.no_natural, budget=args.budget,
-                 budgets=args.budgets, domains=args.domains, modes=args.modes or ("fixed",),
-                 drivers=args.drivers or ("cnn",), n_frames=args.frames,
+                 budgets=args.budgets, domains=args.domains, n_frames=args.frames, **opt,
                  n_sources=args.n_sources, n_specificity=args.n_specificity,
                  n_boot=args.n_boot, seed=args.seed, argv=["python", "-m", "lens_jax"]
                  + list(args.argv))
@@ -520,21 +521,23 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     r.add_argument("--quick", action="store_true", help="a tiny version (smoke tests)")
     r.add_argument("--no-natural", action="store_true",
                    help="skip the EfficientNet-Lite0 natural-image panel (slowest part on CPU)")
-    r.add_argument("--budget", type=_positive(float), default=2.0,
-                   help="matched L2 budget of the figures (default 2)")
+    r.add_argument("--budget", type=_positive(float), default=4.0,
+                   help="L2 budget the page's morphs run to (default 4)")
     r.add_argument("--budgets", type=_numbers, default=None,
-                   help="budgets of the summary, e.g. 1,2 (default: 1 and --budget)")
+                   help="budgets of the summary, e.g. 1,2 (default: 1, 2 and --budget)")
     r.add_argument("--domains", type=_names, default=None,
                    help="edit domains, e.g. pixel,csp_phase (default: every comparator)")
     r.add_argument("--modes", type=_names, default=None,
-                   help="fixed, live, live_local, comma-separated (default fixed)")
+                   help="modes of the summary: fixed, live, live_local (default fixed)")
+    r.add_argument("--gallery-modes", type=_names, default=None,
+                   help="modes of the page's morphs (default fixed,live)")
     r.add_argument("--drivers", type=_names, default=None,
-                   help="driver classifiers, e.g. cnn,cnn+robust (default cnn)")
+                   help="driver classifiers (default cnn,cnn+robust)")
     r.add_argument("--frames", type=_at_least(2), default=12, help="frames per morph (default 12)")
-    r.add_argument("--n-sources", type=_at_least(1), default=30,
-                   help="sources per pair in the summary table (default 30)")
-    r.add_argument("--n-specificity", type=_at_least(0), default=5,
-                   help="sources per pair for target specificity (default 5; 0: skip)")
+    r.add_argument("--n-sources", type=_at_least(1), default=10,
+                   help="sources per pair in the summary table (default 10)")
+    r.add_argument("--n-specificity", type=_at_least(0), default=3,
+                   help="sources per pair for target specificity (default 3; 0: skip)")
     r.add_argument("--n-boot", type=_at_least(1), default=2000, help="bootstrap draws")
     r.add_argument("--seed", type=_at_least(0), default=0)
     r.set_defaults(func=_cmd_run)

@@ -1,13 +1,18 @@
 """Edit domains: where the class gradient is taken and the extrapolation happens.
 
-Every domain is one small protocol over the *edited channels* ``x`` of shape
-``(Ce, H, W)`` (one channel for grey or luminance, three for RGB per channel):
+Every domain is one entry of :data:`REGISTRY`: a :class:`DomainSpec` of pure functions
+over the *edited channels* ``x`` of shape ``(Ce, H, W)`` (one channel for grey or
+luminance, three for RGB per channel), with its label, unit and default final change:
 
-* ``analyse(x) -> state``: the fixed decomposition of the source (a pytree);
-* ``zeros(state) -> params``: the identity edit, a dict of real arrays;
-* ``render(state, params) -> x'``: synthesise the edited channels (unclipped);
+* ``analyse(dom, x) -> state``: the fixed decomposition of the source (a pytree);
+* ``zeros(dom, state) -> params``: the identity edit, a dict of real arrays;
+* ``render(dom, state, params, shape) -> x'``: synthesise the edited channels (unclipped);
+* ``change`` / ``wrapped``: the edit's size and the fraction of phases moved past pi.
 
-The parameterisation follows ``method.md`` section 4:
+Adding a domain is one ``register(DomainSpec(...))`` call.
+
+The parameterisation (edits are multiplicative on the complex bands; residuals fixed
+unless a domain says otherwise):
 
 ==================  ===================================================================
 ``pixel``           ``x' = x + d``
@@ -16,6 +21,11 @@ The parameterisation follows ``method.md`` section 4:
 ``csp_phase``       bands ``c * exp(i*delta)``; residuals fixed
 ``csp_amplitude``   bands ``c * exp(eta)``; residuals fixed
 ``csp_joint``       bands ``c * exp(eta + i*delta)``; residuals fixed
+``csp_flow``        one smooth displacement field ``d`` (control grid) drives every band's
+                    phase, ``delta = -<omega, d>`` with ``omega`` the band's local
+                    frequency; residuals resampled along ``d`` (:mod:`lens_jax.flow`)
+``csp_flow_joint``  ``csp_flow`` plus the bands' log-amplitude, each part balanced
+``warp``            the source resampled along a smooth field (pixel-space comparator)
 ==================  ===================================================================
 
 Edits are multiplicative, so a zero coefficient stays zero, ``dc/ddelta = i*c`` and

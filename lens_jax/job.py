@@ -171,37 +171,98 @@ def load_classifiers(dataset: str, *, ccexam: bool, quick: bool = False, seed: i
 # steps
 # ----------------------------------------------------------------------------------
 
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, np.float64)
+    z = z - z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def verdict(target: int, driver_p: float, evaluator_preds: Mapping[str, int],
+            class_names: Sequence[str]) -> tuple[int, str]:
+    """How many independent classifiers call the endpoint the target, and an honest
+    one-line caption saying so."""
+    t = class_names[target]
+    hits = [n for n, k in evaluator_preds.items() if int(k) == target]
+    says = ", ".join(f"{n}: {class_names[int(k)]}" for n, k in evaluator_preds.items())
+    n = len(evaluator_preds)
+    if n and len(hits) == n:
+        text = f"reads as a {t} to all {n} independent classifiers"
+    elif hits:
+        text = f"{len(hits)} of {n} independent classifiers see a {t} ({says})"
+    else:
+        text = f"no recognisable {t}: no independent classifier sees one ({says})"
+    return len(hits), f"driver p({t}) = {driver_p:.2f}; {text}"
+
+
 def gallery(drivers: Mapping[str, Any], src: ev.Sources, evaluators: Mapping[str, Any], *,
             domains: Sequence[str], budget: float, n_frames: int, out: Path,
-            class_names: Sequence[str], warp_steps: int = 200, progress: bool = True
-            ) -> tuple[list[dict], list[dict]]:
-    """Every domain at ``budget`` for the first source of each pair and each driver, with
-    strips, GIFs and figures under ``out/pairs``.  Returns ``(rows, views)``: table rows
-    and one dict per morph with the fields of an interactive-page view."""
+            class_names: Sequence[str], modes: Sequence[str] = ("fixed",),
+            progress: bool = True) -> tuple[list[dict], list[dict], list[Path]]:
+    """Every driver x mode x domain morphed to L2 = ``budget`` for the first source of each
+    pair: strips and one endpoint figure per pair under ``out/pairs``.  Returns ``(rows,
+    views, figures)``: table rows, one dict per morph with the fields of an interactive
+    page view (:class:`lens_jax.report.MorphView`), and the endpoint figures."""
+    from . import viz
     from .compare import compare_domains
-    rows, views = [], []
+    rows, views, figures = [], [], []
     for k in np.unique(src.pair):
         i = int(np.flatnonzero(src.pair == k)[0])
         s, t, idx = int(src.source[i]), int(src.target[i]), int(src.index[i])
+        pair = f"{class_names[s]} → {class_names[t]} (test #{idx})"
+        grid_rows = []
         for dname, fn in drivers.items():
-            tag = "" if len(drivers) == 1 else "_" + dname.replace("+", "_")
-            rs, morphs = compare_domains(
-                fn, src.images[i], target=t, source=s, domains=domains, l2_budget=budget,
-                n_frames=n_frames, class_names=class_names, evaluators=evaluators,
-                out_dir=out / "pairs", name=f"pair_{s}to{t}{tag}", warp_steps=warp_steps,
-                title=f"{class_names[s]} → {class_names[t]} (test #{idx}, {dname})",
-                return_morphs=True, verbose=progress)
-            for r in rs:
-                r.update(index=idx, driver=dname)
-            rows += rs
-            for d, m in morphs.items():
-                views.append(dict(
-                    pair=f"{class_names[s]} -> {class_names[t]} (test #{idx})", domain=d,
-                    driver=dname, frames=m.frames, alphas=m.alphas, l2=m.l2,
-                    p_target=m.probs[:, t], source_image=src.images[i],
-                    target_name=str(class_names[t]), source_name=str(class_names[s]),
-                    reached=m.reached, max_change=m.max_change))
-    return rows, views
+            for mode in modes:
+                who = f"{_driver_label(dname)} · {mode}"
+                tag = f"{dname.replace('+', '_')}_{mode}"
+                rs, morphs = compare_domains(
+                    fn, src.images[i], target=t, source=s, domains=domains,
+                    l2_budget=budget, n_frames=n_frames, mode=mode, class_names=class_names,
+                    evaluators=evaluators, out_dir=out / "pairs",
+                    name=f"pair_{s}to{t}_{tag}", warp=False, gif=False,
+                    title=f"{pair}, driver {who}", return_morphs=True, verbose=False)
+                cells = []
+                for r in rs:
+                    d = r["domain"]
+                    m = morphs[d]
+                    frames = np.asarray(m.frames)
+                    z = {n: ev.predict(f, frames) for n, f in evaluators.items()}
+                    ev_p = {n: _softmax(zz)[:, t] for n, zz in z.items()}
+                    last = {n: int(np.argmax(zz[-1])) for n, zz in z.items()}
+                    p_last = float(np.asarray(m.probs)[-1, t])
+                    n_hit, caption = verdict(t, p_last, last, class_names)
+                    wr = np.asarray(m.wrapped)[-1]
+                    if np.isfinite(wr) and wr > 0:
+                        caption += f"; {100 * wr:.0f}% of the phases wrapped (moved > π)"
+                    if not bool(np.asarray(m.reached)[-1]):
+                        caption += f"; never reached L2 = {budget:g}"
+                    r.update(index=idx, driver=dname, mode=mode, independent_hits=n_hit,
+                             caption=caption)
+                    views.append(dict(
+                        pair=pair, domain=d, driver=who, frames=frames, alphas=m.alphas,
+                        l2=m.l2, p_target=np.asarray(m.probs)[:, t],
+                        source_image=src.images[i], caption=caption, evaluators=ev_p,
+                        target_name=str(class_names[t]), source_name=str(class_names[s]),
+                        reached=m.reached, max_change=m.max_change))
+                    cells.append((ev.label(d), frames[-1],
+                                  f"p={p_last:.2f} · {n_hit}/{len(evaluators)}"))
+                rows += rs
+                grid_rows.append((who, cells))
+                _say(progress, f"      {pair}, {who}: " + ", ".join(
+                    f"{ev.label(r['domain'])} {r['independent_hits']}/{len(evaluators)}"
+                    for r in rs))
+        figures.append(viz.endpoint_grid(
+            grid_rows, out / "pairs" / f"endpoints_{s}to{t}.png", source=src.images[i],
+            source_title=f"source ({class_names[s]})",
+            suptitle=f"{pair}: endpoints at L2 = {budget:g}; under each: driver "
+                     f"p({class_names[t]}) · independent classifiers that see a "
+                     f"{class_names[t]} (of {len(evaluators)})"))
+    return rows, views, figures
+
+
+def _driver_label(spec: str) -> str:
+    model, _, variant = spec.partition("+")
+    return ("robust " if variant == "robust" else "standard ") + model
 
 
 def measure(drivers: Mapping[str, Any], src: ev.Sources, evaluators: Mapping[str, Any], *,
@@ -264,23 +325,25 @@ def natural_panel(out: Path, *, budget: float, n_frames: int, progress: bool = T
 
 
 def write_report(out: Path, sections: list[dict], *, title: str, views: Sequence[dict] = (),
-                 tables: Sequence[tuple] = ()) -> list[Path]:
-    """``index.md`` / ``index.html`` (:func:`lens_jax.viz.report`) and, where this build has
-    :func:`lens_jax.report.render_page`, the interactive ``page.html``."""
+                 tables: Sequence[tuple] = (), figures: Sequence[tuple] = (),
+                 intro: str = "", details: str = "") -> list[Path]:
+    """``index.md`` (:func:`lens_jax.viz.report`, every section) and ``index.html``: the
+    interactive page (:func:`lens_jax.report.render_page`), leading with one viewer per
+    pair (slider over the frames, p(target) vs L2, domain and driver switches), then the
+    ``tables`` and ``figures``."""
     from . import viz
+    from .report import MorphView, group_views, render_page
     for sec in sections:
         if sec.get("figures"):
             sec["figures"] = [(_rel(f, out), c) for f, c in sec["figures"]]
-    paths = list(viz.report(out, sections, title=title))
-    try:
-        from .report import MorphView, render_page
-    except ImportError:
-        return paths
-    paths.append(render_page(out / "page.html", title=title,
-                             groups=[[MorphView(**v) for v in views]] if views else [],
-                             tables=list(tables), domain_labels={
-                                 v["domain"]: ev.label(v["domain"]) for v in views}))
-    return paths
+    md, _ = viz.report(out, sections, title=title)
+    page = render_page(out / "index.html", title=title, intro=intro,
+                       groups=group_views([MorphView(**v) for v in views]),
+                       tables=list(tables),
+                       figures=[(t, _rel(f, out), *c) for t, f, *c in figures],
+                       details=details, domain_labels={
+                           v["domain"]: ev.label(v["domain"]) for v in views})
+    return [page, md]
 
 
 def _rel(path: Any, root: Path) -> str:
@@ -295,10 +358,12 @@ def _rel(path: Any, root: Path) -> str:
 # ----------------------------------------------------------------------------------
 
 def main_job(out: str | Path = "outputs/run", *, quick: bool = False, natural: bool = True,
-             budget: float = 2.0, budgets: Sequence[float] | None = None,
+             budget: float = 4.0, budgets: Sequence[float] | None = None,
              domains: Sequence[str] | None = None, modes: Sequence[str] = ("fixed",),
-             drivers: Sequence[str] = ("cnn",), pairs: Sequence[tuple[int, int]] = ev.MNIST_PAIRS,
-             n_frames: int = 12, n_sources: int = 30, n_specificity: int = 5,
+             gallery_modes: Sequence[str] = ("fixed", "live"),
+             drivers: Sequence[str] = ("cnn", "cnn+robust"),
+             pairs: Sequence[tuple[int, int]] = ev.MNIST_PAIRS,
+             n_frames: int = 12, n_sources: int = 10, n_specificity: int = 3,
              n_boot: int = 2000, seed: int = 0, argv: Sequence[str] | None = None,
              progress: bool = True) -> Path:
     """The main job on mnist5k; returns the output folder.
@@ -308,10 +373,13 @@ def main_job(out: str | Path = "outputs/run", *, quick: bool = False, natural: b
       quick: a tiny version (1-epoch models in their own cache, one pair, two domains,
         two sources, few frames, no natural image).
       natural: add the EfficientNet-Lite0 natural-image panel.
-      budget: the matched L2 budget of the figures and of target specificity.
-      budgets: budgets of the summary (default ``{1, budget}``).
+      budget: the matched L2 budget of the gallery (the page's morphs run from the source
+        to this image change) and of target specificity; 4 is where changes are visible.
+      budgets: budgets of the summary (default ``{1, 2, budget}``).
       domains: edit domains (default :func:`default_domains`).
-      modes: ``"fixed"`` (the method) and/or ``"live"`` / ``"live_local"``.
+      modes: modes of the summary: ``"fixed"`` (the method) and/or ``"live"`` /
+        ``"live_local"``.
+      gallery_modes: modes of the gallery and the page.
       drivers: driver names (:func:`load_driver`), e.g. ``("cnn", "cnn+robust")``.
       pairs: (source, target) digit pairs.
       n_frames: frames per morph in the figures.
@@ -329,11 +397,12 @@ def main_job(out: str | Path = "outputs/run", *, quick: bool = False, natural: b
     from .domains import DOMAINS
     from .lens import MODES
     domains = tuple(default_domains(quick=quick) if domains is None else domains)
-    bad = [d for d in domains if d not in DOMAINS] + [m for m in modes if m not in MODES]
+    bad = [d for d in domains if d not in DOMAINS] + [m for m in (*modes, *gallery_modes)
+                                                       if m not in MODES]
     if bad or not domains or not modes or not drivers:
         raise ValueError(f"unknown or missing domains/modes {bad}; domains: {DOMAINS}, "
                          f"modes: {MODES}")
-    budgets = sorted({1.0, float(budget)} if budgets is None else {float(b) for b in budgets})
+    budgets = sorted({1.0, 2.0, float(budget)} if budgets is None else {float(b) for b in budgets})
     if not all(math.isfinite(b) and b > 0 for b in budgets + [float(budget)]):
         raise ValueError(f"budgets must be positive numbers; got {budgets} and {budget}")
     warp_steps = 200
@@ -341,6 +410,7 @@ def main_job(out: str | Path = "outputs/run", *, quick: bool = False, natural: b
         pairs, n_frames, n_sources, n_specificity = tuple(pairs)[:1], min(n_frames, 4), \
             min(n_sources, 2), min(n_specificity, 1)
         budgets, n_boot, warp_steps, natural = [float(budget)], min(n_boot, 200), 20, False
+        gallery_modes = tuple(gallery_modes)[:1]
     out.mkdir(parents=True, exist_ok=True)
     _say(progress, f"lens_jax main job{' (quick)' if quick else ''}: writing to {out}/")
 
@@ -361,12 +431,13 @@ def main_job(out: str | Path = "outputs/run", *, quick: bool = False, natural: b
     _say(progress, f"[2/6] sources: the first {n_sources} mnist5k test images per pair that "
                    f"driver {drivers[0]} classifies correctly ({len(src.id)} in all)")
 
-    _say(progress, f"[3/6] figures: {len(domains)} domains at L2 = {budget:g}, {n_frames} "
-                   "frames, first source of each pair")
+    _say(progress, f"[3/6] morphs for the page: {len(domains)} domains x {len(drivers)} "
+                   f"drivers x modes {', '.join(gallery_modes)} to L2 = {budget:g}, "
+                   f"{n_frames} frames, first source of each pair")
     t0 = time.perf_counter()
-    g_rows, views = gallery(drv, src, evaluators, domains=domains, budget=budget,
-                            n_frames=n_frames, out=out, class_names=names,
-                            warp_steps=warp_steps, progress=progress)
+    g_rows, views, grids = gallery(drv, src, evaluators, domains=domains, budget=budget,
+                                   n_frames=n_frames, out=out, class_names=names,
+                                   modes=gallery_modes, progress=progress)
     write_tables(g_rows, out / "metrics")
     timings["figures"] = time.perf_counter() - t0
 
@@ -388,7 +459,7 @@ def main_job(out: str | Path = "outputs/run", *, quick: bool = False, natural: b
     if natural:
         _say(progress, "[5/6] natural image")
         t0 = time.perf_counter()
-        nat = natural_panel(out, budget=budget, n_frames=n_frames, progress=progress)
+        nat = natural_panel(out, budget=2.0, n_frames=n_frames, progress=progress)
         timings["natural"] = time.perf_counter() - t0
     else:
         _say(progress, "[5/6] natural image: skipped")
@@ -398,9 +469,31 @@ def main_job(out: str | Path = "outputs/run", *, quick: bool = False, natural: b
     sections = _sections(out, summary=shown, g_rows=g_rows, model_rows=model_rows, nat=nat,
                          budget=budget, evaluators=list(evaluators), timings=timings,
                          n_specificity=n_specificity)
-    pages = write_report(out, sections, views=views, title="lens_jax: morphs through a "
-                         "steerable lens" + (" (quick)" if quick else ""),
-                         tables=[("Summary", shown), ("Classifiers", model_rows)])
+    n_ev = len(evaluators)
+    best = sorted(g_rows, key=lambda r: -r["independent_hits"])
+    intro = (
+        f"Each viewer morphs one MNIST test digit toward the target class: one class "
+        f"gradient of the **driver** classifier, amplified and extrapolated until the image "
+        f"has changed by L2 = {budget:g} ([0, 1] scale), in every edit domain. Drag the "
+        "slider (or use the arrow keys) to scrub through the frames; switch domain and "
+        "driver (standard or adversarially trained \"robust\", fixed = one gradient at "
+        "the source, the paper's method; live = recomputed each step) at the same frame. "
+        f"The caption under each morph says what {n_ev} independent classifiers "
+        f"({', '.join(evaluators)}), never differentiated, see at the last frame. "
+        + (f"Best here: **{ev.label(best[0]['domain'])}** with the "
+           f"{_driver_label(best[0]['driver'])} driver ({best[0]['mode']}), "
+           f"{best[0]['independent_hits']}/{n_ev} independent classifiers. "
+           if best else "") + "\n\n" + CAVEAT)
+    pages = write_report(
+        out, sections, views=views, intro=intro,
+        title="lens_jax: morphs through a steerable lens" + (" (quick)" if quick else ""),
+        tables=[("Summary over sources (medians, 95% bootstrap intervals)", shown),
+                ("Classifiers", model_rows)],
+        figures=[(f"Endpoints, {Path(g).stem.split('_')[1].replace('to', ' → ')}", g,
+                  "Every domain's last frame; under each: driver p(target) · independent "
+                  "classifiers that see the target.") for g in grids],
+        details="Details, per-source tables and the natural-image panel: `index.md`, "
+                "`summary.md`, `per_source.csv`, `pairs/`, `natural/`.")
     save_json(out / "timing.json", {k: round(v, 2) for k, v in timings.items()})
     record_command(out, timings["total"], argv=argv)
     _say(progress, f"done in {timings['total']:.0f} s. Results: "
@@ -421,18 +514,16 @@ def _sections(out, *, summary, g_rows, model_rows, nat, budget, evaluators, timi
         f"(first {n_specificity} sources per pair; near 1: the edit removes the source "
         "rather than adding the target).\n\n" + CAVEAT)},
         {"title": "Classifiers", "table": model_rows}]
-    for key in dict.fromkeys((r["name"], r["driver"]) for r in g_rows):
-        rows = [r for r in g_rows if (r["name"], r["driver"]) == key]
+    for key in dict.fromkeys((r["name"], r["driver"], r["mode"]) for r in g_rows):
+        rows = [r for r in g_rows if (r["name"], r["driver"], r["mode"]) == key]
         r0 = rows[0]
         secs.append({"title": f"{r0['source']} → {r0['target']} (test #{r0['index']}), "
-                              f"driver {key[1]}", "figures": [
+                              f"driver {_driver_label(key[1])}, {key[2]}", "figures": [
             (rows[0]["figure"], "every domain at the same L2"),
-            (rows[0]["curves"], "p(target) and p(source) vs L2")]
-            + [(r["gif"], ev.label(r["domain"])) for r in rows],
+            (rows[0]["curves"], "p(target) and p(source) vs L2")],
             "table": rows, "columns": ["domain", "reached", "alpha_star", "max_change",
-                                       "p_target", "p_source", "pred", "ssim", "E_warp",
-                                       "E_warp_gain", "shift_dx"]
-            + [f"{e}_is_target" for e in evaluators]})
+                                       "p_target", "p_source", "pred", "ssim",
+                                       "independent_hits", "caption"]})
     secs.append({"title": "Summary (transfer: endpoints each evaluator assigns to the "
                           "target; all: every evaluator at once)",
                  "text": "Medians over the endpoints that reached their budget; 95% "
@@ -441,6 +532,6 @@ def _sections(out, *, summary, g_rows, model_rows, nat, budget, evaluators, timi
         secs.append(nat)
     secs.append({"title": "Files and timing", "text": (
         "- `metrics.*`: the figures' morphs; `per_source.*`: every endpoint; `summary.*`: "
-        "the summary; `pairs/`: strips, GIFs, figures\n\nWall time "
+        "the summary; `pairs/`: strips and figures\n\nWall time "
         + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))})
     return secs

@@ -7,7 +7,7 @@ configuration and dtype).  :meth:`SteerablePyramid.forward` and
 ``jax.jit``, ``jax.vmap``, ``jax.grad`` and ``jax.jvp``; the coefficients are a
 :class:`PyramidCoeffs` NamedTuple, i.e. a pytree.
 
-Conventions (those of pyrtools / plenoptic, see ``shared/reference/pyramid.md``):
+Conventions (those of pyrtools / plenoptic):
 
 * images ``(..., H, W)``, any leading dims, y (rows) increasing downward;
 * bands fine -> coarse, each ``(..., K, h_s, w_s)``; orientation ``b`` at ``pi*b/K``;

@@ -610,3 +610,45 @@ def report(out_dir: PathLike, sections: Sequence[Mapping[str, Any]], *,
     atomic_write_text(md_path, "\n".join(md).rstrip("\n") + "\n")
     atomic_write_text(html_path, "\n".join(ht) + "\n")
     return md_path, html_path
+
+
+def endpoint_grid(rows: Sequence[tuple[str, Sequence[tuple[str, Any, str]]]], path: PathLike,
+                  *, source: Any, source_title: str = "source", suptitle: str | None = None,
+                  panel_size: float = 1.35, dpi: int = 150) -> Path:
+    """Endpoints side by side: one row per ``(row_label, [(column_title, image, caption)])``,
+    the source in the first column of every row; captions go under each panel.  Grey
+    images share the [0, 1] scale (no per-panel stretch, so faint edits look faint)."""
+    if not rows:
+        raise ValueError("endpoint_grid needs at least one row")
+    ncols = 1 + max(len(r[1]) for r in rows)
+    fig = _new_figure((panel_size * ncols + 0.9, (panel_size + 0.55) * len(rows)
+                       + (0.35 if suptitle else 0)))
+    axes = np.asarray(fig.subplots(len(rows), ncols, squeeze=False))
+    src = np.asarray(source, np.float64)
+    for r, (label, cells) in enumerate(rows):
+        for c, ax in enumerate(axes[r]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                img, title, cap = src, source_title, ""
+                ax.set_ylabel(label, fontsize=7)
+            elif c - 1 < len(cells):
+                title, img, cap = cells[c - 1]
+            else:
+                ax.set_axis_off()
+                continue
+            img = np.asarray(img, np.float64)
+            img = img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img
+            ax.imshow(np.clip(img, 0, 1), cmap="gray" if img.ndim == 2 else None,
+                      vmin=0.0, vmax=1.0, interpolation="nearest")
+            if r == 0 or c > 0:
+                ax.set_title(title if r == 0 else "", fontsize=7)
+            if cap:
+                ax.set_xlabel(cap, fontsize=6)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
+    import warnings
+    with warnings.catch_warnings():       # suptitle/labels: tight_layout warns, still fits
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
+    return save_figure(fig, path, dpi=dpi)

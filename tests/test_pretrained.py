@@ -256,7 +256,7 @@ def test_efficientnet_predictions(lite0, image, index, prob):
     assert x.shape == (224, 224, 3) and x.dtype == np.float32
     p = np.asarray(jax.nn.softmax(logits_fn(x[None])))[0]
     assert int(p.argmax()) == index
-    assert abs(float(p[index]) - prob) < 0.02                 # data.md: 0.79 and 0.91
+    assert abs(float(p[index]) - prob) < 0.02                 # the package's stated 0.79 and 0.91
 
 
 @needs_effnet

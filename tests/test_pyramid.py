@@ -3,7 +3,7 @@
 Invariants (exact reconstruction, Parseval energy, adjointness, steerability,
 linearity of partial reconstructions) are checked on random [0, 1] images at even,
 odd and non-square sizes; coefficients and syntheses are compared with pyrtools 1.1.1
-and plenoptic 2.1.1 (float64) at the tolerances of shared/reference/pyramid.md §8:
+and plenoptic 2.1.1 (float64) at these tolerances:
 per band, max abs difference <= 1e-5 x the band's max with the closed-form masks,
 <= 1e-7 x with ``masks="lut"``.  Anchors are compared at even sizes only (odd sizes
 are a known anchor defect).
@@ -372,7 +372,7 @@ def test_tight_frame_energy_and_adjoint(shape, order, is_complex, K, down):
 
 
 def test_real_synthesis_is_not_the_adjoint_on_edited_coefficients():
-    # the anchors' inverse ignores Im(c); the adjoint does not (pyramid.md §3, §6)
+    # the anchors' inverse ignores Im(c); the adjoint (exact VJP of the analysis) does not
     pyr = SteerablePyramid((32, 32), 2, 3, tight_frame=True)
     c = random_coeffs(pyr, seed=2)
     c_re = c._replace(bands=tuple(np.real(b) + 0j for b in c.bands))
