@@ -51,9 +51,9 @@ def main(argv=None) -> int:
                             seed=None)
     print(f"[mnist_pairs] {len(src.id)} sources; figures at L2 = {args.fig_budget:g}",
           flush=True)
-    g_rows, views = job.gallery(drivers, src, evaluators, domains=domains,
-                                budget=args.fig_budget, n_frames=frames, out=out,
-                                class_names=names, warp_steps=20 if args.quick else 200)
+    g_rows, views, _ = job.gallery(drivers, src, evaluators, domains=domains,
+                                   budget=args.fig_budget, n_frames=frames, out=out,
+                                   class_names=names, modes=(args.mode,), strips=True)
     grid = []
     for k in range(len(pairs)):
         vs = [v for v in views if v["pair"] == views[k * len(domains)]["pair"]]

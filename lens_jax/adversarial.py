@@ -120,8 +120,9 @@ def _count(name: str, value: Any) -> int:
     return int(value)
 
 
-#: Default training/evaluation attack per data set. All L2 with 7 steps (the
-#: prototype's recipe; 7 steps of 2.5 eps / 7 cross the ball once and come back).
+#: Default training/evaluation attack per data set: L2, 7 steps (7 steps of 2.5 eps / 7
+#: cross the ball once and come back); mnist5k trains with 5 steps, which keeps its
+#: targets (clean >= 97%, >= 65% under PGD-50 x 2) at about half the training cost.
 #: The radius follows the lens budgets: mnist5k uses eps 2, the issue's target and
 #: the main L2 budget of the lens (median image norm 9.2, so 22% of an image).
 #: digits (32x32 upsampled 8x8 scans, median norm 14.1) also uses 2: its strokes are
@@ -131,7 +132,7 @@ def _count(name: str, value: Any) -> int:
 #: synthetic (single shapes on black, median norm 4.0) uses 1: eps 2 would be half
 #: the image's norm and could erase the shape entirely.
 DEFAULT_ATTACKS: dict[str, PGD] = {
-    "mnist5k": PGD("l2", 2.0, 7),
+    "mnist5k": PGD("l2", 2.0, 5),
     "fashion_mnist": PGD("l2", 1.5, 7),
     "digits": PGD("l2", 2.0, 7),
     "synthetic": PGD("l2", 1.0, 7),

@@ -290,6 +290,11 @@ def carries_params(model: Any) -> bool:
             or isinstance(getattr(model, "__lens_classifier__", None), Classifier))
 
 
+def _is_linen_module(obj: Any) -> bool:
+    return any(c.__module__.startswith("flax.linen") and c.__name__ == "Module"
+               for c in type(obj).__mro__)
+
+
 def as_classifier(model: Any, *, example: Any = None) -> Classifier:
     """Normalise a classifier to :class:`Classifier` ``(apply, params)``.
 
@@ -326,7 +331,14 @@ def as_classifier(model: Any, *, example: Any = None) -> Classifier:
         if len(model) != 2 or not callable(model[0]):
             raise TypeError("a classifier tuple must be (apply_fn, params) with "
                             f"apply_fn(params, images) -> logits; got a {len(model)}-tuple")
-        return Classifier(model[0], model[1])
+        apply_fn, params = model
+        module = getattr(apply_fn, "__self__", None)
+        if module is not None and _is_linen_module(module) \
+                and getattr(apply_fn, "__name__", "") == "apply":
+            # a bound ``module.apply``: bound methods compare their module by identity, so
+            # key the program by the module's value (equal modules share programs)
+            return Classifier(_LinenApply(module), params)
+        return Classifier(apply_fn, params)
     if _is_nnx_module(model):
         from flax import nnx
         graphdef, state = nnx.split(model)

@@ -198,9 +198,11 @@ def verdict(target: int, driver_p: float, evaluator_preds: Mapping[str, int],
 def gallery(drivers: Mapping[str, Any], src: ev.Sources, evaluators: Mapping[str, Any], *,
             domains: Sequence[str], budget: float, n_frames: int, out: Path,
             class_names: Sequence[str], modes: Sequence[str] = ("fixed",),
-            progress: bool = True) -> tuple[list[dict], list[dict], list[Path]]:
+            strips: bool = False, progress: bool = True
+            ) -> tuple[list[dict], list[dict], list[Path]]:
     """Every driver x mode x domain morphed to L2 = ``budget`` for the first source of each
-    pair: strips and one endpoint figure per pair under ``out/pairs``.  Returns ``(rows,
+    pair: one endpoint figure per pair (and with ``strips`` each morph's strip, its
+    domains figure and p(target) curves) under ``out/pairs``.  Returns ``(rows,
     views, figures)``: table rows, one dict per morph with the fields of an interactive
     page view (:class:`lens_jax.report.MorphView`), and the endpoint figures."""
     from . import viz
@@ -218,7 +220,7 @@ def gallery(drivers: Mapping[str, Any], src: ev.Sources, evaluators: Mapping[str
                 rs, morphs = compare_domains(
                     fn, src.images[i], target=t, source=s, domains=domains,
                     l2_budget=budget, n_frames=n_frames, mode=mode, class_names=class_names,
-                    evaluators=evaluators, out_dir=out / "pairs",
+                    evaluators=evaluators, out_dir=out / "pairs" if strips else None,
                     name=f"pair_{s}to{t}_{tag}", warp=False, gif=False,
                     title=f"{pair}, driver {who}", return_morphs=True, verbose=False)
                 cells = []
@@ -243,7 +245,8 @@ def gallery(drivers: Mapping[str, Any], src: ev.Sources, evaluators: Mapping[str
                         l2=m.l2, p_target=np.asarray(m.probs)[:, t],
                         source_image=src.images[i], caption=caption, evaluators=ev_p,
                         target_name=str(class_names[t]), source_name=str(class_names[s]),
-                        reached=m.reached, max_change=m.max_change))
+                        reached=m.reached, max_change=m.max_change,
+                        score=(n_hit, p_last)))
                     cells.append((ev.label(d), frames[-1],
                                   f"p={p_last:.2f} · {n_hit}/{len(evaluators)}"))
                 rows += rs
@@ -332,13 +335,24 @@ def write_report(out: Path, sections: list[dict], *, title: str, views: Sequence
     pair (slider over the frames, p(target) vs L2, domain and driver switches), then the
     ``tables`` and ``figures``."""
     from . import viz
-    from .report import MorphView, group_views, render_page
+    from .report import MorphGroup, MorphView, render_page
     for sec in sections:
         if sec.get("figures"):
             sec["figures"] = [(_rel(f, out), c) for f, c in sec["figures"]]
     md, _ = viz.report(out, sections, title=title)
-    page = render_page(out / "index.html", title=title, intro=intro,
-                       groups=group_views([MorphView(**v) for v in views]),
+    groups = []
+    for pair in dict.fromkeys(v["pair"] for v in views):
+        vs = [dict(v) for v in views if v["pair"] == pair]
+        scores = [v.pop("score", (0, 0.0)) for v in vs]
+        best = max(range(len(vs)), key=lambda i: scores[i])   # open on the best morph
+        b = vs[best]
+        groups.append(MorphGroup(
+            [MorphView(**v) for v in vs], start=best,
+            caption=f"Opens on the morph the independent classifiers agree with most: "
+                    f"**{ev.label(b['domain'])}**, {b['driver']} driver "
+                    f"({scores[best][0]} of {len(b['evaluators'])} see a "
+                    f"{b['target_name']})."))
+    page = render_page(out / "index.html", title=title, intro=intro, groups=groups,
                        tables=list(tables),
                        figures=[(t, _rel(f, out), *c) for t, f, *c in figures],
                        details=details, domain_labels={
@@ -468,22 +482,17 @@ def main_job(out: str | Path = "outputs/run", *, quick: bool = False, natural: b
     timings["total"] = time.perf_counter() - t_start
     sections = _sections(out, summary=shown, g_rows=g_rows, model_rows=model_rows, nat=nat,
                          budget=budget, evaluators=list(evaluators), timings=timings,
-                         n_specificity=n_specificity)
+                         n_specificity=n_specificity, grids=grids)
     n_ev = len(evaluators)
-    best = sorted(g_rows, key=lambda r: -r["independent_hits"])
     intro = (
-        f"Each viewer morphs one MNIST test digit toward the target class: one class "
-        f"gradient of the **driver** classifier, amplified and extrapolated until the image "
-        f"has changed by L2 = {budget:g} ([0, 1] scale), in every edit domain. Drag the "
-        "slider (or use the arrow keys) to scrub through the frames; switch domain and "
-        "driver (standard or adversarially trained \"robust\", fixed = one gradient at "
-        "the source, the paper's method; live = recomputed each step) at the same frame. "
-        f"The caption under each morph says what {n_ev} independent classifiers "
-        f"({', '.join(evaluators)}), never differentiated, see at the last frame. "
-        + (f"Best here: **{ev.label(best[0]['domain'])}** with the "
-           f"{_driver_label(best[0]['driver'])} driver ({best[0]['mode']}), "
-           f"{best[0]['independent_hits']}/{n_ev} independent classifiers. "
-           if best else "") + "\n\n" + CAVEAT)
+        "Each viewer morphs one MNIST test digit toward the target class: one gradient of "
+        f"the **driver** classifier, amplified and extrapolated until the image has changed "
+        f"by L2 = {budget:g} ([0, 1] scale). Scrub with the slider or the arrow keys; switch "
+        "domain or driver at the same frame (*robust*: adversarially trained; *fixed*: one "
+        "gradient at the source, the paper's method; *live*: recomputed each step). Under "
+        f"each morph: what {n_ev} independent classifiers ({', '.join(evaluators)}), never "
+        "differentiated, see at the last frame. High driver confidence is not evidence of a "
+        "recognisable change: read what the independent classifiers say, and look.")
     pages = write_report(
         out, sections, views=views, intro=intro,
         title="lens_jax: morphs through a steerable lens" + (" (quick)" if quick else ""),
@@ -492,8 +501,8 @@ def main_job(out: str | Path = "outputs/run", *, quick: bool = False, natural: b
         figures=[(f"Endpoints, {Path(g).stem.split('_')[1].replace('to', ' → ')}", g,
                   "Every domain's last frame; under each: driver p(target) · independent "
                   "classifiers that see the target.") for g in grids],
-        details="Details, per-source tables and the natural-image panel: `index.md`, "
-                "`summary.md`, `per_source.csv`, `pairs/`, `natural/`.")
+        details=CAVEAT + "\n\nDetails, per-source tables and the natural-image panel: "
+                "`index.md`, `summary.md`, `per_source.csv`, `pairs/`, `natural/`.")
     save_json(out / "timing.json", {k: round(v, 2) for k, v in timings.items()})
     record_command(out, timings["total"], argv=argv)
     _say(progress, f"done in {timings['total']:.0f} s. Results: "
@@ -502,7 +511,7 @@ def main_job(out: str | Path = "outputs/run", *, quick: bool = False, natural: b
 
 
 def _sections(out, *, summary, g_rows, model_rows, nat, budget, evaluators, timings,
-              n_specificity) -> list[dict]:
+              n_specificity, grids=()) -> list[dict]:
     secs = [{"text": (
         "One class gradient, taken once at the source in each edit domain, extrapolated "
         f"linearly; every domain is shown at the **same image change** (L2 = {budget:g} on "
@@ -519,8 +528,8 @@ def _sections(out, *, summary, g_rows, model_rows, nat, budget, evaluators, timi
         r0 = rows[0]
         secs.append({"title": f"{r0['source']} → {r0['target']} (test #{r0['index']}), "
                               f"driver {_driver_label(key[1])}, {key[2]}", "figures": [
-            (rows[0]["figure"], "every domain at the same L2"),
-            (rows[0]["curves"], "p(target) and p(source) vs L2")],
+            (g, "every driver, mode and domain at the same L2") for g in grids
+            if Path(g).stem == f"endpoints_{r0['source']}to{r0['target']}"],
             "table": rows, "columns": ["domain", "reached", "alpha_star", "max_change",
                                        "p_target", "p_source", "pred", "ssim",
                                        "independent_hits", "caption"]})
@@ -531,7 +540,7 @@ def _sections(out, *, summary, g_rows, model_rows, nat, budget, evaluators, timi
     if nat:
         secs.append(nat)
     secs.append({"title": "Files and timing", "text": (
-        "- `metrics.*`: the figures' morphs; `per_source.*`: every endpoint; `summary.*`: "
-        "the summary; `pairs/`: strips and figures\n\nWall time "
+        "- `metrics.*`: the page's morphs; `per_source.*`: every endpoint; `summary.*`: "
+        "the summary; `pairs/`: endpoint grids\n\nWall time "
         + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))})
     return secs

@@ -166,7 +166,7 @@ def make_logits_fn(model: nn.Module, params: Any) -> Callable[[jax.Array], jax.A
     logits_fn.model = model  # type: ignore[attr-defined]
     logits_fn.params = params  # type: ignore[attr-defined]
     # as_classifier reads this: the params stay traced arguments of every lens program
-    logits_fn.__lens_classifier__ = Classifier(model.apply, {"params": params})  # type: ignore[attr-defined]
+    logits_fn.__lens_classifier__ = as_classifier((model.apply, {"params": params}))  # type: ignore[attr-defined]
     return logits_fn
 
 

@@ -138,21 +138,20 @@ def test_run_quick_end_to_end(tmp_path):
     assert "done in" in p.stdout and "index.html" in p.stdout
     for f in ("index.md", "index.html", "metrics.md", "metrics.csv", "metrics.json",
               "summary.md", "summary_raw.json", "per_source.csv", "timing.json",
-              "command.txt", "pairs/pair_3to8_domains.png", "pairs/pair_3to8_prob_vs_l2.png",
-              "pairs/pair_3to8_csp_phase_strip.png", "pairs/pair_3to8_pixel.gif"):
+              "command.txt", "pairs/endpoints_3to8.png"):
         assert (out / f).is_file(), f
     import json
     summary = json.loads((out / "summary_raw.json").read_text())
     assert {r["method"] for r in summary} == {"pixel", "csp_phase"}
+    assert {r["driver"] for r in summary} == {"cnn", "cnn+robust"}
     assert all(r["n"] == 2 and 0 <= r["reached"] <= 2 for r in summary)
     assert all(-1 <= r["specificity"] <= 1 for r in summary)
     assert "command: python -m lens_jax run --quick" in (out / "command.txt").read_text()
-    import importlib.util
-    if importlib.util.find_spec("lens_jax.report") is not None:   # the interactive page
-        page = (out / "page.html").read_text()
-        assert "<!DOCTYPE html>" in page and "CSP phase" in page
+    page = (out / "index.html").read_text()         # the interactive page leads
+    assert "<!DOCTYPE html>" in page and "CSP phase" in page and "robust cnn" in page
+    assert page.index('type="range"') < page.index("<table")
     md = (out / "index.md").read_text()
-    assert "Caveat" in md and "pairs/pair_3to8_domains.png" in md and "§" not in md
+    assert "Caveat" in md and "pairs/endpoints_3to8.png" in md and "§" not in md
     # the quick models live apart from the full ones
     assert (tmp_path / "cache" / "quick" / "models").is_dir()
     assert not (tmp_path / "cache" / "models").exists()

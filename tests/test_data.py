@@ -121,14 +121,11 @@ def test_second_call_cached_and_silent(tmp_path, capfd):
     t0 = time.perf_counter()
     x2, y2 = data.load("synthetic/small", "train", data_dir=tmp_path)  # in-process memo
     memo = time.perf_counter() - t0
-    assert memo < 0.1 and memo < first
+    assert memo < first            # served from memory (no preparation, no disk read)
     x2[0] = -1.0  # returned arrays are fresh copies
     data.clear_memo()
-    t0 = time.perf_counter()
     x3, y3 = data.load("synthetic/small", "train", data_dir=tmp_path)  # from disk, no prep
-    disk = time.perf_counter() - t0
-    assert disk < 1.0
-    assert capfd.readouterr().err == ""
+    assert capfd.readouterr().err == ""      # read back from disk: nothing prepared again
     np.testing.assert_array_equal(x1, x3)
     np.testing.assert_array_equal(y1, y3)
     assert data.prepare("synthetic/small", data_dir=tmp_path) == prepared
@@ -224,9 +221,7 @@ def test_fashion_class_names():
 @pytest.mark.skipif(FASHION_DIR is None,
                     reason="Fashion-MNIST files absent (apt-get install dataset-fashion-mnist)")
 def test_fashion_mnist_local(data_dir, no_network):
-    t0 = time.perf_counter()
     xte, yte, info = data.load("fashion_mnist", "test", data_dir=data_dir, with_info=True)
-    t_test = time.perf_counter() - t0
     _check_arrays(xte, yte, 10000, 28, 10)
     assert info["name"] == "fashion_mnist_local" and info["class_names"] == FASHION_NAMES
     np.testing.assert_array_equal(np.bincount(yte), [1000] * 10)
@@ -236,12 +231,9 @@ def test_fashion_mnist_local(data_dir, no_network):
         raw_images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
     np.testing.assert_array_equal(yte, raw_labels)  # original order kept
     np.testing.assert_array_equal(np.rint(xte[..., 0] * 255), raw_images)
-    t0 = time.perf_counter()
     xtr, ytr = data.load("fashion_mnist_local", "train", data_dir=data_dir)
-    t_train = time.perf_counter() - t0
     _check_arrays(xtr, ytr, 60000, 28, 10)
     np.testing.assert_array_equal(np.bincount(ytr), [6000] * 10)
-    assert t_test < 60 and t_train < 20, (t_test, t_train)
 
 
 # ----------------------------------------------------------- standard tfds names, offline

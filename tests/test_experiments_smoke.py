@@ -6,6 +6,7 @@ models are trained there; nothing is downloaded).  protocol.py, fashion.py and
 ablations.py are smoke-tested offline in ``test_protocol_smoke.py``.
 """
 import ast
+import json
 import importlib.util
 import sys
 from pathlib import Path
@@ -83,8 +84,8 @@ def test_mnist_pairs_quick(cache, tmp_path, capsys):
     assert _load("mnist_pairs").main(["--quick", "--out", str(out)]) == 0
     _check_common(out)
     for f in ("gallery_B2.png", "results.md", "per_source.csv", "summary.md",
-              "summary_raw.json", "pairs/pair_3to8_domains.png",
-              "pairs/pair_3to8_csp_phase_strip.png", "pairs/pair_3to8_pixel.gif"):
+              "summary_raw.json", "pairs/pair_3to8_cnn_fixed_domains.png",
+              "pairs/pair_3to8_cnn_fixed_csp_phase_strip.png", "pairs/endpoints_3to8.png"):
         assert (out / f).is_file(), f
     assert "median G p(target)" in capsys.readouterr().out
 
@@ -105,6 +106,9 @@ def test_natural_quick(cache, tmp_path, capsys):
     out = tmp_path / "natural"
     assert _load("natural").main(["--quick", "--out", str(out)]) == 0
     _check_common(out)
+    spec = json.loads((out / "specificity.json").read_text())
+    assert {r["domain"] for r in spec} == {"pixel", "csp_phase", "csp_flow", "csp_flow_joint"}
+    assert all(r["targets"] == 2 and -1 <= r["specificity"] <= 1 for r in spec)
     for f in ("results.md", "results.csv", "chelsea_overview.png",
               "chelsea_to287_rows.png", "chelsea_to287_csp_phase_fixed_strip.png"):
         assert (out / f).is_file(), f

@@ -257,7 +257,8 @@ def test_from_morph_takes_the_target_probability_and_source_frame():
     m = Morph(frames=frames, alphas=np.tile(np.arange(n, dtype=float), (B, 1)),
               logits=np.log(probs), probs=probs, l2=l2, grad=None,
               target=np.array([2, 3]), source=np.array([0, 1]),
-              reached=np.ones((B, n), bool), max_change=np.abs(l2))
+              reached=np.ones((B, n), bool), max_change=np.abs(l2),
+              wrapped=np.zeros((B, n)))
     v = rp.MorphView.from_morph(m, pair="0 -> 2", domain="pixel", driver="cnn", index=0,
                                 evaluators={"ev": probs[0, :, 2]})
     np.testing.assert_allclose(v.p_target, probs[0, :, 2])
