@@ -38,6 +38,8 @@ import numpy as np
 import optax
 
 from . import models as _models
+from ._checkpoint import (CheckpointCorruptError, _manager, _move_aside, _read_meta,
+                          _restore_meta, _restore_state, _save)
 from ._io import cache_dir
 from .adversarial import PGD, robust_accuracy
 from .adversarial import DEFAULT_ATTACKS, _attack, _ModuleApply
@@ -282,64 +284,6 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 # Checkpoints (orbax)
 # ----------------------------------------------------------------------------------
 
-def _ocp():
-    import orbax.checkpoint as ocp
-    return ocp
-
-
-def _manager(workdir: Path, max_to_keep: int = 2):
-    ocp = _ocp()
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                           enable_async_checkpointing=False)
-    return ocp.CheckpointManager(workdir.resolve(), options=options)
-
-
-class CheckpointCorruptError(ValueError):
-    """A checkpoint that cannot be read back, or whose arrays do not match the content
-    hash saved with them."""
-
-
-def _state_hash(state: Any) -> str:
-    """sha256 over the arrays of a checkpoint state (tree order, dtype, shape, bytes)."""
-    h = hashlib.sha256()
-    for leaf in jax.tree_util.tree_leaves(state):
-        a = np.ascontiguousarray(np.asarray(jax.device_get(leaf)))
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _restore_meta(mngr, step: int, workdir: Path) -> dict:
-    ocp = _ocp()
-    try:
-        meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many types
-        raise CheckpointCorruptError(f"checkpoint {workdir} (epoch {step}) is damaged: its "
-                                     f"metadata cannot be read ({type(e).__name__}: {e})"
-                                     ) from None
-    if not isinstance(meta, dict) or "config" not in meta:
-        raise CheckpointCorruptError(f"checkpoint {workdir} (epoch {step}) is damaged: "
-                                     "its metadata has no config")
-    return meta
-
-
-def _read_meta(workdir: Path) -> tuple[Any, int | None, dict | None]:
-    """(manager, latest finished epoch, its metadata) of a checkpoint directory.
-
-    Raises :class:`CheckpointCorruptError` when the metadata cannot be read."""
-    if not workdir.is_dir():
-        return None, None, None
-    mngr = _manager(workdir)
-    step = mngr.latest_step()
-    if step is None:
-        return mngr, None, None
-    try:
-        return mngr, step, _restore_meta(mngr, step, workdir)
-    except CheckpointCorruptError:
-        mngr.close()
-        raise
-
-
 def _target_state(config: Mapping[str, Any]):
     """Freshly initialised (model, tx, state) matching a checkpoint config."""
     model = _models.get_model(config["model"], config["num_classes"],
@@ -351,31 +295,6 @@ def _target_state(config: Mapping[str, Any]):
     state = {"params": params, "opt_state": tx.init(params),
              "rng": jax.random.key_data(key) if hasattr(jax.random, "key_data") else key}
     return model, tx, state
-
-
-def _restore_state(mngr, step: int, target: Any) -> dict:
-    """The state saved at ``step``, verified against the sha256 saved with it
-    (:class:`CheckpointCorruptError` when it differs or cannot be read).  Checkpoints
-    written before content hashes existed are restored unverified."""
-    ocp = _ocp()
-    workdir = Path(mngr.directory)
-    meta = _restore_meta(mngr, step, workdir)
-    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
-    try:
-        state = mngr.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract)))["state"]
-    except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many types
-        raise CheckpointCorruptError(f"checkpoint {workdir} (epoch {step}) is damaged: its "
-                                     f"arrays cannot be read ({type(e).__name__}: {e})"
-                                     ) from None
-    want = meta.get("content_sha256")
-    if want is not None:
-        got = _state_hash(state)
-        if got != want:
-            raise CheckpointCorruptError(
-                f"checkpoint {workdir} (epoch {step}) is damaged: its arrays' sha256 "
-                f"{got[:16]}... differs from the {want[:16]}... saved with them")
-    return state
 
 
 def restore_checkpoint(workdir: str | os.PathLike, *, step: int | None = None
@@ -581,18 +500,6 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
                        resumed_from=resumed_from)
 
 
-def _save(mngr, step, params, opt_state, rng, history, config, *, finished, test_accuracy):
-    ocp = _ocp()
-    state = {"params": params, "opt_state": opt_state, "rng": rng}
-    meta = {"epoch": step, "finished": bool(finished), "history": history,
-            "config": config, "test_accuracy": test_accuracy,
-            "content_sha256": _state_hash(state)}      # verified by _restore_state
-    mngr.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        meta=ocp.args.JsonSave(json.loads(json.dumps(meta)))), force=True)
-    mngr.wait_until_finished()
-
-
 def _config_diff(old: Mapping, new: Mapping) -> str:
     keys = sorted(set(old) | set(new))
     diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys
@@ -709,21 +616,6 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
             "test_accuracy": float(result.test_accuracy), "history": result.history,
             "workdir": str(workdir), "adversary": config.get("adversary")}
     return result.logits_fn, result.params, info
-
-
-def _move_aside(workdir: Path, err: Exception) -> Path:
-    """Rename a damaged model folder to ``<name>.damaged-<UTC time>`` and warn."""
-    import warnings
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    dest = workdir.with_name(f"{workdir.name}.damaged-{stamp}")
-    k = 1
-    while dest.exists():
-        dest = workdir.with_name(f"{workdir.name}.damaged-{stamp}-{k}")
-        k += 1
-    os.replace(workdir, dest)
-    warnings.warn(f"{err}; moved it aside to {dest} and training a fresh model in "
-                  f"{workdir}", RuntimeWarning, stacklevel=3)
-    return dest
 
 
 def _num_classes(data_mod, dataset: str, *label_arrays: np.ndarray) -> int:

@@ -75,7 +75,7 @@ def test_lazy_names_load_on_use():
 # are exercised by their own tests
 DOCTEST_MODULES = ["lens_jax", "lens_jax.lens", "lens_jax.classifier", "lens_jax.schedule",
                    "lens_jax.domains", "lens_jax.pyramid", "lens_jax.models",
-                   "lens_jax.compare", "lens_jax.metrics"]
+                   "lens_jax.compare", "lens_jax.metrics", "lens_jax.warp"]
 
 
 @pytest.mark.parametrize("module", DOCTEST_MODULES)

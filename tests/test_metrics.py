@@ -8,6 +8,7 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from lens_jax import metrics as M
+from lens_jax import warp as W
 
 N = 32                     # one size for the warp tests so jit compiles are shared
 C = (N - 1) / 2.0
@@ -114,7 +115,7 @@ def test_bilinear_sampler_matches_map_coordinates():
     img = jnp.asarray(rng.uniform(size=(9, 11, 2)))
     yy = jnp.asarray(rng.uniform(-3, 12, size=(9, 11)))
     xx = jnp.asarray(rng.uniform(-3, 14, size=(9, 11)))
-    got = M._bilinear(img, yy, xx)
+    got = W._bilinear(img, yy, xx)
     ref = jnp.stack([jax.scipy.ndimage.map_coordinates(img[..., c], [yy, xx], order=1,
                                                        mode="nearest") for c in range(2)], -1)
     np.testing.assert_allclose(got, ref, atol=1e-12)
@@ -128,7 +129,7 @@ def test_warp_image_conventions():
     np.testing.assert_allclose(out[:2], np.broadcast_to(src[:1], (2, N, 1)), atol=1e-12)
     # zero warp and zero gain are the identity; the upsampling weights are a partition of 1
     np.testing.assert_allclose(M.warp_image(src, np.zeros((8, 8, 2)), np.zeros((8, 8))), src)
-    u = M._upsample_matrix(28, 8)
+    u = W._upsample_matrix(28, 8)
     np.testing.assert_allclose(u.sum(1), 1.0)
     np.testing.assert_allclose(u[0, 0], 1.0)
     np.testing.assert_allclose(u[-1, -1], 1.0)
