@@ -178,6 +178,12 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
+def _a(name: str) -> str:
+    """``name`` with its indefinite article ("an 8", "a 3", "an ankle boot")."""
+    return ("an " if str(name)[:1].lower() in "8aeiou" or str(name) in ("11", "18")
+            else "a ") + str(name)
+
+
 def verdict(target: int, driver_p: float, evaluator_preds: Mapping[str, int],
             class_names: Sequence[str]) -> tuple[int, str]:
     """How many independent classifiers call the endpoint the target, and an honest
@@ -187,9 +193,9 @@ def verdict(target: int, driver_p: float, evaluator_preds: Mapping[str, int],
     says = ", ".join(f"{n}: {class_names[int(k)]}" for n, k in evaluator_preds.items())
     n = len(evaluator_preds)
     if n and len(hits) == n:
-        text = f"reads as a {t} to all {n} independent classifiers"
+        text = f"reads as {_a(t)} to all {n} independent classifiers"
     elif hits:
-        text = f"{len(hits)} of {n} independent classifiers see a {t} ({says})"
+        text = f"{len(hits)} of {n} independent classifiers see {_a(t)} ({says})"
     else:
         text = f"no recognisable {t}: no independent classifier sees one ({says})"
     return len(hits), f"driver p({t}) = {driver_p:.2f}; {text}"
@@ -258,8 +264,8 @@ def gallery(drivers: Mapping[str, Any], src: ev.Sources, evaluators: Mapping[str
             grid_rows, out / "pairs" / f"endpoints_{s}to{t}.png", source=src.images[i],
             source_title=f"source ({class_names[s]})",
             suptitle=f"{pair}: endpoints at L2 = {budget:g}; under each: driver "
-                     f"p({class_names[t]}) · independent classifiers that see a "
-                     f"{class_names[t]} (of {len(evaluators)})"))
+                     f"p({class_names[t]}) · independent classifiers that see "
+                     f"{_a(class_names[t])} (of {len(evaluators)})"))
     return rows, views, figures
 
 
@@ -350,8 +356,8 @@ def write_report(out: Path, sections: list[dict], *, title: str, views: Sequence
             [MorphView(**v) for v in vs], start=best,
             caption=f"Opens on the morph the independent classifiers agree with most: "
                     f"**{ev.label(b['domain'])}**, {b['driver']} driver "
-                    f"({scores[best][0]} of {len(b['evaluators'])} see a "
-                    f"{b['target_name']})."))
+                    f"({scores[best][0]} of {len(b['evaluators'])} see "
+                    f"{_a(b['target_name'])})."))
     page = render_page(out / "index.html", title=title, intro=intro, groups=groups,
                        tables=list(tables),
                        figures=[(t, _rel(f, out), *c) for t, f, *c in figures],
