@@ -18,7 +18,7 @@ def _ocp():
     return ocp
 
 
-def _manager(workdir: Path, max_to_keep: int = 2):
+def manager(workdir: Path, max_to_keep: int = 2):
     ocp = _ocp()
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                            enable_async_checkpointing=False)
@@ -40,7 +40,7 @@ def _state_hash(state: Any) -> str:
     return h.hexdigest()
 
 
-def _restore_meta(mngr, step: int, workdir: Path) -> dict:
+def restore_meta(mngr, step: int, workdir: Path) -> dict:
     ocp = _ocp()
     try:
         meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
@@ -54,30 +54,30 @@ def _restore_meta(mngr, step: int, workdir: Path) -> dict:
     return meta
 
 
-def _read_meta(workdir: Path) -> tuple[Any, int | None, dict | None]:
+def read_meta(workdir: Path) -> tuple[Any, int | None, dict | None]:
     """(manager, latest finished epoch, its metadata) of a checkpoint directory.
 
     Raises :class:`CheckpointCorruptError` when the metadata cannot be read."""
     if not workdir.is_dir():
         return None, None, None
-    mngr = _manager(workdir)
+    mngr = manager(workdir)
     step = mngr.latest_step()
     if step is None:
         return mngr, None, None
     try:
-        return mngr, step, _restore_meta(mngr, step, workdir)
+        return mngr, step, restore_meta(mngr, step, workdir)
     except CheckpointCorruptError:
         mngr.close()
         raise
 
 
-def _restore_state(mngr, step: int, target: Any) -> dict:
+def restore_state(mngr, step: int, target: Any) -> dict:
     """The state saved at ``step``, verified against the sha256 saved with it
     (:class:`CheckpointCorruptError` when it differs or cannot be read).  Checkpoints
     written before content hashes existed are restored unverified."""
     ocp = _ocp()
     workdir = Path(mngr.directory)
-    meta = _restore_meta(mngr, step, workdir)
+    meta = restore_meta(mngr, step, workdir)
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
     try:
         state = mngr.restore(step, args=ocp.args.Composite(
@@ -96,19 +96,19 @@ def _restore_state(mngr, step: int, target: Any) -> dict:
     return state
 
 
-def _save(mngr, step, params, opt_state, rng, history, config, *, finished, test_accuracy):
+def save(mngr, step, params, opt_state, rng, history, config, *, finished, test_accuracy):
     ocp = _ocp()
     state = {"params": params, "opt_state": opt_state, "rng": rng}
     meta = {"epoch": step, "finished": bool(finished), "history": history,
             "config": config, "test_accuracy": test_accuracy,
-            "content_sha256": _state_hash(state)}      # verified by _restore_state
+            "content_sha256": _state_hash(state)}      # verified by restore_state
     mngr.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         meta=ocp.args.JsonSave(json.loads(json.dumps(meta)))), force=True)
     mngr.wait_until_finished()
 
 
-def _move_aside(workdir: Path, err: Exception) -> Path:
+def move_aside(workdir: Path, err: Exception) -> Path:
     """Rename a damaged model folder to ``<name>.damaged-<UTC time>`` and warn."""
     import warnings
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())

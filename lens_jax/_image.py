@@ -10,7 +10,7 @@ Array = jax.Array
 ArrayLike = jax.typing.ArrayLike
 
 
-def _float_dtype(*xs: ArrayLike) -> jnp.dtype:
+def float_dtype(*xs: ArrayLike) -> jnp.dtype:
     """Common floating dtype of ``xs`` (float32 for integer/bool inputs)."""
     dt = jnp.result_type(*xs)
     if not jnp.issubdtype(dt, jnp.floating):
@@ -18,8 +18,8 @@ def _float_dtype(*xs: ArrayLike) -> jnp.dtype:
     return dt
 
 
-def _as_images(frames: ArrayLike, source: ArrayLike) -> tuple[Array, Array]:
-    dt = _float_dtype(frames, source)
+def as_images(frames: ArrayLike, source: ArrayLike) -> tuple[Array, Array]:
+    dt = float_dtype(frames, source)
     frames = jnp.asarray(frames, dt)
     source = jnp.asarray(source, dt)
     if source.ndim != 3:
@@ -30,8 +30,8 @@ def _as_images(frames: ArrayLike, source: ArrayLike) -> tuple[Array, Array]:
     return frames, source
 
 
-def _check_pair(source: ArrayLike, frame: ArrayLike) -> tuple[Array, Array]:
-    dt = _float_dtype(source, frame)
+def check_pair(source: ArrayLike, frame: ArrayLike) -> tuple[Array, Array]:
+    dt = float_dtype(source, frame)
     source = jnp.asarray(source, dt)
     frame = jnp.asarray(frame, dt)
     if source.ndim != 3 or frame.shape != source.shape:
@@ -40,11 +40,11 @@ def _check_pair(source: ArrayLike, frame: ArrayLike) -> tuple[Array, Array]:
     return source, frame
 
 
-def _sum_hwc(x: Array) -> Array:
+def sum_hwc(x: Array) -> Array:
     return jnp.sum(x, axis=(-3, -2, -1))
 
 
-def _gaussian_kernel(size: int, sigma: float) -> np.ndarray:
+def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
     r = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
     k = np.exp(-0.5 * (r / sigma) ** 2)
     return k / k.sum()
@@ -70,7 +70,7 @@ def _filter_matrix(n: int, kernel: np.ndarray, mode: str) -> np.ndarray:
     return m
 
 
-def _filter_hw(x: Array, kernel: np.ndarray, mode: str) -> Array:
+def filter_hw(x: Array, kernel: np.ndarray, mode: str) -> Array:
     """Separable correlation of ``x`` (..., H, W, C) along H and W (two small matmuls)."""
     mh = jnp.asarray(_filter_matrix(x.shape[-3], kernel, mode), x.dtype)
     mw = jnp.asarray(_filter_matrix(x.shape[-2], kernel, mode), x.dtype)

@@ -74,7 +74,7 @@ class _Plan(NamedTuple):
 
 
 @functools.lru_cache(maxsize=64)
-def _build_plan(shape, height, order, num_orientations, twidth, is_complex, downsample,
+def build_plan(shape, height, order, num_orientations, twidth, is_complex, downsample,
                 tight_frame, masks) -> _Plan:
     H, W = shape
     K, n = num_orientations, order
@@ -199,9 +199,9 @@ def _angular_const(n: int, K: int) -> float:
 
 
 @functools.lru_cache(maxsize=128)
-def _plan_arrays(plan_key, dtype_name):
+def plan_arrays(plan_key, dtype_name):
     """The plan's masks cast once to the computation dtype (numpy constants)."""
-    plan = _build_plan(*plan_key)
+    plan = build_plan(*plan_key)
     rdt = np.dtype(dtype_name)
     cdt = np.result_type(rdt, np.complex64)
     c = lambda a: a.astype(cdt)
@@ -219,7 +219,7 @@ def _plan_arrays(plan_key, dtype_name):
 # spectrum crop / paste in unshifted layout
 # ----------------------------------------------------------------------------------
 
-def _crop_h(a: jax.Array, m: tuple[int, int]) -> jax.Array:
+def crop_h(a: jax.Array, m: tuple[int, int]) -> jax.Array:
     """Crop a half spectrum (rfft2 layout) to the ``m = (h, w)`` lowest frequencies.
 
     The column of the small grid's Nyquist (even ``w``) takes the big grid's ``+w/2``
@@ -230,7 +230,7 @@ def _crop_h(a: jax.Array, m: tuple[int, int]) -> jax.Array:
     return rows[..., : m[1] // 2 + 1]
 
 
-def _paste_h(a: jax.Array, n: tuple[int, int]) -> jax.Array:
+def paste_h(a: jax.Array, n: tuple[int, int]) -> jax.Array:
     """Zero-pad a half spectrum of size ``a.shape[-2], m_w`` into an ``n`` grid."""
     m0 = a.shape[-2]
     pr, _ = _crop_index(n[0], m0)

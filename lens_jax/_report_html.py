@@ -39,7 +39,7 @@ def _cell(v: Any, floatfmt: str) -> str:
     return str(v)
 
 
-def _table_html(rows: Sequence[Mapping[str, Any]], floatfmt: str) -> str:
+def table_html(rows: Sequence[Mapping[str, Any]], floatfmt: str) -> str:
     if isinstance(rows, Mapping) or not all(isinstance(r, Mapping) for r in rows):
         raise TypeError("table rows must be a sequence of dicts")
     cols: list[str] = []
@@ -59,7 +59,7 @@ def _table_html(rows: Sequence[Mapping[str, Any]], floatfmt: str) -> str:
 
 
 # ----------------------------------------------------------------------------- plot
-def _nice_max(x: float) -> float:
+def nice_max(x: float) -> float:
     """Smallest of 1, 2, 2.5, 5 x 10^k at or above ``x`` (> 0)."""
     if x <= 0:
         return 1.0
@@ -89,7 +89,7 @@ def _fmt_tick(v: float) -> str:
 PLOT = {"width": 420, "height": 270, "left": 48, "right": 14, "top": 14, "bottom": 40}
 
 
-def _svg(group: MorphGroup, xmax: float, colors: Mapping[str, str]) -> str:
+def svg_plot(group: MorphGroup, xmax: float, colors: Mapping[str, str]) -> str:
     W, H = PLOT["width"], PLOT["height"]
     x0, x1 = PLOT["left"], W - PLOT["right"]
     y0, y1 = H - PLOT["bottom"], PLOT["top"]      # y0: p = 0 (bottom), y1: p = 1 (top)

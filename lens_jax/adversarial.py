@@ -200,7 +200,7 @@ def _pick(mask, a, b):
     return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
 
 
-def _attack(apply_fn: Callable, params: Any, x0: jax.Array, y: jax.Array, eps: jax.Array,
+def attack_core(apply_fn: Callable, params: Any, x0: jax.Array, y: jax.Array, eps: jax.Array,
             alpha: jax.Array, key: jax.Array, *, norm: str, steps: int, restarts: int,
             random_start: bool | None, track: bool) -> jax.Array:
     """Traceable PGD core. ``track``: keep the best iterate (all steps, start
@@ -258,7 +258,7 @@ def _attack(apply_fn: Callable, params: Any, x0: jax.Array, y: jax.Array, eps: j
                                              "random_start", "track"))
 def _attack_jit(apply_fn, params, x0, y, eps, alpha, key, *, norm, steps, restarts,
                 random_start, track):
-    return _attack(apply_fn, params, x0, y, eps, alpha, key, norm=norm, steps=steps,
+    return attack_core(apply_fn, params, x0, y, eps, alpha, key, norm=norm, steps=steps,
                    restarts=restarts, random_start=random_start, track=track)
 
 
@@ -310,7 +310,7 @@ def pgd_attack(apply_fn: Callable[[Any, jax.Array], jax.Array], params: Any,
 
 
 @dataclasses.dataclass(frozen=True)
-class _ModuleApply:
+class ModuleApply:
     """``apply_fn(params, x)`` for a flax module (hashable: jit caches per module)."""
 
     module: Any
@@ -340,7 +340,7 @@ def as_apply(model: Any) -> tuple[Callable, Any]:
                         f"got {type(model).__name__}")
     module = getattr(model, "model", None)
     if module is not None and hasattr(model, "params") and hasattr(module, "apply"):
-        return _ModuleApply(module), model.params
+        return ModuleApply(module), model.params
     return _CallableApply(model), ()
 
 

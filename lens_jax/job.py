@@ -434,7 +434,7 @@ def main_job(out: str | Path = "outputs/run", *, quick: bool = False, natural: b
     out.mkdir(parents=True, exist_ok=True)
     _say(progress, f"lens_jax main job{' (quick)' if quick else ''}: writing to {out}/")
 
-    _say(progress, f"[1/6] classifiers on mnist5k (trained once, then cached)")
+    _say(progress, "[1/6] classifiers on mnist5k (trained once, then cached)")
     t0 = time.perf_counter()
     drv, model_rows = load_drivers(drivers, "mnist5k", quick=quick, seed=seed,
                                    progress=progress)

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._image import _as_images, _filter_hw, _float_dtype, _gaussian_kernel, _sum_hwc
+from ._image import as_images, filter_hw, float_dtype, gaussian_kernel, sum_hwc
 from .warp import Translation, WarpFit, best_translation, warp_explained_energy, warp_image
 
 __all__ = [
@@ -64,13 +64,13 @@ def l2(frames: ArrayLike, source: ArrayLike) -> Array:
     >>> float(l2(jnp.ones((2, 2, 1)), jnp.zeros((2, 2, 1))))
     2.0
     """
-    frames, source = _as_images(frames, source)
-    return jnp.sqrt(_sum_hwc(jnp.square(frames - source)))
+    frames, source = as_images(frames, source)
+    return jnp.sqrt(sum_hwc(jnp.square(frames - source)))
 
 
 def psnr(frames: ArrayLike, source: ArrayLike, max_val: float = 1.0) -> Array:
     """Peak signal-to-noise ratio in dB, ``10 log10(max_val^2 / MSE)``; ``+inf`` if equal."""
-    frames, source = _as_images(frames, source)
+    frames, source = as_images(frames, source)
     mse = jnp.mean(jnp.square(frames - source), axis=(-3, -2, -1))
     return 10.0 * jnp.log10(jnp.asarray(max_val, frames.dtype) ** 2 / mse)
 
@@ -93,15 +93,15 @@ def ssim(frames: ArrayLike, source: ArrayLike, *, max_val: float = 1.0,
     Returns:
       ``frames.shape[:-3]``; 1 for identical images.
     """
-    frames, source = _as_images(frames, source)
+    frames, source = as_images(frames, source)
     h, w = source.shape[:2]
     if h < filter_size or w < filter_size:
         raise ValueError(f"ssim needs H, W >= filter_size={filter_size}, got {(h, w)}")
-    kernel = _gaussian_kernel(filter_size, filter_sigma)
+    kernel = gaussian_kernel(filter_size, filter_sigma)
     x, y = jnp.broadcast_arrays(frames, source)
 
     def blur(z):
-        return _filter_hw(z, kernel, "valid")
+        return filter_hw(z, kernel, "valid")
 
     mu_x, mu_y = blur(x), blur(y)
     var_x = blur(x * x) - mu_x * mu_x
@@ -169,7 +169,7 @@ def first_flip_alpha(alphas: ArrayLike, probs: ArrayLike, target: ArrayLike | No
       target: target class; None for an untargeted flip away from ``source``.
     """
     alphas = jnp.asarray(alphas)
-    alphas = jnp.asarray(alphas, _float_dtype(alphas))
+    alphas = jnp.asarray(alphas, float_dtype(alphas))
     idx = flip_index(probs, source, target)
     alphas = jnp.broadcast_to(alphas, idx.shape + alphas.shape[-1:])
     val = jnp.take_along_axis(alphas, jnp.maximum(idx, 0)[..., None], axis=-1)[..., 0]
@@ -353,7 +353,7 @@ def frame_metrics(frames: ArrayLike, source: ArrayLike, probs: ArrayLike, *,
       target: target class.
       source_class: source class, or None.
     """
-    frames, source_img = _as_images(frames, source)
+    frames, source_img = as_images(frames, source)
     probs = jnp.asarray(probs)
     if probs.shape[:-1] != frames.shape[:-3]:
         raise ValueError(f"probs {probs.shape} do not match frames {frames.shape}: expected "
@@ -363,7 +363,7 @@ def frame_metrics(frames: ArrayLike, source: ArrayLike, probs: ArrayLike, *,
         s = ssim(frames, source_img)
     else:
         s = jnp.full(frames.shape[:-3], jnp.nan, frames.dtype)
-    p_dtype = _float_dtype(probs)
+    p_dtype = float_dtype(probs)
     if source_class is None:
         p_src = jnp.full(probs.shape[:-1], jnp.nan, p_dtype)
     else:

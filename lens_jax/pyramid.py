@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._pyramid_plan import _build_plan, _crop_h, _paste_h, _plan_arrays
+from ._pyramid_plan import build_plan, crop_h, paste_h, plan_arrays
 from ._trig import rotation, sincos
 
 __all__ = [
@@ -313,11 +313,11 @@ class SteerablePyramid:
     @property
     def band_shapes(self) -> tuple:
         """``(h_s, w_s)`` of each scale, fine -> coarse."""
-        return _build_plan(*self._key()).sizes
+        return build_plan(*self._key()).sizes
 
     @property
     def lowpass_shape(self) -> tuple:
-        return _build_plan(*self._key()).lo_fwd[-1].shape
+        return build_plan(*self._key()).lo_fwd[-1].shape
 
     @staticmethod
     def max_height(image_shape: Sequence[int]) -> int:
@@ -335,7 +335,7 @@ class SteerablePyramid:
 
     def filters(self, dtype=np.float64) -> dict:
         """The Fourier masks (unshifted layout), for inspection and plotting."""
-        p = _plan_arrays(self._key(), np.dtype(dtype).name)
+        p = plan_arrays(self._key(), np.dtype(dtype).name)
         return {"hi0": p.hi0, "lo0": p.lo0, "bands": p.fwd, "lowpass": p.lo_fwd}
 
     # --- analysis -------------------------------------------------------------------
@@ -354,7 +354,7 @@ class SteerablePyramid:
     def forward(self, x: jax.Array) -> PyramidCoeffs:
         """Analyse real images ``(..., H, W)`` into :class:`PyramidCoeffs`."""
         x = self._check_image(x)
-        p = _plan_arrays(self._key(), x.dtype.name)
+        p = plan_arrays(self._key(), x.dtype.name)
         norm = self._norm
         H, W = self.image_shape
         K = self.num_orientations
@@ -369,7 +369,7 @@ class SteerablePyramid:
                 B = jax.lax.complex(B[..., :K, :, :], B[..., K:, :, :])
             bands.append(B)
             if self.downsample:
-                L = _crop_h(L, p.lo_fwd[i].shape)
+                L = crop_h(L, p.lo_fwd[i].shape)
             L = L * p.lo_fwd_h[i]
         lp = jnp.fft.irfft2(L, s=p.lo_fwd[-1].shape, norm=norm)
         return PyramidCoeffs(hp, tuple(bands), lp, plan=self._key())
@@ -444,11 +444,10 @@ class SteerablePyramid:
         use_levels = self._parse_levels(levels)
         use_bands = self._parse_bands(bands)
         rdt = self._dtype_of(c.highpass)
-        p = _plan_arrays(self._key(), rdt.name)
+        p = plan_arrays(self._key(), rdt.name)
         norm = self._norm
         adjoint = synthesis == "adjoint" and self.is_complex
         masks = p.rec_adj if adjoint else p.rec_real_h
-        K = self.num_orientations
         lp = jnp.asarray(c.lowpass, rdt)
         Y = jnp.fft.rfft2(lp, norm=norm)
         if "residual_lowpass" not in use_levels:
@@ -456,7 +455,7 @@ class SteerablePyramid:
         for i in reversed(range(self.height)):
             Y = Y * p.lo_inv_h[i]
             if self.downsample:
-                Y = _paste_h(Y, p.sizes[i])
+                Y = paste_h(Y, p.sizes[i])
             if i in use_levels:
                 b = c.bands[i]
                 m = masks[i]

@@ -47,7 +47,7 @@ import numpy as np
 
 from lens_jax._io import atomic_write_text
 from lens_jax._markdown import markdown_to_html
-from lens_jax._report_html import PLOT, _nice_max, _svg, _table_html
+from lens_jax._report_html import PLOT, nice_max, svg_plot, table_html
 
 __all__ = ["MorphView", "MorphGroup", "group_views", "render_page", "markdown_to_html",
            "png_data_uri", "png_bytes", "demo_views", "demo_page"]
@@ -330,7 +330,7 @@ def _viewer(gi: int, group: MorphGroup, *, start: str, image_size: int, image_fo
             images.append(_data_uri(b))
         return index[b]
 
-    xmax = _nice_max(max(float(v.l2.max()) for v in group.views) * 1.02)
+    xmax = nice_max(max(float(v.l2.max()) for v in group.views) * 1.02)
     domains = list(dict.fromkeys(v.domain for v in group.views))
     drivers = list(dict.fromkeys(v.driver for v in group.views))
     views = []
@@ -409,7 +409,7 @@ def _viewer(gi: int, group: MorphGroup, *, start: str, image_size: int, image_fo
         f'height="{dh}" alt="morph frame" src="{images[v0["frames"][first]]}">'
         f'<figcaption data-role="frame-caption">frame {first}</figcaption></figure>',
         "</div>",
-        f'<div class="lj-plot">{_svg(group, xmax, colors)}'
+        f'<div class="lj-plot">{svg_plot(group, xmax, colors)}'
         f'<div class="lj-legend">bold: driver p(target) of the shown view; faint: the '
         f'other views of this pair{legend_ev}</div></div>',
         "</div>",
@@ -553,7 +553,7 @@ def render_page(path: PathLike, *, title: str,
             body.append(f"<h2>{html.escape(t)}</h2>")
             if cap:
                 body.append(markdown_to_html(cap))
-            body.append(_table_html(rows, floatfmt))
+            body.append(table_html(rows, floatfmt))
         body.append("</section>")
     if figures:
         body.append('<section class="lj-figures">')

@@ -38,11 +38,11 @@ import numpy as np
 import optax
 
 from . import models as _models
-from ._checkpoint import (CheckpointCorruptError, _manager, _move_aside, _read_meta,
-                          _restore_meta, _restore_state, _save)
+from ._checkpoint import (CheckpointCorruptError, manager, move_aside, read_meta,
+                          restore_meta, restore_state, save)
 from ._io import cache_dir
 from .adversarial import PGD, robust_accuracy
-from .adversarial import DEFAULT_ATTACKS, _attack, _ModuleApply
+from .adversarial import DEFAULT_ATTACKS, attack_core, ModuleApply
 
 __all__ = ["TrainResult", "CheckpointMismatchError", "CheckpointCorruptError",
            "train_classifier", "load_or_train",
@@ -201,7 +201,7 @@ def _build_adv_steps(model, tx, attack: PGD):
     size ``eps * attack.alpha / attack.eps``; returns the loss and accuracy on the
     adversarial batch.
     """
-    apply_fn = _ModuleApply(model)
+    apply_fn = ModuleApply(model)
     ratio = attack.alpha / attack.eps
 
     def loss_fn(params, x, y):
@@ -212,7 +212,7 @@ def _build_adv_steps(model, tx, attack: PGD):
     @jax.jit
     def train_step(params, opt_state, x, y, eps, key):
         eps = eps.astype(x.dtype)
-        x_adv = _attack(apply_fn, params, x, y, eps, eps * ratio, key, norm=attack.norm,
+        x_adv = attack_core(apply_fn, params, x, y, eps, eps * ratio, key, norm=attack.norm,
                         steps=attack.steps, restarts=attack.restarts,
                         random_start=attack.random_start, track=False)
         (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x_adv, y)
@@ -310,17 +310,17 @@ def restore_checkpoint(workdir: str | os.PathLike, *, step: int | None = None
       checkpoint cannot be read or its arrays differ from the hash saved with them.
     """
     workdir = Path(workdir)
-    mngr, latest, meta = _read_meta(workdir)
+    mngr, latest, meta = read_meta(workdir)
     if latest is None:
         if mngr is not None:
             mngr.close()
         raise FileNotFoundError(f"no checkpoint in {workdir}")
     try:
         if step is not None and step != latest:
-            meta = _restore_meta(mngr, step, workdir)
+            meta = restore_meta(mngr, step, workdir)
         step = latest if step is None else step
         model, _, target = _target_state(meta["config"])
-        state = _restore_state(mngr, step, target)
+        state = restore_state(mngr, step, target)
     finally:
         mngr.close()
     return state["params"], model, meta
@@ -420,9 +420,9 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
     mngr = None
     workdir = Path(workdir) if workdir is not None else None
     if workdir is not None:
-        mngr, latest, meta = _read_meta(workdir)
+        mngr, latest, meta = read_meta(workdir)
         if mngr is None:
-            mngr = _manager(workdir)
+            mngr = manager(workdir)
         if latest is not None and meta.get("config") != json.loads(json.dumps(config)):
             if resume:
                 mngr.close()
@@ -434,9 +434,9 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
             for child in workdir.iterdir():     # orbax step folders (and their temporaries)
                 if child.is_dir() and child.name.split(".")[0].isdigit():
                     shutil.rmtree(child)
-            mngr, latest = _manager(workdir), None
+            mngr, latest = manager(workdir), None
         if latest is not None:
-            state = _restore_state(mngr, latest, state)
+            state = restore_state(mngr, latest, state)
             history = list(meta["history"])
             start_epoch = int(meta["epoch"])
     resumed_from = start_epoch
@@ -487,7 +487,7 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
                                 test_acc=f"{record.get('test_acc', float('nan')):.4f}")
                 bar.close()
             if mngr is not None:
-                _save(mngr, epoch + 1, params, opt_state, state["rng"], history, config,
+                save(mngr, epoch + 1, params, opt_state, state["rng"], history, config,
                       finished=epoch + 1 == int(epochs),
                       test_accuracy=record.get("test_acc", float("nan")))
             if callback is not None:
@@ -571,10 +571,10 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
     wanted = {"model": model_name, "epochs": int(epochs), "seed": int(seed),
               "lr": float(lr)}
     try:
-        mngr, latest, meta = _read_meta(workdir)
+        mngr, latest, meta = read_meta(workdir)
     except CheckpointCorruptError as e:
         mngr, latest, meta = None, None, None
-        _move_aside(workdir, e)
+        move_aside(workdir, e)
     if mngr is not None:
         mngr.close()
     cached_ok = (latest is not None and meta.get("finished")
@@ -588,7 +588,7 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
             result = TrainResult(params, model, meta["history"], meta["test_accuracy"],
                                  workdir)
         except CheckpointCorruptError as e:      # never serve damaged weights: retrain
-            _move_aside(workdir, e)
+            move_aside(workdir, e)
             cached_ok = False
     if not cached_ok:
         from . import data as _data  # lazy: only needed when training
@@ -604,9 +604,9 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
         except CheckpointMismatchError:   # another configuration lives here: start over
             result = train_classifier(model_name, train, test, resume=False, **kwargs)
         except CheckpointCorruptError as e:   # a damaged partial run: set aside, start over
-            _move_aside(workdir, e)
+            move_aside(workdir, e)
             result = train_classifier(model_name, train, test, resume=True, **kwargs)
-        mngr, _, meta = _read_meta(workdir)
+        mngr, _, meta = read_meta(workdir)
         mngr.close()
     config = meta["config"]
     info = {"dataset": dataset, "model": model_name, "seed": seed,

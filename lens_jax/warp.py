@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._image import Array, ArrayLike, _check_pair, _filter_hw, _float_dtype, _gaussian_kernel
+from ._image import Array, ArrayLike, check_pair, filter_hw, float_dtype, gaussian_kernel
 
 __all__ = ["warp_image", "WarpFit", "warp_explained_energy", "Translation", "best_translation"]
 
@@ -85,7 +85,7 @@ def warp_image(source: ArrayLike, displacement: ArrayLike,
     Returns:
       ``(H, W, C)`` warped image (not clipped).
     """
-    source = jnp.asarray(source, _float_dtype(source))
+    source = jnp.asarray(source, float_dtype(source))
     if source.ndim != 3:
         raise ValueError(f"source must be (H, W, C), got shape {source.shape}")
     displacement = jnp.asarray(displacement, source.dtype)
@@ -107,7 +107,7 @@ def _blur(img: Array, sigma: float) -> Array:
     if sigma <= 0:
         return img
     r = max(1, int(math.ceil(3.0 * sigma)))
-    return _filter_hw(img, _gaussian_kernel(2 * r + 1, sigma), "edge")
+    return filter_hw(img, gaussian_kernel(2 * r + 1, sigma), "edge")
 
 
 def _adam_minimise(loss_fn: Callable[[Any], Array], params: Any, steps: int, lr: Any,
@@ -202,7 +202,7 @@ def warp_explained_energy(source: ArrayLike, frame: ArrayLike, *, grid: int = 8,
     Returns:
       E ``()`` in the inputs' floating dtype, or a :class:`WarpFit`.
     """
-    source, frame = _check_pair(source, frame)
+    source, frame = check_pair(source, frame)
     if grid < 1:
         raise ValueError(f"grid must be >= 1, got {grid}")
     stages = tuple(float(s) for s in coarse_to_fine) or (0.0,)
@@ -281,7 +281,7 @@ def best_translation(source: ArrayLike, frame: ArrayLike, *, max_shift: int = 4,
       steps: subpixel refinement steps.
       lr: initial refinement step size in pixels.
     """
-    source, frame = _check_pair(source, frame)
+    source, frame = check_pair(source, frame)
     dt = source.dtype
     h, w = source.shape[:2]
     iy, ix = jnp.meshgrid(jnp.arange(h, dtype=dt), jnp.arange(w, dtype=dt), indexing="ij")

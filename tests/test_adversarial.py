@@ -35,7 +35,7 @@ def tiny(digits16):
     r = T.train_classifier("cnn", train, test, num_classes=10, epochs=10, batch_size=64,
                            lr=3e-3, progress=False, model_kwargs=TINY)
     assert r.test_accuracy > 0.8
-    return A._ModuleApply(r.model), r.params, r.model, test
+    return A.ModuleApply(r.model), r.params, r.model, test
 
 
 def _losses(apply_fn, params, x, y):

@@ -230,7 +230,7 @@ def test_load_or_train_sets_a_damaged_model_aside_and_retrains(digits, tmp_path,
     folder = tmp_path / "models" / ("toy_mlp_s0" if T.default_epochs("toy", "mlp") == 1
                                     else "toy_mlp_s0_e1")
     _flip(_array_files(folder / "1")[0])
-    with pytest.warns(RuntimeWarning, match=r"damaged.*moved it aside"):
+    with pytest.warns(RuntimeWarning, match=r"(?s)damaged.*moved it aside"):
         _, params2, info2 = T.load_or_train("mlp", "toy", **kw)
     assert len(calls) == 4                                   # trained again
     aside = list(folder.parent.glob(folder.name + ".damaged-*"))
