@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 #: name -> extra arguments (the multi-host sweep runs on this host alone and checks
 #: its result against a sweep on process 0's devices)
 STUDIES = {"synthetic": [], "mnist_pairs": [], "protocol": [], "protocol_extended": [],
-           "robust_drivers": [], "fashion": [],
+           "robust_drivers": [], "wrapping": [], "fashion": [],
            "natural": [], "ablations": [], "multihost_sweep": ["--check"]}
 
 

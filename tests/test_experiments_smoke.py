@@ -122,3 +122,28 @@ def test_multihost_sweep_quick_single_host(cache, tmp_path):
     s = json.loads((out / "summary.json").read_text())
     assert s["n_images"] == 24 and max(s["check_max_abs_diff"].values()) < 1e-4
     _check_common(out)
+
+
+@pytest.mark.slow
+def test_wrapping_quick(cache, tmp_path, capsys):
+    out = tmp_path / "wrapping"
+    assert _load("wrapping").main(["--quick", "--out", str(out)]) == 0
+    _check_common(out)
+    rows = json.loads((out / "wrapping.json").read_text())
+    assert [(r["driver"], r["stop_before_wrap"]) for r in rows] == [
+        ("cnn", False), ("cnn", True), ("cnn+robust", False), ("cnn+robust", True)]
+    for plain, stopped in (rows[0:2], rows[2:4]):
+        assert stopped["wrapped (median)"] == 0.0          # stopped before any phase wraps
+        assert stopped["L2 reached (median)"] <= plain["L2 reached (median)"] + 1e-6
+
+
+@pytest.mark.slow
+def test_protocol_extended_quick(cache, tmp_path, capsys):
+    out = tmp_path / "pext"
+    assert _load("protocol_extended").main(
+        ["--quick", "--datasets", "mnist5k", "--modes", "fixed", "--out", str(out)]) == 0
+    _check_common(out)
+    rows = json.loads((out / "mnist5k" / "summary_raw.json").read_text())
+    assert {r["driver"] for r in rows} == {"cnn", "cnn+robust"}
+    assert {r["method"] for r in rows} == {"pixel", "csp_phase"}
+    assert "other driver" in (out / "mnist5k" / "summary.md").read_text()
