@@ -194,7 +194,11 @@ def test_weak_answers_are_one_line_errors(cache, capsys, tmp_path):
 
 
 def test_bad_split_is_one_line_error(capsys, tmp_path):
-    # uses the real data cache: mnist5k is prepared offline once
+    # uses the real data cache: mnist5k is prepared offline once (a fresh cache says so on
+    # stderr first; that line is not the error's)
+    from lens_jax import data
+    data.load("mnist5k", "test")
+    capsys.readouterr()
     err = _err(capsys, ["morph", "--classifier", "ccexam", "--index", "0", "--target", "8",
                         "--split", "bogus", "--out", str(tmp_path / "o")])
     assert "--split 'bogus'" in err and "test" in err
