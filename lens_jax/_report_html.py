@@ -9,50 +9,27 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from .tables import format_cell, is_number, scalar
+
 if TYPE_CHECKING:
     from lens_jax.report import MorphGroup
 
 
 # ----------------------------------------------------------------------------- tables
-def _scalar(v: Any) -> Any:
-    if isinstance(v, np.ndarray) or type(v).__module__.startswith("jax"):
-        a = np.asarray(v)
-        return a.item() if a.size == 1 else a.tolist()
-    return v
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
-        v, (bool, np.bool_))
-
-
-def _cell(v: Any, floatfmt: str) -> str:
-    v = _scalar(v)
-    if v is None:
-        return ""
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        return format(float(v), floatfmt)
-    return str(v)
-
-
 def table_html(rows: Sequence[Mapping[str, Any]], floatfmt: str) -> str:
     if isinstance(rows, Mapping) or not all(isinstance(r, Mapping) for r in rows):
         raise TypeError("table rows must be a sequence of dicts")
     cols: list[str] = []
     for r in rows:
         cols.extend(k for k in r if k not in cols)
-    num = {c: all(_is_number(_scalar(r.get(c))) for r in rows if r.get(c) is not None)
+    num = {c: all(is_number(scalar(r.get(c))) for r in rows if r.get(c) is not None)
            for c in cols}
     head = "".join(f'<th scope="col"{" class=num" if num[c] else ""}>{html.escape(str(c))}'
                    "</th>" for c in cols)
     body = []
     for r in rows:
         cells = "".join(f'<td{" class=num" if num[c] else ""}>'
-                        f"{html.escape(_cell(r.get(c), floatfmt))}</td>" for c in cols)
+                        f"{html.escape(format_cell(r.get(c), floatfmt))}</td>" for c in cols)
         body.append(f"<tr>{cells}</tr>")
     return (f'<div class="lj-table"><table><thead><tr>{head}</tr></thead><tbody>'
             + "".join(body) + "</tbody></table></div>")

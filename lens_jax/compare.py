@@ -39,7 +39,7 @@ from matplotlib.figure import Figure
 
 from . import metrics as _metrics
 from . import viz as _viz
-from .domains import REGISTRY, Domain
+from .domains import REGISTRY, Domain, RegistryView
 from .lens import Morph, morph
 
 __all__ = ["compare_domains", "morph_figure", "COMPARE_DOMAINS", "DOMAIN_LABELS", "ROW_COLUMNS"]
@@ -49,24 +49,8 @@ __all__ = ["compare_domains", "morph_figure", "COMPARE_DOMAINS", "DOMAIN_LABELS"
 COMPARE_DOMAINS = ("pixel", "fourier_phase", "csp_phase", "csp_joint")
 
 
-class _Labels(Mapping):
-    """Read-only view ``{domain: label}`` of the domain registry."""
-
-    def __getitem__(self, name):
-        return REGISTRY[name].label
-
-    def __iter__(self):
-        return iter(REGISTRY)
-
-    def __len__(self):
-        return len(REGISTRY)
-
-    def __repr__(self):
-        return repr(dict(self))
-
-
 #: Human-readable names for figures and tables (each registry entry's ``label``).
-DOMAIN_LABELS = _Labels()
+DOMAIN_LABELS = RegistryView("label")
 
 #: The numeric/text columns of a row (figure paths and evaluator columns come after).
 ROW_COLUMNS = ("name", "domain", "mode", "budget", "reached", "alpha_star", "max_change",

@@ -39,6 +39,7 @@ A one-channel image is edited as is under ``"luminance"`` too.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -48,7 +49,8 @@ import numpy as np
 from ._trig import rotation
 from .pyramid import PyramidCoeffs, SteerablePyramid
 
-__all__ = ["DOMAINS", "COLORS", "LOGAMP_MAX", "Domain", "DomainSpec", "REGISTRY", "register", "get_domain", "split_color",
+__all__ = ["DOMAINS", "COLORS", "LOGAMP_MAX", "Domain", "DomainSpec", "REGISTRY", "RegistryView",
+           "register", "get_domain", "split_color",
            "merge_color", "default_pyramid", "RGB_TO_YIQ"]
 
 COLORS = ("luminance", "rgb", "gray")
@@ -123,6 +125,28 @@ class DomainSpec(NamedTuple):
 
 
 REGISTRY: dict[str, DomainSpec] = {}
+
+
+class RegistryView(Mapping):
+    """Read-only live view ``{domain: getattr(spec, field)}`` of :data:`REGISTRY`
+    (e.g. every domain's ``label``); new registrations show up at once."""
+
+    def __init__(self, field: str):
+        if field not in DomainSpec._fields:
+            raise ValueError(f"field must be one of {DomainSpec._fields}; got {field!r}")
+        self._field = field
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(REGISTRY[name], self._field)
+
+    def __iter__(self):
+        return iter(REGISTRY)
+
+    def __len__(self) -> int:
+        return len(REGISTRY)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
 
 
 def register(spec: DomainSpec) -> DomainSpec:

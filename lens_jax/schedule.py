@@ -20,14 +20,13 @@ With none given the schedule is ``step_cap`` with a final change of the domain's
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .domains import REGISTRY, Domain
+from .domains import REGISTRY, Domain, RegistryView
 
 __all__ = ["Schedule", "budget_alphas", "KINDS", "DEFAULT_FINAL_CHANGE"]
 
@@ -37,25 +36,9 @@ _GRID = 1e-4 * 2.0 ** np.arange(30)     # budget search: max parameter change pe
 _BISECT_ITERS = 24                       # bracket [a, 2a] -> relative width 6e-8
 
 
-class _FinalChange(Mapping):
-    """Read-only view ``{domain: final_change}`` of the domain registry."""
-
-    def __getitem__(self, name):
-        return REGISTRY[name].final_change
-
-    def __iter__(self):
-        return iter(REGISTRY)
-
-    def __len__(self):
-        return len(REGISTRY)
-
-    def __repr__(self):
-        return repr(dict(self))
-
-
 #: The automatic schedule's final change per domain (a view of the registry entries'
 #: ``final_change``; kept for compatibility).
-DEFAULT_FINAL_CHANGE = _FinalChange()
+DEFAULT_FINAL_CHANGE = RegistryView("final_change")
 
 
 def _concrete(x) -> bool:

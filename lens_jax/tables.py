@@ -45,6 +45,34 @@ def plain(v: Any) -> Any:
     return v
 
 
+def scalar(v: Any) -> Any:
+    """A NumPy/JAX value as a Python scalar (size 1) or list; anything else as is."""
+    if isinstance(v, np.ndarray) or type(v).__module__.startswith("jax"):
+        a = np.asarray(v)
+        return a.item() if a.size == 1 else a.tolist()
+    return v
+
+
+def is_number(v: Any) -> bool:
+    """True for ints and floats (NumPy's too), not for bools."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
+        v, (bool, np.bool_))
+
+
+def format_cell(v: Any, floatfmt: str) -> str:
+    """One table cell as text: empty for None, floats with ``floatfmt``."""
+    v = scalar(v)
+    if v is None:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return format(float(v), floatfmt)
+    return str(v)
+
+
 def _columns(rows: Sequence[Mapping], columns: Sequence[str] | None) -> list[str]:
     if columns is not None:
         return list(columns)

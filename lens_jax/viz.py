@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 from lens_jax._io import atomic_write_bytes, atomic_write_text
+from lens_jax.tables import format_cell, is_number, scalar
 
 __all__ = ["strip", "gif", "prob_curves", "image_grid", "pyramid_figure",
            "markdown_table", "html_table", "report", "save_figure"]
@@ -458,31 +459,6 @@ def pyramid_figure(bands: Sequence[Any], titles: Sequence[str] | None = None,
 
 
 # ----------------------------------------------------------------------------- tables
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
-        v, (bool, np.bool_))
-
-
-def _scalar(v: Any) -> Any:
-    if isinstance(v, np.ndarray) or type(v).__module__.startswith("jax"):
-        a = np.asarray(v)
-        return a.item() if a.size == 1 else a.tolist()
-    return v
-
-
-def _cell(v: Any, floatfmt: str) -> str:
-    v = _scalar(v)
-    if v is None:
-        return ""
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        return format(float(v), floatfmt)
-    return str(v)
-
-
 def _columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None) -> list[str]:
     if columns is not None:
         return list(columns)
@@ -510,12 +486,12 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | N
         return ""
 
     def text(v: Any) -> str:
-        return _cell(v, floatfmt).replace("|", "\\|").replace("\n", " ")
+        return format_cell(v, floatfmt).replace("|", "\\|").replace("\n", " ")
 
     align = []
     for c in cols:
-        vals = [_scalar(r.get(c)) for r in rows if _scalar(r.get(c)) is not None]
-        align.append("---:" if vals and all(_is_number(v) for v in vals) else "---")
+        vals = [scalar(r.get(c)) for r in rows if scalar(r.get(c)) is not None]
+        align.append("---:" if vals and all(is_number(v) for v in vals) else "---")
     lines = ["| " + " | ".join(text(c) for c in cols) + " |",
              "|" + "|".join(align) + "|"]
     for r in rows:
@@ -532,9 +508,9 @@ def html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None 
     for r in rows:
         cells = []
         for c in cols:
-            v = _scalar(r.get(c))
-            style = ' style="text-align:right"' if _is_number(v) else ""
-            cells.append(f"<td{style}>{html.escape(_cell(v, floatfmt))}</td>")
+            v = scalar(r.get(c))
+            style = ' style="text-align:right"' if is_number(v) else ""
+            cells.append(f"<td{style}>{html.escape(format_cell(v, floatfmt))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return ("<table>\n<thead><tr>" + head + "</tr></thead>\n<tbody>\n"
             + "\n".join(body) + "\n</tbody>\n</table>")
