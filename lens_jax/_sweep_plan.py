@@ -13,6 +13,7 @@ from jax.sharding import Mesh
 from . import _store
 from .domains import DOMAINS, get_domain
 from .lens import LOSSES, MODES
+from .checks import num_classes
 from .classifier import Classifier
 from .pyramid import SteerablePyramid
 
@@ -141,15 +142,6 @@ def _check_classes(targets, sources, N: int, K: int) -> tuple[np.ndarray, np.nda
     return tg.astype(np.int32), src.astype(np.int32)
 
 
-def _num_classes(clf: Classifier, shape: tuple, dtype) -> int:
-    _, H, W, C = shape
-    out = jax.eval_shape(clf.apply, clf.params, jax.ShapeDtypeStruct((1, H, W, C), dtype))
-    if not hasattr(out, "shape") or len(out.shape) != 2 or out.shape[1] < 2:
-        raise ValueError("the classifier must map (B, H, W, C) images to (B, K) logits, "
-                         f"K >= 2; it returned {getattr(out, 'shape', type(out).__name__)}")
-    return int(out.shape[1])
-
-
 def make_plan(clf: Classifier, images, targets, *, sources, domain, alphas, l2_budget,
                step_cap, n_frames, loss, mode, color, pyramid, mesh, image_axis, alpha_axis,
                alpha_chunk, keep_frames) -> tuple[Plan, Any]:
@@ -163,7 +155,7 @@ def make_plan(clf: Classifier, images, targets, *, sources, domain, alphas, l2_b
     images, shape, dtype = _check_images(images)
     N, H, W, C = shape
     get_domain(domain, (H, W), pyramid)             # pyramid and size fit the domain
-    K = _num_classes(clf, shape, dtype)
+    K = num_classes(clf, jax.ShapeDtypeStruct((1, H, W, C), dtype))
     tg, src = _check_classes(targets, sources, N, K)
     kind, sched, n_alpha, shardable = _schedule(alphas, l2_budget, step_cap, mode, dtype)
     if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) \

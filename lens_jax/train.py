@@ -176,21 +176,26 @@ def _optimizer(lr: float, total_steps: int, weight_decay: float) -> optax.Gradie
     return make_optimizer(lr, total_steps, weight_decay=weight_decay)
 
 
-def _build_steps(model, tx):
+def _update(model, tx):
+    """``update(params, opt_state, x, y) -> (params, opt_state, loss, acc)``: one
+    optimiser step on the batch ``(x, y)`` (traceable; the steps below jit it)."""
     def loss_fn(params, x, y):
         logits = model.apply({"params": params}, x)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         return loss, logits
 
-    @jax.jit
-    def train_step(params, opt_state, x, y):
+    def update(params, opt_state, x, y):
         (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         acc = jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32))
         return params, opt_state, loss, acc
 
-    return train_step
+    return update
+
+
+def _build_steps(model, tx):
+    return jax.jit(_update(model, tx))
 
 
 def _build_adv_steps(model, tx, attack: PGD):
@@ -203,23 +208,15 @@ def _build_adv_steps(model, tx, attack: PGD):
     """
     apply_fn = ModuleApply(model)
     ratio = attack.alpha / attack.eps
-
-    def loss_fn(params, x, y):
-        logits = model.apply({"params": params}, x)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-        return loss, logits
+    update = _update(model, tx)
 
     @jax.jit
     def train_step(params, opt_state, x, y, eps, key):
         eps = eps.astype(x.dtype)
         x_adv = attack_core(apply_fn, params, x, y, eps, eps * ratio, key, norm=attack.norm,
-                        steps=attack.steps, restarts=attack.restarts,
-                        random_start=attack.random_start, track=False)
-        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x_adv, y)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        acc = jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32))
-        return params, opt_state, loss, acc
+                            steps=attack.steps, restarts=attack.restarts,
+                            random_start=attack.random_start, track=False)
+        return update(params, opt_state, x_adv, y)
 
     return train_step
 

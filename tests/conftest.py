@@ -13,3 +13,21 @@ if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
+
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def sk_digits(size: int):
+    """scikit-learn digits resized to ``size`` x ``size`` in [0, 1], shuffled with seed 0:
+    ``((x_train, y_train), (x_test, y_test))`` with 600 / 200 images."""
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    d = sklearn_datasets.load_digits()
+    x = jax.image.resize(d.images[:, :, :, None] / 16.0, (len(d.images), size, size, 1),
+                         "bilinear")
+    x = np.clip(np.asarray(x, np.float32), 0, 1)
+    y = d.target.astype(np.int32)
+    p = np.random.default_rng(0).permutation(len(x))
+    x, y = x[p], y[p]
+    return (x[:600], y[:600]), (x[600:800], y[600:800])

@@ -9,18 +9,13 @@ import pytest
 import lens_jax
 from lens_jax import train as T
 
+from conftest import sk_digits
+
 
 @pytest.fixture(scope="module")
 def digits():
-    """scikit-learn digits upsampled to 32x32 (600 train / 200 test)."""
-    sklearn_datasets = pytest.importorskip("sklearn.datasets")
-    d = sklearn_datasets.load_digits()
-    x = jax.image.resize(d.images[:, :, :, None] / 16.0, (len(d.images), 32, 32, 1), "bilinear")
-    x = np.clip(np.asarray(x, np.float32), 0, 1)
-    y = d.target.astype(np.int32)
-    p = np.random.default_rng(0).permutation(len(x))
-    x, y = x[p], y[p]
-    return (x[:600], y[:600]), (x[600:800], y[600:800])
+    """scikit-learn digits at 32x32 (600 train / 200 test)."""
+    return sk_digits(32)
 
 
 def _leaves_equal(a, b):
