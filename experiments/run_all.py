@@ -22,7 +22,8 @@ HERE = Path(__file__).resolve().parent
 #: its result against a sweep on process 0's devices)
 STUDIES = {"synthetic": [], "mnist_pairs": [], "protocol": [], "protocol_extended": [],
            "robust_drivers": [], "wrapping": [], "fashion": [],
-           "natural": [], "ablations": [], "multihost_sweep": ["--check"]}
+           "natural": [], "ablations": [], "reader_study": [],
+           "multihost_sweep": ["--check"]}
 
 
 def main(argv=None) -> int:

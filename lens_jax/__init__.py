@@ -48,7 +48,7 @@ _LAZY = {
     "DOMAIN_LABELS": ("compare", "DOMAIN_LABELS"),
 }
 _LAZY_MODULES = ("data", "viz", "metrics", "compare", "models", "train", "pretrained",
-                 "cli", "evaluate", "report", "flow", "warp", "multihost")
+                 "cli", "evaluate", "report", "flow", "warp", "multihost", "reader")
 
 __all__ = [
     # pyramid

@@ -147,3 +147,30 @@ def test_protocol_extended_quick(cache, tmp_path, capsys):
     assert {r["driver"] for r in rows} == {"cnn", "cnn+robust"}
     assert {r["method"] for r in rows} == {"pixel", "csp_phase"}
     assert "other driver" in (out / "mnist5k" / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_reader_study_quick(cache, tmp_path, capsys):
+    out = tmp_path / "reader"
+    mod = _load("reader_study")
+    assert mod.main(["--quick", "--modes", "fixed", "--domains", "pixel", "--budget", "2,4",
+                     "--out", str(out)]) == 0
+    _check_common(out / "mnist5k")
+    key = json.loads((out / "mnist5k" / "key.json").read_text())
+    # 3 pairs x 1 source: 3 controls + 2 drivers x 1 domain x 2 budgets x 3 = 15 tiles
+    assert len(key["tiles"]) == 15
+    assert {(t["driver"], t["B"]) for t in key["tiles"]} == {
+        ("-", 0.0), ("cnn", 2.0), ("cnn", 4.0), ("cnn+robust", 2.0), ("cnn+robust", 4.0)}
+    labels = out / "mnist5k" / "labels.csv"
+    lines = labels.read_text().splitlines()
+    # a reader who sees the target in every edited tile and the source in every control
+    want = {t["tile"]: t["source"] if t["driver"] == "-" else t["target"]
+            for t in key["tiles"]}
+    labels.write_text("\n".join(lines[:2] + [f"{k},{v}" for k, v in want.items()]) + "\n")
+    capsys.readouterr()
+    assert mod.main(["--score", str(labels)]) == 0
+    rows = json.loads((out / "mnist5k" / "scores.json").read_text())
+    assert [(r["driver"], r["as_target"], r["as_source"]) for r in rows] == [
+        ("-", 0, 3), ("cnn", 3, 0), ("cnn", 3, 0), ("cnn+robust", 3, 0), ("cnn+robust", 3, 0)]
+    assert "15/15 tiles labelled" in capsys.readouterr().out
+    assert (out / "mnist5k" / "unblinded.png").is_file()

@@ -1,0 +1,300 @@
+"""A blind reader check: do people see the target class in the morphs?
+
+Classifier transfer says whether *other networks* call an endpoint the target; it does
+not say whether a person does.  This module turns endpoints into numbered, shuffled
+contact sheets with nothing on them but a tile number, so the person labelling them
+cannot tell which driver, domain or mode made a tile (nor whether it is an unedited
+source, which makes a useful control), and then scores the person's labels against a
+key kept beside the sheets.
+
+    key = reader.make_sheets(frames, meta, "outputs/reader")   # sheet_01.png, ...
+    # a person fills outputs/reader/labels.csv: tile,label (a class, or ? if unreadable)
+    rows = reader.score(reader.load_key(key), reader.read_labels(labels_csv, key))
+
+The key records a SHA-256 of every sheet and the labels template records the key's
+own hash, so labels made against other sheets (a rerun with another seed) are refused
+rather than scored against the wrong key.  An existing labels file is never
+overwritten.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ._io import atomic_write_bytes, atomic_write_text
+
+__all__ = ["FORMAT", "make_sheets", "load_key", "read_labels", "score", "unblind"]
+
+FORMAT = "lens_jax.reader/1"
+UNREADABLE = "?"
+_COUNTS = ("n", "labelled", "as_target", "as_source", "as_other", "unreadable")
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _tile_u8(img: np.ndarray, scale: int) -> np.ndarray:
+    x = np.asarray(img, np.float64)
+    if x.ndim == 3 and x.shape[-1] == 1:
+        x = x[..., 0]
+    if x.ndim == 3 and x.shape[-1] != 3:
+        raise ValueError(f"a tile must be (H, W), (H, W, 1) or (H, W, 3); got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("a tile has non-finite pixels; refusing to show it to a reader")
+    u8 = (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return np.repeat(np.repeat(u8, scale, axis=0), scale, axis=1)
+
+
+_PAD, _HEAD = 6, 18          # sheet layout: gap between tiles, number strip above each
+
+
+def _box(i: int, h: int, w: int, ncols: int) -> tuple[int, int, int, int]:
+    """Pixel box (left, top, right, bottom) of the ``i``-th tile of a sheet."""
+    r, c = divmod(i, ncols)
+    x0, y0 = _PAD + c * (w + _PAD), _PAD + r * (h + _HEAD + _PAD) + _HEAD
+    return x0, y0, x0 + w, y0 + h
+
+
+def _sheet_png(tiles: list[np.ndarray], numbers: list[int], *, ncols: int) -> bytes:
+    from PIL import Image, ImageDraw
+
+    from .viz import _font
+    h, w = tiles[0].shape[:2]
+    pad, head = _PAD, _HEAD
+    rows = -(-len(tiles) // ncols)
+    canvas = Image.new("RGB", (ncols * (w + pad) + pad, rows * (h + head + pad) + pad),
+                       (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    font, _ = _font(13)
+    for i, (t, num) in enumerate(zip(tiles, numbers)):
+        x0, y0, _, _ = _box(i, h, w, ncols)
+        draw.text((x0, y0 - head), str(num), fill=(0, 0, 0), font=font)
+        im = Image.fromarray(t if t.ndim == 3 else np.stack([t] * 3, -1), "RGB")
+        canvas.paste(im, (x0, y0))
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def make_sheets(images: Any, meta: Sequence[Mapping[str, Any]], out: str | os.PathLike, *,
+                num_classes: int, per_sheet: int = 40, ncols: int = 8, scale: int = 4,
+                seed: int = 0) -> Path:
+    """Shuffled, numbered contact sheets of ``images`` and the key that decodes them.
+
+    Args:
+      images: ``(N, H, W[, C])`` in [0, 1] (C = 1 or 3).
+      meta: one mapping per image, JSON-serialisable, with at least ``source`` and
+        ``target`` (classes); anything else (driver, domain, mode, ...) is kept for
+        :func:`score` to group by.
+      out: folder for ``sheet_01.png``, ..., ``key.json`` and ``labels.csv``.
+      num_classes: the labels a reader may give are ``0 .. num_classes - 1`` (or ``?``).
+      per_sheet, ncols, scale: tiles per sheet, per row, and the pixel upscaling.
+      seed: the shuffle.
+
+    Returns the path of ``key.json``.  ``labels.csv`` (one empty row per tile, headed by
+    the key's hash) is written only if it does not exist yet.
+    """
+    imgs = np.asarray(images)
+    if imgs.ndim not in (3, 4) or len(imgs) == 0:
+        raise ValueError(f"images must be a non-empty (N, H, W[, C]) array; got {imgs.shape}")
+    if len(meta) != len(imgs):
+        raise ValueError(f"{len(imgs)} images but {len(meta)} meta entries")
+    for i, m in enumerate(meta):
+        for k in ("source", "target"):
+            if k not in m or not 0 <= int(m[k]) < int(num_classes):
+                raise ValueError(f"meta[{i}] needs {k!r} in 0..{int(num_classes) - 1}; "
+                                 f"got {m.get(k)!r}")
+    if min(int(per_sheet), int(ncols), int(scale)) < 1:
+        raise ValueError("per_sheet, ncols and scale must be >= 1")
+    out = Path(out)
+    order = np.random.default_rng(seed).permutation(len(imgs))
+    tiles, sheets = [], {}
+    for start in range(0, len(order), int(per_sheet)):
+        idx = order[start:start + int(per_sheet)]
+        numbers = [start + j + 1 for j in range(len(idx))]
+        name = f"sheet_{start // int(per_sheet) + 1:02d}.png"
+        png = _sheet_png([_tile_u8(imgs[i], int(scale)) for i in idx], numbers,
+                         ncols=int(ncols))
+        atomic_write_bytes(out / name, png)
+        sheets[name] = _sha(png)
+        th, tw = (np.asarray(imgs.shape[1:3]) * int(scale)).tolist()
+        for j, (num, i) in enumerate(zip(numbers, idx)):
+            tiles.append({"tile": num, "sheet": name,
+                          "box": list(_box(j, th, tw, int(ncols))),
+                          **{k: _plain(v) for k, v in meta[int(i)].items()}})
+    key = {"format": FORMAT, "num_classes": int(num_classes), "seed": int(seed),
+           "sheets": sheets, "tiles": tiles}
+    text = json.dumps(key, indent=1) + "\n"
+    atomic_write_text(out / "key.json", text)
+    labels = out / "labels.csv"
+    if not labels.exists():
+        atomic_write_text(labels, f"# key sha256: {_sha(text.encode())}\ntile,label\n"
+                          + "".join(f"{t['tile']},\n" for t in tiles))
+    return out / "key.json"
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def load_key(path: str | os.PathLike, *, check_sheets: bool = True) -> dict:
+    """The key written by :func:`make_sheets`, checked (format, tiles, and with
+    ``check_sheets`` the SHA-256 of every sheet beside it)."""
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        key = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not a reader key ({e})") from None
+    if not isinstance(key, dict) or key.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a {FORMAT} key")
+    tiles = key.get("tiles")
+    if not isinstance(tiles, list) or sorted(t.get("tile") for t in tiles) != list(
+            range(1, len(tiles) + 1)):
+        raise ValueError(f"{path}: the tiles must be numbered 1..N exactly once")
+    if check_sheets:
+        for name, digest in key["sheets"].items():
+            sheet = path.parent / name
+            if not sheet.exists() or _sha(sheet.read_bytes()) != digest:
+                raise ValueError(f"{sheet} is missing or differs from the sheet the key "
+                                 "describes; rerun make_sheets")
+    key["sha256"] = _sha(raw)
+    key["folder"] = str(path.parent)
+    return key
+
+
+def read_labels(path: str | os.PathLike, key: Mapping[str, Any]) -> dict[int, int | None]:
+    """A reader's ``labels.csv``: ``{tile: class}``, ``None`` for ``?`` (unreadable).
+
+    Blank labels are left out (not labelled yet).  Refused with ValueError: a file made
+    for another key, an unknown or repeated tile, a label that is not ``?`` or a class
+    ``0 .. num_classes - 1``.
+    """
+    path = Path(path)
+    lines = path.read_text().splitlines()
+    head = [ln for ln in lines if ln.startswith("#")]
+    want = f"# key sha256: {key['sha256']}"
+    if head and head[0].strip() != want:
+        raise ValueError(f"{path} was made for another key ({head[0].strip()[14:26]}..., "
+                         f"this key is {key['sha256'][:12]}...): the sheets were remade "
+                         "after labelling; label the new sheets")
+    body = [ln for ln in lines if ln.strip() and not ln.startswith("#")]
+    rows = list(csv.reader(body))
+    if not rows or [c.strip().lower() for c in rows[0]] != ["tile", "label"]:
+        raise ValueError(f"{path} must start with the header 'tile,label'")
+    n, k = len(key["tiles"]), int(key["num_classes"])
+    out: dict[int, int | None] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != 2:
+            raise ValueError(f"{path} row {line}: expected 'tile,label'; got {row}")
+        t, lab = row[0].strip(), row[1].strip()
+        if not t.isdigit() or not 1 <= int(t) <= n:
+            raise ValueError(f"{path} row {line}: tile {t!r} is not one of 1..{n}")
+        if int(t) in out:
+            raise ValueError(f"{path} row {line}: tile {t} is labelled twice")
+        if lab == "":
+            continue
+        if lab == UNREADABLE:
+            out[int(t)] = None
+        elif lab.isdigit() and int(lab) < k:
+            out[int(t)] = int(lab)
+        else:
+            raise ValueError(f"{path} row {line}: label {lab!r} is neither "
+                             f"{UNREADABLE!r} nor a class 0..{k - 1}")
+    return out
+
+
+def score(key: Mapping[str, Any], labels: Mapping[int, int | None], *,
+          group: Sequence[str] = ("driver", "mode", "domain")) -> list[dict]:
+    """One row per group of tiles (sorted by the group values): ``n`` tiles,
+    ``labelled``, and how many the reader called the target (``as_target``), the source
+    (``as_source``), another class (``as_other``) or ``unreadable``; ``target_frac`` is
+    ``as_target / labelled``.  Group by any key field (``source``, ``target``, ...)."""
+    clash = set(group) & set(_COUNTS)
+    if clash:
+        raise ValueError(f"cannot group by {sorted(clash)}: those are the score's columns")
+    groups: dict[tuple, dict] = {}
+    for t in key["tiles"]:
+        g = tuple(t.get(k) for k in group)
+        row = groups.setdefault(g, {**dict(zip(group, g)), **dict.fromkeys(_COUNTS, 0)})
+        row["n"] += 1
+        if t["tile"] not in labels:
+            continue
+        row["labelled"] += 1
+        lab = labels[t["tile"]]
+        if lab is None:
+            row["unreadable"] += 1
+        elif lab == t["target"]:
+            row["as_target"] += 1
+        elif lab == t["source"]:
+            row["as_source"] += 1
+        else:
+            row["as_other"] += 1
+    rows = [groups[g] for g in sorted(groups, key=lambda g: tuple(str(v) for v in g))]
+    for r in rows:
+        r["target_frac"] = r["as_target"] / r["labelled"] if r["labelled"] else float("nan")
+    return rows
+
+
+def unblind(key: Mapping[str, Any], labels: Mapping[int, int | None],
+            path: str | os.PathLike, *, group: Sequence[str] = ("driver", "mode", "domain"),
+            sheets: str | os.PathLike | None = None) -> Path:
+    """After labelling: the tiles regrouped by condition, with what the reader said.
+
+    One row per group (as in :func:`score`), the tiles in data-set order (``index``),
+    each captioned with the reader's label: green where it is the target, grey the
+    source, red another class, ``?`` unreadable, ``-`` not labelled.  Tiles are cut from
+    the sheets in ``sheets`` (default: the key's folder, as :func:`load_key` records
+    it); PNG, written atomically.
+    """
+    from PIL import Image, ImageDraw
+
+    from .viz import _font
+    folder = Path(sheets) if sheets is not None else Path(key.get("folder", "."))
+    cache: dict[str, Any] = {}
+    rows: dict[tuple, list] = {}
+    for t in key["tiles"]:
+        if "box" not in t:
+            raise ValueError("this key has no tile boxes (made by an older lens_jax); "
+                             "remake the sheets")
+        rows.setdefault(tuple(t.get(k) for k in group), []).append(t)
+    order = sorted(rows, key=lambda g: tuple(str(v) for v in g))
+    x0, y0, x1, y1 = key["tiles"][0]["box"]
+    w, h = x1 - x0, y1 - y0
+    ncol = max(len(v) for v in rows.values())
+    font, _ = _font(12)
+    names = {g: " · ".join(str(v) for v in g) for g in order}
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lab_w, cap = 12 + int(max(probe.textlength(n, font=font) for n in names.values())), 16
+    canvas = Image.new("RGB", (lab_w + ncol * (w + 4), len(order) * (h + cap + 6) + 4),
+                       (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    colours = {"target": (0, 140, 0), "source": (120, 120, 120), "other": (200, 0, 0)}
+    for r, g in enumerate(order):
+        top = 4 + r * (h + cap + 6)
+        draw.text((4, top + h // 2 - 6), names[g], fill=(0, 0, 0), font=font)
+        for c, t in enumerate(sorted(rows[g], key=lambda t: (t.get("source", 0),
+                                                               t.get("index", 0)))):
+            if t["sheet"] not in cache:
+                cache[t["sheet"]] = Image.open(folder / t["sheet"]).convert("RGB")
+            left = lab_w + c * (w + 4)
+            canvas.paste(cache[t["sheet"]].crop(tuple(t["box"])), (left, top))
+            lab = labels.get(t["tile"], "-")
+            kind = ("target" if lab == t["target"] else "source" if lab == t["source"]
+                    else "other")
+            text = "?" if lab is None else str(lab)
+            draw.text((left + w // 2 - 4, top + h + 1), text,
+                      fill=colours[kind] if lab not in (None, "-") else (0, 0, 0),
+                      font=font)
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)

@@ -1,0 +1,152 @@
+"""The blind reader check: sheets show no hint of the condition, labels are verified
+against the key, and scores are the counts a direct tally gives."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lens_jax import reader
+
+
+def _study(tmp_path, n=23, seed=0, **kw):
+    rng = np.random.default_rng(1)
+    imgs = rng.uniform(0, 1, (n, 8, 8, 1)).astype(np.float32)
+    meta = [{"domain": ["pixel", "csp_phase"][i % 2], "driver": "d", "mode": "fixed",
+             "source": 3, "target": 8, "i": i} for i in range(n)]
+    key = reader.make_sheets(imgs, meta, tmp_path, num_classes=10, per_sheet=10, ncols=4,
+                             scale=2, seed=seed, **kw)
+    return imgs, meta, key
+
+
+def test_sheets_are_shuffled_numbered_and_hold_every_image(tmp_path):
+    imgs, meta, key_path = _study(tmp_path)
+    key = reader.load_key(key_path)
+    assert sorted(key["sheets"]) == ["sheet_01.png", "sheet_02.png", "sheet_03.png"]
+    order = [t["i"] for t in sorted(key["tiles"], key=lambda t: t["tile"])]
+    assert sorted(order) == list(range(23)) and order != list(range(23))   # shuffled
+    # the pixels of tile k on its sheet are image order[k-1], upscaled 2x (nearest)
+    sheet = np.asarray(Image.open(tmp_path / "sheet_01.png").convert("L"), np.float64)
+    pad, head, w = 6, 18, 16
+    for k in range(10):
+        r, c = divmod(k, 4)
+        x0, y0 = pad + c * (w + pad), pad + r * (w + head + pad) + head
+        want = np.round(np.clip(imgs[order[k], ..., 0], 0, 1) * 255)
+        np.testing.assert_allclose(sheet[y0:y0 + w:2, x0:x0 + w:2], want, atol=1)
+    # nothing on a sheet names the condition: the key is the only place it lives
+    assert "pixel" not in (tmp_path / "labels.csv").read_text()
+
+
+def test_score_matches_a_direct_tally(tmp_path):
+    _, meta, key_path = _study(tmp_path)
+    key = reader.load_key(key_path)
+    rng = np.random.default_rng(0)
+    choice = {t["tile"]: rng.choice(["8", "3", "5", "?", ""]) for t in key["tiles"]}
+    text = (tmp_path / "labels.csv").read_text().splitlines()
+    body = [text[0], text[1]] + [f"{t},{choice[t]}" for t in choice]
+    (tmp_path / "labels.csv").write_text("\n".join(body) + "\n")
+    labels = reader.read_labels(tmp_path / "labels.csv", key)
+    rows = reader.score(key, labels, group=("domain",))
+    for row in rows:
+        tiles = [t["tile"] for t in key["tiles"] if t["domain"] == row["domain"]]
+        got = [choice[t] for t in tiles]
+        assert row["n"] == len(tiles)
+        assert row["labelled"] == sum(g != "" for g in got)
+        assert (row["as_target"], row["as_source"], row["as_other"], row["unreadable"]) == (
+            got.count("8"), got.count("3"), got.count("5"), got.count("?"))
+        assert row["target_frac"] == pytest.approx(row["as_target"] / row["labelled"])
+    by_source = reader.score(key, labels, group=("source", "target"))
+    assert [(r["source"], r["target"], r["n"]) for r in by_source] == [(3, 8, 23)]
+    with pytest.raises(ValueError, match="columns"):
+        reader.score(key, labels, group=("n",))
+
+
+def test_existing_labels_are_never_overwritten(tmp_path):
+    _, _, key_path = _study(tmp_path)
+    (tmp_path / "labels.csv").write_text("mine\n")
+    _study(tmp_path)
+    assert (tmp_path / "labels.csv").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("rows, match", [
+    (["tile,label", "1,8", "1,3"], "twice"),
+    (["tile,label", "99,8"], "not one of"),
+    (["tile,label", "1,10"], "neither"),
+    (["tile,label", "1,eight"], "neither"),
+    (["tile,label", "1,8,x"], "expected"),
+    (["t,l", "1,8"], "header"),
+])
+def test_bad_labels_are_refused(tmp_path, rows, match):
+    _, _, key_path = _study(tmp_path)
+    key = reader.load_key(key_path)
+    path = tmp_path / "labels.csv"
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=match):
+        reader.read_labels(path, key)
+
+
+def test_labels_for_other_sheets_are_refused(tmp_path):
+    _, _, key_path = _study(tmp_path, seed=0)
+    old = (tmp_path / "labels.csv").read_text().replace("\n1,\n", "\n1,8\n")
+    (tmp_path / "labels.csv").unlink()
+    _study(tmp_path, seed=1)                       # the sheets are remade, reshuffled
+    (tmp_path / "labels.csv").write_text(old)
+    with pytest.raises(ValueError, match="another key"):
+        reader.read_labels(tmp_path / "labels.csv", reader.load_key(key_path))
+
+
+def test_a_changed_sheet_or_key_is_refused(tmp_path):
+    _, _, key_path = _study(tmp_path)
+    Image.new("RGB", (4, 4)).save(tmp_path / "sheet_02.png")
+    with pytest.raises(ValueError, match="differs"):
+        reader.load_key(key_path)
+    k = json.loads(key_path.read_text())
+    k["tiles"][0]["tile"] = k["tiles"][1]["tile"]
+    key_path.write_text(json.dumps(k))
+    with pytest.raises(ValueError, match="exactly once"):
+        reader.load_key(key_path, check_sheets=False)
+
+
+def test_bad_input_is_refused(tmp_path):
+    imgs = np.zeros((2, 8, 8))
+    with pytest.raises(ValueError, match="meta"):
+        reader.make_sheets(imgs, [{"source": 1, "target": 2}], tmp_path, num_classes=10)
+    with pytest.raises(ValueError, match="target"):
+        reader.make_sheets(imgs, [{"source": 1, "target": 12}] * 2, tmp_path,
+                           num_classes=10)
+    bad = imgs.copy()
+    bad[1, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        reader.make_sheets(bad, [{"source": 1, "target": 2}] * 2, tmp_path, num_classes=10)
+
+
+def test_unblind_puts_each_tile_back_under_its_condition(tmp_path):
+    imgs, meta, key_path = _study(tmp_path)
+    key = reader.load_key(key_path)
+    labels = {t["tile"]: 8 for t in key["tiles"]}
+    out = reader.unblind(key, labels, tmp_path / "unblind.png", group=("domain",))
+    im = np.asarray(Image.open(out).convert("L"), np.float64)
+    # row 0 is csp_phase (sorted): its first tile is the csp_phase image with the
+    # lowest "index" (meta has none, so data order within the row is tile order)
+    rows = {}
+    for t in key["tiles"]:
+        rows.setdefault(t["domain"], []).append(t)
+    first = sorted(rows["csp_phase"], key=lambda t: (t["source"], 0))[0]
+    top = 4
+    def up(i):                                   # the tile as drawn: 2x nearest
+        return np.kron(np.round(np.clip(imgs[i, ..., 0], 0, 1) * 255), np.ones((2, 2)))
+    want = up(first["i"])
+    hits = [x for x in range(im.shape[1] - 16)
+            if np.allclose(im[top:top + 16, x:x + 16], want, atol=1)]
+    assert len(hits) == 1                       # found once, in row 0 ...
+    others = [t for t in rows["csp_phase"] if t is not first]
+    later = [up(t["i"]) for t in others]
+    assert not any(np.allclose(im[top:top + 16, x:x + 16], w, atol=1)
+                   for w in later for x in range(hits[0]))       # ... and first in it
+    old = json.loads(key_path.read_text())
+    for t in old["tiles"]:
+        del t["box"]
+    with pytest.raises(ValueError, match="remake"):
+        reader.unblind(old, labels, tmp_path / "x.png")
