@@ -13,6 +13,7 @@ from jax.sharding import Mesh
 from . import _store
 from .domains import DOMAINS, get_domain
 from .lens import LOSSES, MODES
+from .schedule import Schedule
 from .checks import num_classes
 from .classifier import Classifier
 from .pyramid import SteerablePyramid
@@ -157,10 +158,11 @@ def make_plan(clf: Classifier, images, targets, *, sources, domain, alphas, l2_b
     get_domain(domain, (H, W), pyramid)             # pyramid and size fit the domain
     K = num_classes(clf, jax.ShapeDtypeStruct((1, H, W, C), dtype))
     tg, src = _check_classes(targets, sources, N, K)
-    kind, sched, n_alpha, shardable = _schedule(alphas, l2_budget, step_cap, mode, dtype)
     if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) \
             or n_frames < 1:
         raise ValueError(f"n_frames must be an int >= 1; got {n_frames!r}")
+    kind, sched, n_alpha, shardable = _schedule(alphas, l2_budget, step_cap, n_frames, mode,
+                                                domain, dtype)
     n_alpha = int(n_frames) if n_alpha is None else n_alpha
     if alpha_chunk is not None and int(alpha_chunk) < 1:
         raise ValueError(f"alpha_chunk must be >= 1; got {alpha_chunk}")
@@ -225,34 +227,22 @@ def chunk_hash(plan: Plan, images, cs: int, k: int) -> str:
     return _store.hash_arrays(x, t, sv, pairs[[0, -1]])
 
 
-def _schedule(alphas, l2_budget, step_cap, mode, dtype):
-    """``(kind, host array, n_alpha, shardable)``."""
-    given = [n for n, v in (("alphas", alphas), ("l2_budget", l2_budget),
-                            ("step_cap", step_cap)) if v is not None]
-    if len(given) > 1:
-        raise ValueError(f"give at most one schedule; got {', '.join(given)}")
-    if alphas is not None:
+def _schedule(alphas, l2_budget, step_cap, n_frames, mode, domain, dtype):
+    """``(kind, host array, n_alpha, shardable)``.
+
+    Checked by :meth:`Schedule.parse`, the check :func:`lens_jax.morph` uses, so a sweep
+    refuses exactly what a morph refuses; the host arrays are the arguments as given
+    (as ``dtype``): they are recorded in ``sweep.json`` and compared on resume.
+    """
+    s = Schedule.parse(alphas, step_cap, l2_budget, n_frames, domain=domain, mode=mode)
+    if s.kind == "alphas":
         a = np.asarray(alphas, dtype)
-        if a.ndim != 1 or a.shape[0] == 0:
-            raise ValueError(f"alphas must be a non-empty 1-D array; got shape {a.shape}")
-        if not np.all(np.isfinite(a)):
-            raise ValueError("alphas contain NaN/Inf")
-        if mode != "fixed" and np.any(np.diff(a) < 0):
-            raise ValueError("live modes need non-decreasing alphas (cumulative steps)")
         return "alphas", a, a.shape[0], mode == "fixed"
-    if l2_budget is not None:
+    if s.kind in ("budget", "budgets"):
         b = np.asarray(l2_budget, dtype)
-        if b.ndim > 1 or b.size == 0:
-            raise ValueError(f"l2_budget must be a number or a non-empty 1-D array; "
-                             f"got shape {b.shape}")
-        if not np.all(np.isfinite(b) & (b > 0)):
-            raise ValueError(f"l2_budget values must be positive and finite; got {b}")
         return "l2_budget", b, (b.shape[0] if b.ndim == 1 else None), b.ndim == 1
-    if step_cap is not None:
-        s = np.asarray(step_cap, dtype)
-        if s.ndim != 0 or not (np.isfinite(s) and s > 0):
-            raise ValueError(f"step_cap must be a positive finite number; got {step_cap}")
-        return "step_cap", s, None, False
+    if not s.auto:
+        return "step_cap", np.asarray(step_cap, dtype), None, False
     return None, np.zeros((), dtype), None, False
 
 
