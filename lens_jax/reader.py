@@ -174,15 +174,18 @@ def load_key(path: str | os.PathLike, *, check_sheets: bool = True) -> dict:
 def read_labels(path: str | os.PathLike, key: Mapping[str, Any]) -> dict[int, int | None]:
     """A reader's ``labels.csv``: ``{tile: class}``, ``None`` for ``?`` (unreadable).
 
-    Blank labels are left out (not labelled yet).  Refused with ValueError: a file made
-    for another key, an unknown or repeated tile, a label that is not ``?`` or a class
-    ``0 .. num_classes - 1``.
+    Blank labels are left out (not labelled yet).  Refused with ValueError: a file
+    without the key line :func:`make_sheets` wrote or made for another key, an unknown
+    or repeated tile, a label that is not ``?`` or a class ``0 .. num_classes - 1``.
     """
     path = Path(path)
-    lines = path.read_text().splitlines()
+    lines = path.read_text(encoding="utf-8-sig").splitlines()   # a spreadsheet's BOM too
     head = [ln for ln in lines if ln.startswith("#")]
     want = f"# key sha256: {key['sha256']}"
-    if head and head[0].strip() != want:
+    if not head:
+        raise ValueError(f"{path} has no '# key sha256: ...' line, so it cannot be matched "
+                         "to its sheets; label the labels.csv that make_sheets wrote")
+    if head[0].strip() != want:
         raise ValueError(f"{path} was made for another key ({head[0].strip()[14:26]}..., "
                          f"this key is {key['sha256'][:12]}...): the sheets were remade "
                          "after labelling; label the new sheets")

@@ -82,9 +82,22 @@ def test_bad_labels_are_refused(tmp_path, rows, match):
     _, _, key_path = _study(tmp_path)
     key = reader.load_key(key_path)
     path = tmp_path / "labels.csv"
-    path.write_text("\n".join(rows) + "\n")
+    head = path.read_text().splitlines()[0]
+    path.write_text("\n".join([head] + rows) + "\n")
     with pytest.raises(ValueError, match=match):
         reader.read_labels(path, key)
+
+
+def test_labels_without_their_key_line_are_refused_and_a_bom_is_fine(tmp_path):
+    _, _, key_path = _study(tmp_path)
+    key = reader.load_key(key_path)
+    path = tmp_path / "labels.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[1:3]) + "\n")
+    with pytest.raises(ValueError, match="no '# key sha256"):
+        reader.read_labels(path, key)
+    path.write_bytes(("\ufeff" + "\n".join(lines[:2] + ["1,8"]) + "\n").encode())
+    assert reader.read_labels(path, key) == {1: 8}
 
 
 def test_labels_for_other_sheets_are_refused(tmp_path):
