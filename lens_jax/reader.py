@@ -100,7 +100,9 @@ def make_sheets(images: Any, meta: Sequence[Mapping[str, Any]], out: str | os.Pa
       seed: the shuffle.
 
     Returns the path of ``key.json``.  ``labels.csv`` (one empty row per tile, headed by
-    the key's hash) is written only if it does not exist yet.
+    the key's hash) is written only if it does not exist yet; sheets that differ from
+    those a labelled ``labels.csv`` in ``out`` was made for are refused (ValueError),
+    so no labelling is ever orphaned.
     """
     imgs = np.asarray(images)
     if imgs.ndim not in (3, 4) or len(imgs) == 0:
@@ -112,19 +114,21 @@ def make_sheets(images: Any, meta: Sequence[Mapping[str, Any]], out: str | os.Pa
             if k not in m or not 0 <= int(m[k]) < int(num_classes):
                 raise ValueError(f"meta[{i}] needs {k!r} in 0..{int(num_classes) - 1}; "
                                  f"got {m.get(k)!r}")
+        clash = {"tile", "sheet", "box"} & set(m)
+        if clash:
+            raise ValueError(f"meta[{i}] uses the key's own fields {sorted(clash)}")
     if min(int(per_sheet), int(ncols), int(scale)) < 1:
         raise ValueError("per_sheet, ncols and scale must be >= 1")
     out = Path(out)
     order = np.random.default_rng(seed).permutation(len(imgs))
-    tiles, sheets = [], {}
+    tiles, sheets, pngs = [], {}, {}
     for start in range(0, len(order), int(per_sheet)):
         idx = order[start:start + int(per_sheet)]
         numbers = [start + j + 1 for j in range(len(idx))]
         name = f"sheet_{start // int(per_sheet) + 1:02d}.png"
-        png = _sheet_png([_tile_u8(imgs[i], int(scale)) for i in idx], numbers,
-                         ncols=int(ncols))
-        atomic_write_bytes(out / name, png)
-        sheets[name] = _sha(png)
+        pngs[name] = _sheet_png([_tile_u8(imgs[i], int(scale)) for i in idx], numbers,
+                                ncols=int(ncols))
+        sheets[name] = _sha(pngs[name])
         th, tw = (np.asarray(imgs.shape[1:3]) * int(scale)).tolist()
         for j, (num, i) in enumerate(zip(numbers, idx)):
             tiles.append({"tile": num, "sheet": name,
@@ -133,8 +137,15 @@ def make_sheets(images: Any, meta: Sequence[Mapping[str, Any]], out: str | os.Pa
     key = {"format": FORMAT, "num_classes": int(num_classes), "seed": int(seed),
            "sheets": sheets, "tiles": tiles}
     text = json.dumps(key, indent=1) + "\n"
-    atomic_write_text(out / "key.json", text)
     labels = out / "labels.csv"
+    old = out / "key.json"
+    if labels.exists() and old.exists() and old.read_text() != text and any(
+            ln.split(",", 1)[-1].strip() for ln in labels.read_text().splitlines()[2:]):
+        raise ValueError(f"{labels} already holds labels for other sheets; making new ones "
+                         "here would orphan them: choose another folder or move it away")
+    for name, png in pngs.items():
+        atomic_write_bytes(out / name, png)
+    atomic_write_text(out / "key.json", text)
     if not labels.exists():
         atomic_write_text(labels, f"# key sha256: {_sha(text.encode())}\ntile,label\n"
                           + "".join(f"{t['tile']},\n" for t in tiles))

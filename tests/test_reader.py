@@ -63,11 +63,23 @@ def test_score_matches_a_direct_tally(tmp_path):
         reader.score(key, labels, group=("n",))
 
 
-def test_existing_labels_are_never_overwritten(tmp_path):
+def test_existing_labels_are_never_overwritten_or_orphaned(tmp_path):
     _, _, key_path = _study(tmp_path)
     (tmp_path / "labels.csv").write_text("mine\n")
     _study(tmp_path)
     assert (tmp_path / "labels.csv").read_text() == "mine\n"
+    # labels made: remaking the same sheets is fine, other sheets are refused
+    path = tmp_path / "labels.csv"
+    (tmp_path / "labels.csv").unlink()
+    _study(tmp_path)
+    path.write_text(path.read_text().replace("\n1,\n", "\n1,8\n"))
+    key_text, sheet = key_path.read_text(), (tmp_path / "sheet_01.png").read_bytes()
+    _study(tmp_path)
+    with pytest.raises(ValueError, match="orphan"):
+        _study(tmp_path, seed=1)
+    assert key_path.read_text() == key_text                        # nothing was written
+    assert (tmp_path / "sheet_01.png").read_bytes() == sheet
+    assert reader.read_labels(path, reader.load_key(key_path)) == {1: 8}
 
 
 @pytest.mark.parametrize("rows, match", [
@@ -105,7 +117,7 @@ def test_labels_for_other_sheets_are_refused(tmp_path):
     old = (tmp_path / "labels.csv").read_text().replace("\n1,\n", "\n1,8\n")
     (tmp_path / "labels.csv").unlink()
     _study(tmp_path, seed=1)                       # the sheets are remade, reshuffled
-    (tmp_path / "labels.csv").write_text(old)
+    (tmp_path / "labels.csv").write_text(old)      # and old labels copied in by hand
     with pytest.raises(ValueError, match="another key"):
         reader.read_labels(tmp_path / "labels.csv", reader.load_key(key_path))
 
@@ -124,6 +136,9 @@ def test_a_changed_sheet_or_key_is_refused(tmp_path):
 
 def test_bad_input_is_refused(tmp_path):
     imgs = np.zeros((2, 8, 8))
+    with pytest.raises(ValueError, match="own fields"):
+        reader.make_sheets(imgs, [{"source": 1, "target": 2, "tile": 5}] * 2, tmp_path,
+                           num_classes=10)
     with pytest.raises(ValueError, match="meta"):
         reader.make_sheets(imgs, [{"source": 1, "target": 2}], tmp_path, num_classes=10)
     with pytest.raises(ValueError, match="target"):
