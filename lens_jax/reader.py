@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ._io import atomic_write_bytes, atomic_write_text
+from .tables import plain
 
 __all__ = ["FORMAT", "make_sheets", "load_key", "read_labels", "score", "unblind"]
 
@@ -49,8 +50,14 @@ def _tile_u8(img: np.ndarray, scale: int) -> np.ndarray:
         raise ValueError(f"a tile must be (H, W), (H, W, 1) or (H, W, 3); got {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError("a tile has non-finite pixels; refusing to show it to a reader")
-    u8 = (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return np.repeat(np.repeat(u8, scale, axis=0), scale, axis=1)
+    from .viz import _to_uint8
+    return np.repeat(np.repeat(_to_uint8(x), scale, axis=0), scale, axis=1)
+
+
+def _png(image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 _PAD, _HEAD = 6, 18          # sheet layout: gap between tiles, number strip above each
@@ -79,9 +86,7 @@ def _sheet_png(tiles: list[np.ndarray], numbers: list[int], *, ncols: int) -> by
         draw.text((x0, y0 - head), str(num), fill=(0, 0, 0), font=font)
         im = Image.fromarray(t if t.ndim == 3 else np.stack([t] * 3, -1), "RGB")
         canvas.paste(im, (x0, y0))
-    buf = io.BytesIO()
-    canvas.save(buf, format="PNG")
-    return buf.getvalue()
+    return _png(canvas)
 
 
 def make_sheets(images: Any, meta: Sequence[Mapping[str, Any]], out: str | os.PathLike, *,
@@ -133,7 +138,7 @@ def make_sheets(images: Any, meta: Sequence[Mapping[str, Any]], out: str | os.Pa
         for j, (num, i) in enumerate(zip(numbers, idx)):
             tiles.append({"tile": num, "sheet": name,
                           "box": list(_box(j, th, tw, int(ncols))),
-                          **{k: _plain(v) for k, v in meta[int(i)].items()}})
+                          **plain(dict(meta[int(i)]))})
     key = {"format": FORMAT, "num_classes": int(num_classes), "seed": int(seed),
            "sheets": sheets, "tiles": tiles}
     text = json.dumps(key, indent=1) + "\n"
@@ -150,10 +155,6 @@ def make_sheets(images: Any, meta: Sequence[Mapping[str, Any]], out: str | os.Pa
         atomic_write_text(labels, f"# key sha256: {_sha(text.encode())}\ntile,label\n"
                           + "".join(f"{t['tile']},\n" for t in tiles))
     return out / "key.json"
-
-
-def _plain(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
 
 
 def load_key(path: str | os.PathLike, *, check_sheets: bool = True) -> dict:
@@ -235,27 +236,37 @@ def score(key: Mapping[str, Any], labels: Mapping[int, int | None], *,
     clash = set(group) & set(_COUNTS)
     if clash:
         raise ValueError(f"cannot group by {sorted(clash)}: those are the score's columns")
-    groups: dict[tuple, dict] = {}
-    for t in key["tiles"]:
-        g = tuple(t.get(k) for k in group)
-        row = groups.setdefault(g, {**dict(zip(group, g)), **dict.fromkeys(_COUNTS, 0)})
-        row["n"] += 1
-        if t["tile"] not in labels:
-            continue
-        row["labelled"] += 1
-        lab = labels[t["tile"]]
-        if lab is None:
-            row["unreadable"] += 1
-        elif lab == t["target"]:
-            row["as_target"] += 1
-        elif lab == t["source"]:
-            row["as_source"] += 1
-        else:
-            row["as_other"] += 1
-    rows = [groups[g] for g in sorted(groups, key=lambda g: tuple(str(v) for v in g))]
-    for r in rows:
-        r["target_frac"] = r["as_target"] / r["labelled"] if r["labelled"] else float("nan")
+    rows = []
+    for g, tiles in _grouped(key, group).items():
+        row = {**dict(zip(group, g)), **dict.fromkeys(_COUNTS, 0)}
+        for t in tiles:
+            row["n"] += 1
+            reading = _reading(t, labels)
+            if reading is not None:
+                row["labelled"] += 1
+                row[reading] += 1
+        row["target_frac"] = (row["as_target"] / row["labelled"] if row["labelled"]
+                              else float("nan"))
+        rows.append(row)
     return rows
+
+
+def _grouped(key: Mapping[str, Any], group: Sequence[str]) -> dict[tuple, list]:
+    """``{group values: tiles}``, sorted by the group values."""
+    groups: dict[tuple, list] = {}
+    for t in key["tiles"]:
+        groups.setdefault(tuple(t.get(k) for k in group), []).append(t)
+    return {g: groups[g] for g in sorted(groups, key=lambda g: tuple(str(v) for v in g))}
+
+
+def _reading(tile: Mapping[str, Any], labels: Mapping[int, int | None]) -> str | None:
+    """What the reader made of ``tile``: ``"as_target"``, ``"as_source"``,
+    ``"as_other"``, ``"unreadable"``, or None (not labelled)."""
+    if tile["tile"] not in labels:
+        return None
+    lab = labels[tile["tile"]]
+    return ("unreadable" if lab is None else "as_target" if lab == tile["target"]
+            else "as_source" if lab == tile["source"] else "as_other")
 
 
 def unblind(key: Mapping[str, Any], labels: Mapping[int, int | None],
@@ -263,7 +274,8 @@ def unblind(key: Mapping[str, Any], labels: Mapping[int, int | None],
             sheets: str | os.PathLike | None = None) -> Path:
     """After labelling: the tiles regrouped by condition, with what the reader said.
 
-    One row per group (as in :func:`score`), the tiles in data-set order (``index``),
+    One row per group (as in :func:`score`), the tiles by source class, then data-set
+    order (``index``),
     each captioned with the reader's label: green where it is the target, grey the
     source, red another class, ``?`` unreadable, ``-`` not labelled.  Tiles are cut from
     the sheets in ``sheets`` (default: the key's folder, as :func:`load_key` records
@@ -273,14 +285,12 @@ def unblind(key: Mapping[str, Any], labels: Mapping[int, int | None],
 
     from .viz import _font
     folder = Path(sheets) if sheets is not None else Path(key.get("folder", "."))
+    if any("box" not in t for t in key["tiles"]):
+        raise ValueError("this key has no tile boxes (made by an older lens_jax); "
+                         "remake the sheets")
     cache: dict[str, Any] = {}
-    rows: dict[tuple, list] = {}
-    for t in key["tiles"]:
-        if "box" not in t:
-            raise ValueError("this key has no tile boxes (made by an older lens_jax); "
-                             "remake the sheets")
-        rows.setdefault(tuple(t.get(k) for k in group), []).append(t)
-    order = sorted(rows, key=lambda g: tuple(str(v) for v in g))
+    rows = _grouped(key, group)
+    order = list(rows)
     x0, y0, x1, y1 = key["tiles"][0]["box"]
     w, h = x1 - x0, y1 - y0
     ncol = max(len(v) for v in rows.values())
@@ -291,7 +301,8 @@ def unblind(key: Mapping[str, Any], labels: Mapping[int, int | None],
     canvas = Image.new("RGB", (lab_w + ncol * (w + 4), len(order) * (h + cap + 6) + 4),
                        (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    colours = {"target": (0, 140, 0), "source": (120, 120, 120), "other": (200, 0, 0)}
+    colours = {"as_target": (0, 140, 0), "as_source": (120, 120, 120),
+               "as_other": (200, 0, 0), "unreadable": (0, 0, 0), None: (0, 0, 0)}
     for r, g in enumerate(order):
         top = 4 + r * (h + cap + 6)
         draw.text((4, top + h // 2 - 6), names[g], fill=(0, 0, 0), font=font)
@@ -302,13 +313,7 @@ def unblind(key: Mapping[str, Any], labels: Mapping[int, int | None],
             left = lab_w + c * (w + 4)
             canvas.paste(cache[t["sheet"]].crop(tuple(t["box"])), (left, top))
             lab = labels.get(t["tile"], "-")
-            kind = ("target" if lab == t["target"] else "source" if lab == t["source"]
-                    else "other")
-            text = "?" if lab is None else str(lab)
-            draw.text((left + w // 2 - 4, top + h + 1), text,
-                      fill=colours[kind] if lab not in (None, "-") else (0, 0, 0),
-                      font=font)
-    buf = io.BytesIO()
-    canvas.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+            draw.text((left + w // 2 - 4, top + h + 1), UNREADABLE if lab is None else str(lab),
+                      fill=colours[_reading(t, labels)], font=font)
+    atomic_write_bytes(path, _png(canvas))
     return Path(path)

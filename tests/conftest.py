@@ -31,3 +31,30 @@ def sk_digits(size: int):
     p = np.random.default_rng(0).permutation(len(x))
     x, y = x[p], y[p]
     return (x[:600], y[:600]), (x[600:800], y[600:800])
+
+
+@pytest.fixture
+def fake_data(monkeypatch):
+    """Install a stand-in ``lens_jax.data`` (the training tests never need the real one):
+    ``fake_data({"train": (x, y), "test": (x, y)})`` returns the list of ``(name, split)``
+    calls its ``load`` records."""
+    import sys
+    import types
+
+    import lens_jax
+
+    def install(splits):
+        calls = []
+
+        def load(name, split, *, data_dir=None, with_info=False):
+            calls.append((name, split))
+            return splits[split]
+
+        fake = types.ModuleType("lens_jax.data")
+        fake.load = load
+        fake.class_names = lambda name: [str(i) for i in range(10)]
+        monkeypatch.setitem(sys.modules, "lens_jax.data", fake)
+        monkeypatch.setattr(lens_jax, "data", fake, raising=False)
+        return calls
+
+    return install

@@ -1,6 +1,4 @@
 """PGD attacks, robust accuracy and adversarial training (lens_jax.adversarial)."""
-import sys
-import types
 
 import jax
 import jax.numpy as jnp
@@ -271,19 +269,9 @@ def test_adversarial_training_ramp():
     assert T._ramp_eps(atk, 0, 10, 0) == 2.0
 
 
-def test_load_or_train_adversary_has_own_folder(digits16, tmp_path, monkeypatch):
+def test_load_or_train_adversary_has_own_folder(digits16, tmp_path, fake_data):
     train, test = digits16
-    calls = []
-
-    def load(name, split, *, data_dir=None, with_info=False):
-        calls.append((name, split))
-        return {"train": (train[0][:128], train[1][:128]), "test": test}[split]
-
-    fake = types.ModuleType("lens_jax.data")
-    fake.load = load
-    fake.class_names = lambda name: [str(i) for i in range(10)]
-    monkeypatch.setitem(sys.modules, "lens_jax.data", fake)
-    monkeypatch.setattr(lens_jax, "data", fake, raising=False)
+    calls = fake_data({"train": (train[0][:128], train[1][:128]), "test": test})
     atk = A.PGD("l2", 1.0, 2)
     kw = dict(epochs=1, cache=tmp_path, progress=False, batch_size=64)
     _, p_std, i_std = T.load_or_train("mlp", "toy", **kw)

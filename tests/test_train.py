@@ -1,12 +1,9 @@
 """Training, orbax checkpoints, resume after interruption, cached models."""
-import sys
-import types
 
 import jax
 import numpy as np
 import pytest
 
-import lens_jax
 from lens_jax import train as T
 
 from conftest import sk_digits
@@ -113,21 +110,10 @@ def test_bad_inputs():
                            progress=False)
 
 
-def test_load_or_train_caches(digits, tmp_path, monkeypatch):
+def test_load_or_train_caches(digits, tmp_path, fake_data):
     """load_or_train with a stand-in ``lens_jax.data`` (the tests never need the real one)."""
     train, test = digits
-    calls = []
-
-    def load(name, split, *, data_dir=None, with_info=False):
-        calls.append((name, split))
-        assert name == "toy"
-        return {"train": (train[0][:256], train[1][:256]), "test": test}[split]
-
-    fake = types.ModuleType("lens_jax.data")
-    fake.load = load
-    fake.class_names = lambda name: [str(i) for i in range(10)]
-    monkeypatch.setitem(sys.modules, "lens_jax.data", fake)
-    monkeypatch.setattr(lens_jax, "data", fake, raising=False)
+    calls = fake_data({"train": (train[0][:256], train[1][:256]), "test": test})
 
     fn, params, info = T.load_or_train("mlp", "toy", epochs=2, cache=tmp_path, progress=False)
     assert calls == [("toy", "train"), ("toy", "test")]
@@ -207,19 +193,9 @@ def test_train_zero_epochs_is_refused():
                                progress=False)
 
 
-def test_load_or_train_sets_a_damaged_model_aside_and_retrains(digits, tmp_path, monkeypatch):
+def test_load_or_train_sets_a_damaged_model_aside_and_retrains(digits, tmp_path, fake_data):
     train, test = digits
-    calls = []
-
-    def load(name, split, *, data_dir=None, with_info=False):
-        calls.append(split)
-        return {"train": (train[0][:128], train[1][:128]), "test": test}[split]
-
-    fake = types.ModuleType("lens_jax.data")
-    fake.load = load
-    fake.class_names = lambda name: [str(i) for i in range(10)]
-    monkeypatch.setitem(sys.modules, "lens_jax.data", fake)
-    monkeypatch.setattr(lens_jax, "data", fake, raising=False)
+    calls = fake_data({"train": (train[0][:128], train[1][:128]), "test": test})
     kw = dict(epochs=1, cache=tmp_path, progress=False, batch_size=64)
     _, params, info = T.load_or_train("mlp", "toy", **kw)
     folder = tmp_path / "models" / ("toy_mlp_s0" if T.default_epochs("toy", "mlp") == 1
