@@ -24,23 +24,23 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lens_jax import evaluate as ev  # noqa: E402
-from lens_jax import studies  # noqa: E402
+from lens_jax.studies import protocol  # noqa: E402
 from lens_jax.tables import write_csv, write_tables  # noqa: E402
 
 BUDGET = 2.0
 
 
 def main(argv=None, *, load=None) -> dict:
-    parser = studies.study_parser(__doc__.splitlines()[0], out="outputs/ablations", n=60,
+    parser = protocol.study_parser(__doc__.splitlines()[0], out="outputs/ablations", n=60,
                                   n_boot=2000, chunk=64,
-                                  groups=",".join(studies.ABLATION_GROUPS))
-    args = studies.parse_study_args(parser, argv)
+                                  groups=",".join(protocol.ABLATION_GROUPS))
+    args = protocol.parse_study_args(parser, argv)
     n, n_boot = (min(args.n, 6), min(args.n_boot, 200)) if args.quick else (args.n, args.n_boot)
     t0 = time.perf_counter()
     out = Path(args.out)
     if load is None:
         from lens_jax import data
-        from lens_jax.job import load_classifiers
+        from lens_jax.studies.job import load_classifiers
         images, labels = data.load("mnist5k", "test")
         names = data.class_names("mnist5k")
         driver, independent, cinfo = load_classifiers("mnist5k", ccexam=True,
@@ -50,10 +50,10 @@ def main(argv=None, *, load=None) -> dict:
     src = ev.select_sources(images, labels, ev.MNIST_PAIRS, driver=driver, seed=args.seed,
                             n_per_pair=max(1, n // len(ev.MNIST_PAIRS)))
     print(f"[ablations] {len(src.id)} sources; writing to {out}/", flush=True)
-    settings = studies.ablation_settings(
+    settings = protocol.ablation_settings(
         quick=args.quick, shape=images.shape[1:3], budget=BUDGET,
         groups=[g.strip() for g in args.groups.split(",") if g.strip()])
-    records, results = studies.run_ablations(driver, src, independent, settings=settings,
+    records, results = protocol.run_ablations(driver, src, independent, settings=settings,
                                              chunk=args.chunk,
                                              warp_steps=50 if args.quick else 200)
     classifiers = list(independent)
@@ -72,11 +72,11 @@ def main(argv=None, *, load=None) -> dict:
     write_csv(out / "endpoints.csv", records)
     print(paths["md"].read_text(), flush=True)
     keys = [((r["group"], r["setting"]), -1, r["setting"][:18]) for r in rows]
-    grid = studies.endpoint_rows(src, results, keys, names, per_pair=1)
-    figs = [(studies.grid_figure(out / "endpoints.png", grid,
+    grid = protocol.endpoint_rows(src, results, keys, names, per_pair=1)
+    figs = [(protocol.grid_figure(out / "endpoints.png", grid,
                                  suptitle="Endpoint of every setting (driver p(target))"),
              "Endpoint of every setting for one source per pair"),
-            (studies.summary_figure(out / "summary.png", rows,
+            (protocol.summary_figure(out / "summary.png", rows,
                                     [f"[{r['group']}] {r['setting']}" for r in rows]),
              "Median driver p(target) and E per setting (95% source-cluster bootstrap)")]
     sections = [
@@ -95,7 +95,7 @@ def main(argv=None, *, load=None) -> dict:
                          "budget": BUDGET, "n_boot": n_boot, "classifiers": cinfo,
                          "rows": rows}}
     title = f"Study 6: ablations on mnist5k (B = {BUDGET:g})"
-    studies.write_study(study, title=title, wall_s=time.perf_counter() - t0,
+    protocol.write_study(study, title=title, wall_s=time.perf_counter() - t0,
                         argv=["experiments/ablations.py", *args.argv])
     return study
 

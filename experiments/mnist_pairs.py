@@ -22,15 +22,15 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lens_jax import evaluate as ev  # noqa: E402
-from lens_jax import job, studies  # noqa: E402
+from lens_jax.studies import job, protocol  # noqa: E402
 from lens_jax.tables import markdown_table, record_command, write_tables  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = studies.study_parser(__doc__.splitlines()[0], out="outputs/mnist_pairs",
+    parser = protocol.study_parser(__doc__.splitlines()[0], out="outputs/mnist_pairs",
                                   per_pair=2, budgets="1,2,4", fig_budget=2.0, frames=12,
                                   mode="fixed", domains=",".join(ev.METHODS), n_boot=2000)
-    args = studies.parse_study_args(parser, argv)
+    args = protocol.parse_study_args(parser, argv)
     out = Path(args.out)
     budgets = sorted(float(b) for b in args.budgets.split(","))
     domains = [d.strip() for d in args.domains.split(",") if d.strip()]
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
         grid.append([(vs[0]["source_image"], vs[0]["pair"])]
                     + [(v["frames"][-1], f"{ev.label(v['domain'])}\n"
                                          f"p={v['p_target'][-1]:.3f}") for v in vs])
-    gal = studies.grid_figure(out / f"gallery_B{args.fig_budget:g}.png", grid,
+    gal = protocol.grid_figure(out / f"gallery_B{args.fig_budget:g}.png", grid,
                               suptitle=f"Endpoints at the same image change "
                                        f"(L2 = {args.fig_budget:g})")
     print(f"[mnist_pairs] every source x domain x budget {budgets}", flush=True)

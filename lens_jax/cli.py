@@ -1,6 +1,6 @@
 """Command line: ``python -m lens_jax {run,train,morph,experiment} ...`` (or ``lens-jax``).
 
-* ``run``: the main job (``make run``, :func:`lens_jax.job.main_job`): train or reuse the
+* ``run``: the main job (``make run``, :func:`lens_jax.studies.job.main_job`): train or reuse the
   MNIST classifiers, morph 3 -> 8, 1 -> 7 and 5 -> 6 in every domain at matched L2
   budgets, measure transfer to independent classifiers, add a natural-image panel, write
   a report. No network.
@@ -438,7 +438,7 @@ def _cmd_experiment(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from .job import main_job
+    from .studies.job import main_job
     out = _out_dir(args.out)
     try:
         opt = {k: v for k, v in (("modes", args.modes), ("drivers", args.drivers),

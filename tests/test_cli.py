@@ -205,7 +205,7 @@ def test_bad_split_is_one_line_error(capsys, tmp_path):
 
 
 def test_robust_driver_is_feature_detected():
-    from lens_jax import job
+    from lens_jax.studies import job
     with pytest.raises(ValueError, match="unknown driver model"):
         job.load_driver("vit+robust", "mnist5k")
     with pytest.raises(ValueError, match="variant"):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lens_jax import studies
+from lens_jax.studies import protocol
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 SCRIPTS = sorted(p for p in EXPERIMENTS.glob("*.py"))
@@ -59,15 +59,15 @@ def test_scripts_are_thin_and_import_only_the_library(path):
 
 
 def test_study_args(tmp_path):
-    p = studies.study_parser("x", out="outputs/x", n=32, warp=True, lr=0.1, name="a",
+    p = protocol.study_parser("x", out="outputs/x", n=32, warp=True, lr=0.1, name="a",
                              coordinator=None)
-    a = studies.parse_study_args(p, ["--n", "3", "--no-warp", "--quick"])
+    a = protocol.parse_study_args(p, ["--n", "3", "--no-warp", "--quick"])
     assert (a.n, a.warp, a.lr, a.name, a.quick, a.seed, a.coordinator) == \
         (3, False, 0.1, "a", True, 0, None)
     assert a.out == "outputs/x_quick" and a.argv == ["--n", "3", "--no-warp", "--quick"]
-    assert studies.parse_study_args(p, ["--out", "o"]).out == "o"
+    assert protocol.parse_study_args(p, ["--out", "o"]).out == "o"
     with pytest.raises(SystemExit):
-        studies.parse_study_args(p, ["--n", "x"])
+        protocol.parse_study_args(p, ["--n", "x"])
 
 
 def test_run_all_rejects_unknown_studies(capsys):

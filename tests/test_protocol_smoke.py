@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from experiments import ablations, fashion, protocol  # noqa: E402
 from lens_jax import evaluate as ev  # noqa: E402
-from lens_jax import studies  # noqa: E402
+from lens_jax.studies import protocol as study_lib  # noqa: E402
 
 S = 16          # image size
 K = 10          # classes
@@ -63,13 +63,13 @@ def test_reading_is_computed_from_rows():
         return {"B": b, "method": m, "p_G": p, "E_warp": e, "all": n_all, "n": 10}
     rows = [row(1.0, "pixel", 0.3, 0.2, 1), row(1.0, "csp_phase", 0.1, 0.6, 0),
             row(2.0, "pixel", 0.9, 0.3, 4), row(2.0, "csp_phase", 0.2, 0.5, 2)]
-    text = studies.reading(rows)
+    text = study_lib.reading(rows)
     assert "B = 1: highest median driver p(target): Pixel (30%)" in text
     assert "highest warp-explained energy: CSP phase (60.0%)" in text
     assert "Pixel 4/10, CSP phase 2/10" in text
     assert "buy more" in text and "explains more" in text
     rows[3]["p_G"] = 0.95                         # CSP phase wins at B = 2 now
-    assert "do not always buy more" in studies.reading(rows)
+    assert "do not always buy more" in study_lib.reading(rows)
 
 
 @pytest.mark.slow
@@ -129,8 +129,8 @@ def test_ablations_quick(tmp_path):
     for f in ("index.md", "table.csv", "endpoints.png", "summary.png", "command.txt"):
         assert (out / f).is_file(), f
     with pytest.raises(ValueError):
-        studies.ablation_settings(quick=True, shape=(S, S), groups=("nope",))
+        study_lib.ablation_settings(quick=True, shape=(S, S), groups=("nope",))
     # the pyramid grid adapts to the image size (max height 2 at 16x16 and 28x28)
-    heights = {c["pyramid"].height for c in studies.ablation_settings(
+    heights = {c["pyramid"].height for c in study_lib.ablation_settings(
         quick=False, shape=(S, S), groups=("pyramid",))}
     assert heights == {1, 2}

@@ -19,8 +19,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import evaluate as ev
-from .tables import markdown_table, record_command, save_json, write_csv, write_tables
+from .. import evaluate as ev
+from ..tables import markdown_table, record_command, save_json, write_csv, write_tables
 
 __all__ = ["grid_figure", "summary_figure", "protocol_study", "write_study", "study_parser",
            "parse_study_args", "endpoint_rows",
@@ -34,7 +34,7 @@ __all__ = ["grid_figure", "summary_figure", "protocol_study", "write_study", "st
 def grid_figure(path: Path, rows: Sequence[Sequence[tuple[np.ndarray, str]]], *,
                 suptitle: str = "", panel_size: float = 1.5) -> Path:
     """Rows of ``(image (H, W[, C]) in [0, 1], title)`` panels on one [0, 1] scale."""
-    from . import viz
+    from .. import viz
     ncols = max(len(r) for r in rows)
     imgs, titles = [], []
     for r in rows:
@@ -54,7 +54,7 @@ def summary_figure(path: Path, rows: Sequence[Mapping], labels: Sequence[str], *
     follow-up's medians as red crosses where ``followup`` has the row's ``(B, method)``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from . import viz
+    from .. import viz
     fig = Figure(figsize=(11, 0.3 * len(rows) + 1.3), layout="constrained")
     FigureCanvasAgg(fig)
     ax1, ax2 = fig.subplots(1, 2, sharey=True)
@@ -118,13 +118,13 @@ def protocol_study(out: str | Path, *, dataset: str, pairs: Sequence[tuple[int, 
 
     ``load`` (a hook for tests): ``dataset -> (images, labels, class_names, driver,
     independent, info)``; default: the test split and
-    :func:`lens_jax.job.load_classifiers`.  Returns ``{"out", "rows", "records",
+    :func:`lens_jax.studies.job.load_classifiers`.  Returns ``{"out", "rows", "records",
     "shown", "sections", "payload"}``.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if load is None:
-        from . import data
+        from .. import data
         from .job import load_classifiers
         images, labels = data.load(dataset, "test")
         names = data.class_names(dataset)
@@ -196,7 +196,7 @@ def protocol_study(out: str | Path, *, dataset: str, pairs: Sequence[tuple[int, 
 
 def write_study(study: dict, *, title: str, wall_s: float, argv: Sequence[str]) -> Path:
     """``results.json``, ``command.txt`` and the report (``index.md`` / ``index.html``)."""
-    from . import viz
+    from .. import viz
     out = study["out"]
     cmd = record_command(out, wall_s, argv=argv)
     payload = dict(study["payload"], wall_s=wall_s,
@@ -280,7 +280,7 @@ def ablation_settings(*, quick: bool, shape: tuple[int, int] = (28, 28), budget:
     sources = the median matched alpha* of that setting; ``budget_from``: a matched
     budget equal to that setting's median endpoint L2.
     """
-    from .pyramid import SteerablePyramid
+    from ..pyramid import SteerablePyramid
     unknown = sorted(set(groups) - set(ABLATION_GROUPS))
     if unknown:
         raise ValueError(f"unknown ablation groups {unknown}; choose from {ABLATION_GROUPS}")

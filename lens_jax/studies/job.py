@@ -22,8 +22,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from . import evaluate as ev
-from .tables import record_command, save_json, write_tables
+from .. import evaluate as ev
+from ..tables import record_command, save_json, write_tables
 
 __all__ = ["MAIN_DOMAINS", "NEW_DOMAINS", "CAVEAT", "default_domains", "load_model",
            "load_driver", "load_drivers", "load_evaluators", "load_classifiers", "gallery",
@@ -55,7 +55,7 @@ def default_domains(*, quick: bool = False) -> tuple[str, ...]:
     """The protocol's four domains plus :data:`NEW_DOMAINS` registered in this build."""
     if quick:
         return ("pixel", "csp_phase")
-    from .domains import DOMAINS
+    from ..domains import DOMAINS
     return MAIN_DOMAINS + tuple(d for d in NEW_DOMAINS if d in DOMAINS)
 
 
@@ -67,8 +67,8 @@ def load_model(model: str, dataset: str, *, quick: bool = False, seed: int = 0,
                epochs: int | None = None, progress: bool = False, **kwargs: Any):
     """:func:`lens_jax.train.load_or_train`; ``quick`` models (1 epoch) live in a cache of
     their own (``$LENS_JAX_CACHE/quick``) so they never replace a fully trained model."""
-    from . import train
-    from ._io import cache_dir
+    from .. import train
+    from .._io import cache_dir
     if quick:
         return train.load_or_train(model, dataset, epochs=1, seed=seed,
                                    cache=cache_dir("quick"), progress=progress, **kwargs)
@@ -84,8 +84,8 @@ def load_driver(spec: str, dataset: str, *, quick: bool = False, seed: int = 0,
       ValueError: an unknown model, or ``+robust`` where this build cannot train
         adversarially.
     """
-    from . import train
-    from .models import MODELS
+    from .. import train
+    from ..models import MODELS
     model, _, variant = spec.partition("+")
     if model not in MODELS:
         raise ValueError(f"unknown driver model {model!r} in {spec!r}; choose from "
@@ -93,7 +93,7 @@ def load_driver(spec: str, dataset: str, *, quick: bool = False, seed: int = 0,
     kw = {}
     if variant == "robust":
         try:
-            from .adversarial import DEFAULT_ATTACKS
+            from ..adversarial import DEFAULT_ATTACKS
         except ImportError:
             DEFAULT_ATTACKS = None
         if DEFAULT_ATTACKS is None or "adversary" not in inspect.signature(
@@ -139,7 +139,7 @@ def load_evaluators(dataset: str, *, models: Sequence[str] = ("resnet_mini", "ml
                      "seconds": round(time.perf_counter() - t0, 1)})
         _say(progress, f"      evaluator {m}: test accuracy {info['test_accuracy']:.4f}")
     if ccexam:
-        from . import data, pretrained
+        from .. import data, pretrained
         fns["ccexam"], _ = pretrained.ccexam_mnist()
         x, y = data.load(dataset, "test")
         acc = float(np.mean(ev.predict(fns["ccexam"], x).argmax(1) == y))
@@ -161,7 +161,7 @@ def load_classifiers(dataset: str, *, ccexam: bool, quick: bool = False, seed: i
         independent[key], _, i = load_model(m, dataset, quick=quick, seed=seed)
         info[key] = {"model": m, "test_accuracy": i["test_accuracy"]}
     if ccexam:
-        from .pretrained import ccexam_mnist
+        from ..pretrained import ccexam_mnist
         independent["ccexam"], _ = ccexam_mnist()
         info["ccexam"] = {"model": "pretrained ccexam MNIST CNN", "test_accuracy": None}
     return driver, independent, info
@@ -211,8 +211,8 @@ def gallery(drivers: Mapping[str, Any], src: ev.Sources, evaluators: Mapping[str
     domains figure and p(target) curves) under ``out/pairs``.  Returns ``(rows,
     views, figures)``: table rows, one dict per morph with the fields of an interactive
     page view (:class:`lens_jax.report.MorphView`), and the endpoint figures."""
-    from . import viz
-    from .compare import compare_domains
+    from .. import viz
+    from ..compare import compare_domains
     rows, views, figures = [], [], []
     for k in np.unique(src.pair):
         i = int(np.flatnonzero(src.pair == k)[0])
@@ -311,8 +311,8 @@ def natural_panel(out: Path, *, budget: float, n_frames: int, progress: bool = T
     """EfficientNet-Lite0, chelsea -> lynx, pixel vs CSP phase at the MNIST budget's RMS
     change per pixel; a report section."""
     import skimage.data
-    from . import pretrained
-    from .compare import compare_domains
+    from .. import pretrained
+    from ..compare import compare_domains
     B = budget * math.sqrt(224 * 224 * 3) / 28.0
     _say(progress, f"      EfficientNet-Lite0, chelsea -> lynx (287), luminance, L2 {B:.1f}")
     fn, _ = pretrained.efficientnet_lite0()
@@ -340,8 +340,8 @@ def write_report(out: Path, sections: list[dict], *, title: str, views: Sequence
     interactive page (:func:`lens_jax.report.render_page`), leading with one viewer per
     pair (slider over the frames, p(target) vs L2, domain and driver switches), then the
     ``tables`` and ``figures``."""
-    from . import viz
-    from .report import MorphGroup, MorphView, render_page
+    from .. import viz
+    from ..report import MorphGroup, MorphView, render_page
     for sec in sections:
         if sec.get("figures"):
             sec["figures"] = [(_rel(f, out), c) for f, c in sec["figures"]]
@@ -415,9 +415,9 @@ def main_job(out: str | Path = "outputs/run", *, quick: bool = False, natural: b
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out {str(out)!r} is a file, not a folder")
-    from . import data
-    from .domains import DOMAINS
-    from .lens import MODES
+    from .. import data
+    from ..domains import DOMAINS
+    from ..lens import MODES
     domains = tuple(default_domains(quick=quick) if domains is None else domains)
     bad = [d for d in domains if d not in DOMAINS] + [m for m in (*modes, *gallery_modes)
                                                        if m not in MODES]
