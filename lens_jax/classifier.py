@@ -34,8 +34,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._batching import map_chunks
+
 __all__ = ["Classifier", "as_classifier", "carries_params", "fold_params",
-           "params_fingerprint"]
+           "params_fingerprint", "guarded_softmax", "checked_logits", "predict",
+           "predict_proba"]
 
 
 class Classifier(NamedTuple):
@@ -261,8 +264,12 @@ def fold_params(model: Any) -> Classifier:
 def _hoist(fn: Callable, example) -> Classifier:
     """Trace ``fn`` on ``example`` (a ``(1, H, W, C)`` array, tracer or
     ShapeDtypeStruct; a tracer keeps its sharding / varying-axes type) and hoist the
-    arrays it closes over as params."""
-    cj = jax.make_jaxpr(fn)(example)
+    arrays it closes over as params.
+
+    ``make_jaxpr`` caches traces by the function object (as ``jax.jit`` does), which
+    would freeze the closed-over arrays at the first trace; a fresh wrapper per call
+    reads them afresh (a module updated in place, a dict entry replaced)."""
+    cj = jax.make_jaxpr(lambda x: fn(x))(example)
     if len(cj.out_avals) != 1:
         raise ValueError("logits_fn must return one array of logits (N, num_classes); "
                          f"it returned {len(cj.out_avals)} outputs")
@@ -352,3 +359,172 @@ def as_classifier(model: Any, *, example: Any = None) -> Classifier:
         return _hoist(model, example)
     raise TypeError("model must be a callable logits_fn(images), a pair (apply_fn, params), "
                     f"a flax nnx.Module or a Classifier; got {type(model).__name__}")
+
+
+# ----------------------------------------------------------------------------------
+# applying a classifier: the checks, the guarded softmax, the one jit cache
+# ----------------------------------------------------------------------------------
+
+def guarded_softmax(logits: jax.Array, *, where: Any = None) -> tuple[jax.Array, jax.Array]:
+    """Softmax over the last axis that never invents a probability: ``(probs, ok)``.
+
+    ``ok = all(isfinite(logits), axis=-1)`` (and ``where``, a boolean mask of shape
+    ``logits.shape[:-1]``, when given); ``probs`` is the softmax where ``ok`` and NaN in
+    every entry of a row where not (a NaN or infinite logit has no defined softmax; the
+    finite-looking value ``jax.nn.softmax`` would give is never returned).  The one
+    softmax of lens_jax: every module calls this.  Pure and jit/vmap/grad-safe (the
+    gradient is finite where ``ok``).
+
+    >>> import jax.numpy as jnp
+    >>> p, ok = guarded_softmax(jnp.array([[0.0, 0.0], [1.0, jnp.nan]]))
+    >>> p.tolist(), ok.tolist()
+    ([[0.5, 0.5], [nan, nan]], [True, False])
+    """
+    logits = jnp.asarray(logits)
+    if logits.ndim < 1:
+        raise ValueError(f"logits must have a class axis; got shape {logits.shape}")
+    if not jnp.issubdtype(logits.dtype, jnp.floating):
+        raise ValueError(f"logits must be floating point; got {logits.dtype}")
+    ok = jnp.all(jnp.isfinite(logits), axis=-1)
+    if where is not None:
+        ok = ok & jnp.asarray(where, bool).reshape(ok.shape)
+    probs = jax.nn.softmax(jnp.where(ok[..., None], logits, 0), axis=-1)
+    return jnp.where(ok[..., None], probs, jnp.nan), ok
+
+
+_UNTRACEABLE = ("TracerArrayConversionError", "ConcretizationTypeError",
+                "TracerBoolConversionError", "TracerIntegerConversionError")
+
+
+def _explain(err: Exception) -> Exception | None:
+    """A clear error for the classifier mistakes JAX and flax report obscurely."""
+    name = type(err).__name__
+    if name in _UNTRACEABLE:
+        return TypeError(
+            "the classifier must be traceable with JAX: it converted a traced array to a "
+            f"NumPy/Python value ({name}: e.g. np.asarray, .numpy(), float() or an `if` on "
+            "an array inside the classifier).  Write it with jax.numpy operations (the "
+            "lens differentiates it), or wrap NumPy code in jax.pure_callback (no "
+            "gradient).")
+    if name == "TraceContextError" and type(err).__module__.startswith("flax"):
+        return ValueError(
+            "the flax nnx classifier updates its state while called (a BatchNorm or "
+            "Dropout in training mode): call model.eval() before passing it to lens_jax "
+            f"(and model.train() to resume training).  flax said: {str(err).splitlines()[0]}")
+    return None
+
+
+def checked_logits(classifier: Any, images: jax.Array) -> jax.Array:
+    """``classifier``'s logits ``(N, K)`` on ``images`` ``(N, H, W, C)``, checked.
+
+    Works eagerly and under any trace (``jit``, ``vmap``, ``grad``).  Accepts every form
+    :func:`as_classifier` does (a plain callable is called as is).
+
+    Raises:
+      TypeError: the classifier is not traceable with JAX (it calls NumPy on its input).
+      ValueError: an nnx module in training mode (call ``model.eval()``); logits that are
+        not floating point or not ``(N, num_classes)`` -- e.g. a classifier that ignores
+        the batch size of its input.
+
+    >>> import jax.numpy as jnp
+    >>> checked_logits(lambda x: x.reshape(len(x), -1), jnp.ones((3, 1, 2, 1))).shape
+    (3, 2)
+    """
+    clf = as_classifier(classifier)
+    images = jnp.asarray(images)
+    try:
+        z = clf.apply(clf.params, images)
+    except Exception as e:                                  # noqa: BLE001 - re-raised
+        better = _explain(e)
+        if better is None:
+            raise
+        raise better from e
+    return _check_logits(z, images.shape)
+
+
+def _check_logits(z: Any, shape: tuple) -> jax.Array:
+    n = shape[0]
+    zs = getattr(z, "shape", None)
+    if zs is None or len(zs) != 2 or zs[0] != n:
+        got = zs if zs is not None else type(z).__name__
+        raise ValueError(
+            f"the classifier must map a batch (N, H, W, C) to logits (N, num_classes); for "
+            f"images of shape {tuple(shape)} it returned {got}.  It must keep the batch size "
+            "of its input (e.g. x.reshape(len(x), -1), not x.reshape(1, -1) or a fixed "
+            "batch size).")
+    if not jnp.issubdtype(z.dtype, jnp.floating):
+        raise ValueError(f"the classifier returned {z.dtype} logits; return float logits "
+                         "(integer outputs have no gradient)")
+    return z
+
+
+def _apply_unjitted(apply, params, x):
+    clf = Classifier(apply, params)
+    return checked_logits(clf, x)
+
+
+_apply_jit = jax.jit(_apply_unjitted, static_argnums=0)
+
+
+def _prepare(classifier: Any, images: Any) -> tuple[Classifier, Any]:
+    if not isinstance(images, (np.ndarray, jax.Array)):
+        images = np.asarray(images)
+    if images.ndim != 4:
+        raise ValueError(f"images must be a batch (N, H, W, C); got shape {images.shape}")
+    example = jax.ShapeDtypeStruct((1,) + tuple(images.shape[1:]), images.dtype)
+    try:
+        clf = as_classifier(classifier, example=example)
+    except Exception as e:                                  # noqa: BLE001 - re-raised
+        better = _explain(e)
+        if better is None:
+            raise
+        raise better from e
+    return clf, images
+
+
+def predict(classifier: Any, images: Any, *, batch_size: int | None = None) -> jax.Array:
+    """Logits ``(N, K)`` of any classifier form on ``images`` ``(N, H, W, C)``.
+
+    The one way lens_jax applies a classifier outside a morph: the classifier is
+    normalised by :func:`as_classifier` (a plain callable is batched,
+    ``f(images (N, H, W, C)) -> (N, K)``, and traced on every call so the arrays it
+    closes over are read afresh), applied by one jitted program per ``apply`` (new
+    parameter values reuse it), checked by :func:`checked_logits`, and run in chunks
+    of ``batch_size`` images (the last one padded: one compile; all dispatched before
+    any is read back).  Usable under ``jit``/``grad`` too.
+
+    Args:
+      classifier: any form :func:`as_classifier` accepts.
+      images: ``(N, H, W, C)`` (NumPy or JAX).
+      batch_size: images per call; None: all at once.
+
+    Raises:
+      ValueError / TypeError: see :func:`checked_logits`; ``images`` not 4-D;
+        ``batch_size`` not a positive integer.
+
+    >>> import jax.numpy as jnp
+    >>> w = jnp.ones((4, 2))
+    >>> predict(lambda x: x.reshape(len(x), -1) @ w, jnp.ones((5, 2, 2, 1)),
+    ...         batch_size=2).tolist()[-1]
+    [4.0, 4.0]
+    """
+    clf, images = _prepare(classifier, images)
+    try:
+        hash(clf.apply)
+        fn = _apply_jit
+    except TypeError:                        # an unhashable apply: one program per call
+        fn = jax.jit(_apply_unjitted, static_argnums=0)
+    apply, params = clf.apply, clf.params
+    return map_chunks(lambda x: fn(apply, params, x), (images,), chunk=batch_size)
+
+
+def predict_proba(classifier: Any, images: Any, *,
+                  batch_size: int | None = None) -> jax.Array:
+    """:func:`guarded_softmax` of :func:`predict`: probabilities ``(N, K)``, NaN in the
+    rows whose logits are not finite.
+
+    >>> import jax.numpy as jnp
+    >>> predict_proba(lambda x: x.reshape(len(x), -1), jnp.zeros((1, 1, 2, 1))).tolist()
+    [[0.5, 0.5]]
+    """
+    return guarded_softmax(predict(classifier, images, batch_size=batch_size))[0]
