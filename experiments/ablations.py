@@ -24,6 +24,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lens_jax import evaluate as ev  # noqa: E402
+from lens_jax.studies import reference  # noqa: E402
 from lens_jax.studies import protocol  # noqa: E402
 from lens_jax.tables import write_csv, write_tables  # noqa: E402
 
@@ -47,8 +48,8 @@ def main(argv=None, *, load=None) -> dict:
                                                       quick=args.quick, seed=args.seed)
     else:
         images, labels, names, driver, independent, cinfo = load("mnist5k")
-    src = ev.select_sources(images, labels, ev.MNIST_PAIRS, driver=driver, seed=args.seed,
-                            n_per_pair=max(1, n // len(ev.MNIST_PAIRS)))
+    src = ev.select_sources(images, labels, reference.MNIST_PAIRS, driver=driver, seed=args.seed,
+                            n_per_pair=max(1, n // len(reference.MNIST_PAIRS)))
     print(f"[ablations] {len(src.id)} sources; writing to {out}/", flush=True)
     settings = protocol.ablation_settings(
         quick=args.quick, shape=images.shape[1:3], budget=BUDGET,

@@ -19,6 +19,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lens_jax import evaluate as ev  # noqa: E402
+from lens_jax.studies import reference  # noqa: E402
 from lens_jax.studies import protocol  # noqa: E402
 
 
@@ -30,8 +31,8 @@ def main(argv=None, *, load=None) -> dict:
     title = "Study 4: protocol table on Fashion-MNIST"
     t0 = time.perf_counter()
     study = protocol.protocol_study(
-        args.out, dataset="fashion_mnist", pairs=ev.FASHION_PAIRS,
-        n_per_pair=max(1, n // len(ev.FASHION_PAIRS)), load=load, ccexam=False,
+        args.out, dataset="fashion_mnist", pairs=reference.FASHION_PAIRS,
+        n_per_pair=max(1, n // len(reference.FASHION_PAIRS)), load=load, ccexam=False,
         quick=args.quick, methods=[m.strip() for m in args.methods.split(",")],
         n_boot=n_boot, chunk=args.chunk, seed=args.seed, title=title)
     protocol.write_study(study, title=title, wall_s=time.perf_counter() - t0,

@@ -22,6 +22,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lens_jax import evaluate as ev  # noqa: E402
+from lens_jax.studies import reference  # noqa: E402
 from lens_jax.studies import job, protocol  # noqa: E402
 from lens_jax.tables import markdown_table, record_command, write_tables  # noqa: E402
 
@@ -34,7 +35,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     budgets = sorted(float(b) for b in args.budgets.split(","))
     domains = [d.strip() for d in args.domains.split(",") if d.strip()]
-    pairs, per_pair, frames, n_boot = ev.MNIST_PAIRS, args.per_pair, args.frames, args.n_boot
+    pairs, per_pair, frames, n_boot = reference.MNIST_PAIRS, args.per_pair, args.frames, args.n_boot
     if args.quick:
         pairs, per_pair, frames, n_boot = pairs[:1], 1, 3, 100
         budgets, domains = [args.fig_budget], ["pixel", "csp_phase"]

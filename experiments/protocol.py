@@ -21,6 +21,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lens_jax import evaluate as ev  # noqa: E402
+from lens_jax.studies import reference  # noqa: E402
 from lens_jax.studies import protocol  # noqa: E402
 
 NOTES = ("The tables share the protocol, not the ingredients: our classifiers are small "
@@ -37,10 +38,10 @@ def main(argv=None, *, load=None) -> dict:
     title = "Study 3: protocol table on mnist5k"
     t0 = time.perf_counter()
     study = protocol.protocol_study(
-        args.out, dataset="mnist5k", pairs=ev.MNIST_PAIRS,
-        n_per_pair=max(1, n // len(ev.MNIST_PAIRS)), load=load, ccexam=True,
+        args.out, dataset="mnist5k", pairs=reference.MNIST_PAIRS,
+        n_per_pair=max(1, n // len(reference.MNIST_PAIRS)), load=load, ccexam=True,
         quick=args.quick, methods=[m.strip() for m in args.methods.split(",")],
-        n_boot=n_boot, chunk=args.chunk, seed=args.seed, followup=ev.FOLLOWUP_MNIST,
+        n_boot=n_boot, chunk=args.chunk, seed=args.seed, followup=reference.FOLLOWUP_MNIST,
         title=title, notes=NOTES)
     protocol.write_study(study, title=title, wall_s=time.perf_counter() - t0,
                         argv=["experiments/protocol.py", *args.argv])

@@ -27,10 +27,11 @@ if __package__ in (None, ""):
 
 from lens_jax import data  # noqa: E402
 from lens_jax import evaluate as ev  # noqa: E402
+from lens_jax.studies import reference  # noqa: E402
 from lens_jax.studies import job  # noqa: E402
 from lens_jax.tables import record_command, write_tables  # noqa: E402
 
-PAIRS = {"mnist5k": ev.MNIST_PAIRS, "fashion_mnist": ev.FASHION_PAIRS}
+PAIRS = {"mnist5k": reference.MNIST_PAIRS, "fashion_mnist": reference.FASHION_PAIRS}
 DRIVERS = ("cnn", "cnn+robust")
 
 

@@ -27,9 +27,10 @@ import numpy as np  # noqa: E402
 from lens_jax import data, reader  # noqa: E402
 from lens_jax.studies import job  # noqa: E402
 from lens_jax import evaluate as ev  # noqa: E402
+from lens_jax.studies import reference  # noqa: E402
 from lens_jax.tables import record_command, write_tables  # noqa: E402
 
-PAIRS = {"mnist5k": ev.MNIST_PAIRS, "fashion_mnist": ev.FASHION_PAIRS}
+PAIRS = {"mnist5k": reference.MNIST_PAIRS, "fashion_mnist": reference.FASHION_PAIRS}
 
 
 def make(args) -> Path:

@@ -24,6 +24,7 @@ if __package__ in (None, ""):
 
 from lens_jax import data, morph_batch  # noqa: E402
 from lens_jax import evaluate as ev  # noqa: E402
+from lens_jax.studies import reference  # noqa: E402
 from lens_jax.studies import job  # noqa: E402
 from lens_jax.tables import markdown_table, record_command, write_tables  # noqa: E402
 
@@ -41,7 +42,7 @@ def main(argv=None) -> int:
     evaluators, _ = job.load_evaluators("mnist5k", models=("mlp",) if args.quick
                                         else ("resnet_mini", "mlp"), quick=args.quick)
     x, y = data.load("mnist5k", "test")
-    src = ev.select_sources(x, y, ev.MNIST_PAIRS, n_per_pair=n, driver=drivers["cnn"],
+    src = ev.select_sources(x, y, reference.MNIST_PAIRS, n_per_pair=n, driver=drivers["cnn"],
                             seed=None)
     rows = []
     for name, fn in drivers.items():

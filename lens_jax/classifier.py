@@ -434,7 +434,7 @@ def checked_logits(classifier: Any, images: jax.Array) -> jax.Array:
     images = jnp.asarray(images)
     try:
         z = clf.apply(clf.params, images)
-    except Exception as e:                                  # noqa: BLE001 - re-raised
+    except Exception as e:                                  # re-raised, explained
         better = _explain(e)
         if better is None:
             raise
@@ -474,7 +474,7 @@ def _prepare(classifier: Any, images: Any) -> tuple[Classifier, Any]:
     example = jax.ShapeDtypeStruct((1,) + tuple(images.shape[1:]), images.dtype)
     try:
         clf = as_classifier(classifier, example=example)
-    except Exception as e:                                  # noqa: BLE001 - re-raised
+    except Exception as e:                                  # re-raised, explained
         better = _explain(e)
         if better is None:
             raise

@@ -8,9 +8,11 @@ The pieces of the evaluation protocol of the follow-up manuscript to arXiv 2506.
   classifies correctly (a :class:`Sources` of arrays, one row per source).
 * :func:`endpoints` -- the driver's morph of every source to one or more matched
   image-L2 budgets (``morph_batch(..., l2_budget=[...])``), fixed or live mode, in
-  fixed-size chunks (the last one padded, so each setting compiles once).
-* :func:`transfer` / :func:`transfer_counts` -- what independent classifiers (never
-  differentiated) call the endpoints: per classifier and by all of them together.
+  fixed-size chunks (``morph_batch``'s ``images_per_call``: the last one padded, so each
+  setting compiles once).
+* :func:`transfer_counts` -- what independent classifiers (never differentiated) call
+  the endpoints (:func:`lens_jax.metrics.transfer`): per classifier and by all of them
+  together.
 * :func:`warp_energy` -- the warp-explained energy E (warp, warp + gain).
 * :func:`evaluate_endpoints` -- one record (a flat dict) per source and endpoint.
 * :func:`summarise` -- one row per group of records: reach, median driver p(target) with
@@ -19,9 +21,13 @@ The pieces of the evaluation protocol of the follow-up manuscript to arXiv 2506.
   receives toward different targets: near 1 means the edit mostly removes the source
   ("less source"), near 0 that each target gets its own edit ("more target").
 
-A classifier may be given in any form :func:`lens_jax.models.as_classifier` accepts
-(a callable, ``(apply_fn, params)``, a flax ``nnx.Module``); the driver is passed to
-:func:`lens_jax.morph_batch` as given.
+A classifier may be given in any form :func:`lens_jax.classifier.as_classifier` accepts
+(a batched callable, ``(apply_fn, params)``, a flax ``nnx.Module``); it is applied by
+:func:`lens_jax.classifier.predict` (re-exported here as :func:`predict`), and the driver
+is passed to :func:`lens_jax.morph_batch` as given.
+
+The protocol's reference numbers, pairs and budgets (the follow-up's table) are study
+material and live in :mod:`lens_jax.studies.reference`.
 
 >>> import numpy as np
 >>> target_specificity(np.array([[1.0, 0.0], [0.0, 1.0]]))   # orthogonal edits
@@ -31,50 +37,28 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
+import jax
 import numpy as np
 
-__all__ = ["MNIST_PAIRS", "FASHION_PAIRS", "METHODS", "BUDGETS", "FOLLOWUP_MNIST",
-           "FOLLOWUP_N", "Sources", "Endpoints", "label", "predict", "select_sources",
-           "endpoints", "transfer", "transfer_counts", "warp_energy", "evaluate_endpoints",
+from ._batching import map_chunks
+from .classifier import predict
+from .domains import PROTOCOL_DOMAINS, REGISTRY
+from .lens import morph_batch
+from .metrics import bootstrap_ci, transfer, warp_explained_energy
+
+__all__ = ["METHODS", "Sources", "Endpoints", "label", "predict", "select_sources",
+           "endpoints", "transfer_counts", "warp_energy", "evaluate_endpoints",
            "run_methods", "source_baseline", "bootstrap", "summarise", "display_rows",
-           "side_by_side", "target_specificity", "specificity", "fmt_prob", "fmt_pct"]
+           "target_specificity", "specificity", "fmt_prob", "fmt_pct"]
 
-#: MNIST source -> target pairs of the follow-up's protocol.
-MNIST_PAIRS: tuple[tuple[int, int], ...] = ((3, 8), (1, 7), (5, 6))
-#: Fashion-MNIST pairs: sneaker -> ankle boot, shirt -> coat, T-shirt/top -> dress.
-FASHION_PAIRS: tuple[tuple[int, int], ...] = ((7, 9), (6, 4), (0, 3))
-#: The protocol's edit domains ("methods").
-METHODS: tuple[str, ...] = ("pixel", "fourier_phase", "csp_phase", "csp_joint")
-#: The protocol's matched image-L2 budgets for 28x28 MNIST ([0, 1] scale).
-BUDGETS: tuple[float, ...] = (1.0, 2.0)
-
-#: The follow-up manuscript's MNIST table ("Confidence Is Not Evidence", not a result of
-#: arXiv 2506.02300): 300 sources, all reach both budgets;
-#: p = median driver target probability (a fraction); O, O2, both: counts of 300.
-FOLLOWUP_MNIST: tuple[dict, ...] = (
-    dict(B=1.0, method="pixel", p=0.2226e-2, O=0, O2=4, both=0, E_warp=0.382, E_gain=0.487),
-    dict(B=1.0, method="fourier_phase", p=9.08e-7, O=0, O2=2, both=0, E_warp=0.324,
-         E_gain=0.400),
-    dict(B=1.0, method="csp_phase", p=0.001071e-2, O=0, O2=4, both=0, E_warp=0.539,
-         E_gain=0.715),
-    dict(B=1.0, method="csp_joint", p=0.001544e-2, O=0, O2=4, both=0, E_warp=0.507,
-         E_gain=0.704),
-    dict(B=2.0, method="pixel", p=0.962, O=22, O2=16, both=10, E_warp=0.365, E_gain=0.457),
-    dict(B=2.0, method="fourier_phase", p=0.001574e-2, O=20, O2=8, both=3, E_warp=0.345,
-         E_gain=0.410),
-    dict(B=2.0, method="csp_phase", p=0.3491e-2, O=12, O2=12, both=6, E_warp=0.503,
-         E_gain=0.719),
-    dict(B=2.0, method="csp_joint", p=0.9521e-2, O=11, O2=16, both=8, E_warp=0.505,
-         E_gain=0.722),
-)
-FOLLOWUP_N = 300
+#: The protocol's edit domains ("methods"): :data:`lens_jax.domains.PROTOCOL_DOMAINS`.
+METHODS: tuple[str, ...] = PROTOCOL_DOMAINS
 
 
 def label(domain: str) -> str:
     """A domain's display label ("CSP phase"); the name itself when unknown."""
-    from .domains import REGISTRY
     spec = REGISTRY.get(domain)
     return spec.label if spec is not None else str(domain)
 
@@ -88,48 +72,9 @@ def _say(progress: bool, *args: Any) -> None:
 # classifiers and sources
 # ----------------------------------------------------------------------------------
 
-_JIT: dict[Any, Callable] = {}
-
-
-def _apply_fn(model: Any) -> Callable[[np.ndarray], Any]:
-    """``x -> logits`` for any classifier form, jitted once per ``apply`` function."""
-    import jax
-    from .models import as_classifier
-    clf = as_classifier(model)
-    try:
-        fn = _JIT.get(clf.apply)
-        if fn is None:
-            fn = _JIT[clf.apply] = jax.jit(clf.apply)
-    except TypeError:                      # an unhashable apply: call it as is
-        fn = clf.apply
-    return lambda x: fn(clf.params, x)
-
-
-def predict(model: Any, images: np.ndarray, *, batch: int = 500) -> np.ndarray:
-    """Logits ``(N, K)`` (float64 NumPy) of a classifier on ``(N, H, W, C)`` images.
-
-    Batches of ``batch`` images; the last batch is padded to the same size (no recompile).
-    """
-    import jax
-    images = np.asarray(images, np.float32)
-    if images.ndim != 4:
-        raise ValueError(f"images must be (N, H, W, C); got shape {images.shape}")
-    if int(batch) < 1:
-        raise ValueError(f"batch must be >= 1; got {batch}")
-    fn, n = _apply_fn(model), len(images)
-    b = min(int(batch), max(n, 1))
-    out = []
-    for i in range(0, n, b):
-        part = images[i:i + b]
-        m = len(part)
-        if m < b:
-            part = np.concatenate([part, np.repeat(part[-1:], b - m, axis=0)])
-        z = np.asarray(jax.device_get(fn(part)), np.float64)
-        if z.ndim != 2 or z.shape[0] != b:
-            raise ValueError(f"the classifier returned logits of shape {z.shape}; expected "
-                             f"({b}, n_classes)")
-        out.append(z[:m])
-    return np.concatenate(out) if out else np.zeros((0, 0))
+def _logits(model: Any, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """float64 NumPy logits of :func:`predict`."""
+    return np.asarray(predict(model, images, batch_size=batch_size), np.float64)
 
 
 class Sources(NamedTuple):
@@ -174,7 +119,7 @@ def select_sources(images: np.ndarray, labels: np.ndarray,
     for k, (s, t) in enumerate(pairs):
         cand = np.flatnonzero(labels == s)
         if cand.size:
-            cand = cand[predict(driver, images[cand]).argmax(1) == s]
+            cand = cand[_logits(driver, images[cand]).argmax(1) == s]
         if cand.size > n_per_pair:
             cand = (np.sort(rng.choice(cand, n_per_pair, replace=False)) if rng is not None
                     else cand[:n_per_pair])
@@ -195,7 +140,7 @@ def source_baseline(src: Sources, independent: Mapping[str, Any]) -> dict[str, d
     """How the independent classifiers see the unedited sources (a sanity check)."""
     out = {}
     for name, fn in independent.items():
-        pred = predict(fn, src.images).argmax(1)
+        pred = _logits(fn, src.images).argmax(1)
         out[name] = {"source_correct": int(np.sum(pred == src.source)),
                      "already_target": int(np.sum(pred == src.target)), "n": int(len(pred))}
     return out
@@ -209,8 +154,9 @@ class Endpoints(NamedTuple):
     """Endpoints of every source, NumPy arrays with a leading ``(N, E)``.
 
     ``frames`` (N, E, H, W, C), ``probs`` (N, E, K) of the driver, ``l2``, ``reached``,
-    ``alphas`` and ``max_change`` (the largest |edit parameter|: radians for the phase
-    domains) of each endpoint.
+    ``alphas``, ``max_change`` (the largest |edit parameter|: radians for the phase
+    domains) and ``wrapped`` (fraction of coefficients whose phase moved by more than pi;
+    NaN without a phase) of each endpoint.
     """
     frames: np.ndarray
     probs: np.ndarray
@@ -218,28 +164,29 @@ class Endpoints(NamedTuple):
     reached: np.ndarray
     alphas: np.ndarray
     max_change: np.ndarray
+    wrapped: np.ndarray | None = None
 
 
 def endpoints(driver: Any, src: Sources, *, domain: str,
-              budgets: Sequence[float] | None = BUDGETS, mode: str = "fixed",
+              budgets: Sequence[float] | None = None, mode: str = "fixed",
               alphas: Sequence[float] | None = None, step_cap: float | None = None,
               n_frames: int = 12, pyramid=None, loss: str = "nll", color: str = "luminance",
               chunk: int = 64, progress: bool = False) -> Endpoints:
     """The driver's morph of every source with :func:`lens_jax.morph_batch`.
 
-    With ``budgets`` (the default) each source gets one endpoint per matched image-L2
-    budget (fixed or live ``mode``: for live modes ``n_frames`` equal steps whose size is
-    searched).  Otherwise the schedule is ``alphas`` (one raw amplification shared by all
-    sources) or ``step_cap`` with ``n_frames`` frames, and the endpoint is the last frame.
-    Sources run in chunks of ``chunk`` (the last one padded).
+    Give exactly one schedule.  With ``budgets`` each source gets one endpoint per
+    matched image-L2 budget (fixed or live ``mode``: for live modes ``n_frames`` equal
+    steps whose size is searched).  Otherwise the schedule is ``alphas`` (one raw
+    amplification shared by all sources) or ``step_cap`` with ``n_frames`` frames, and
+    the endpoint is the last frame.  Sources run ``chunk`` per compiled call
+    (``morph_batch``'s ``images_per_call``; the last call padded).
     """
-    from .lens import morph_batch
     chosen = [k for k, v in (("budgets", budgets), ("alphas", alphas),
                              ("step_cap", step_cap)) if v is not None]
     if len(chosen) != 1:
         raise ValueError(f"give exactly one of budgets, alphas, step_cap; got {chosen or 'none'}")
-    if int(chunk) < 1:
-        raise ValueError(f"chunk must be >= 1; got {chunk}")
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer; got {chunk!r}")
     if budgets is not None:
         sched = {"l2_budget": np.asarray(budgets, np.float32).reshape(-1)}
         if mode != "fixed":
@@ -249,45 +196,19 @@ def endpoints(driver: Any, src: Sources, *, domain: str,
         sched, last = {"alphas": np.asarray(alphas, np.float32).reshape(-1)}, slice(-1, None)
     else:
         sched, last = {"step_cap": float(step_cap), "n_frames": int(n_frames)}, slice(-1, None)
-    n = len(src.id)
-    size = min(int(chunk), n)
-    parts, t0 = [], time.perf_counter()
-    for i in range(0, n, size):
-        sel = np.minimum(np.arange(i, i + size), n - 1)        # pad the last chunk
-        m = morph_batch(driver, src.images[sel], target=src.target[sel],
-                        source=src.source[sel], domain=domain, mode=mode, pyramid=pyramid,
-                        loss=loss, color=color, **sched)
-        k = min(size, n - i)
-        parts.append([np.asarray(getattr(m, f))[:k, last] for f in Endpoints._fields])
-        _say(progress, f"    {domain} {mode}: {min(i + size, n)}/{n} sources "
-                       f"({time.perf_counter() - t0:.1f} s)")
-    return Endpoints(*[np.concatenate(p) for p in zip(*parts)])
+    t0 = time.perf_counter()
+    m = morph_batch(driver, src.images, target=src.target, source=src.source, domain=domain,
+                    mode=mode, pyramid=pyramid, loss=loss, color=color,
+                    images_per_call=int(chunk), **sched)
+    out = Endpoints(*[np.asarray(getattr(m, f))[:, last] for f in Endpoints._fields])
+    _say(progress, f"    {domain} {mode}: {len(src.id)} sources "
+                   f"({time.perf_counter() - t0:.1f} s)")
+    return out
 
 
 # ----------------------------------------------------------------------------------
 # transfer and warp-explained energy
 # ----------------------------------------------------------------------------------
-
-def transfer(independent: Mapping[str, Any], frames: np.ndarray, targets: np.ndarray, *,
-             batch: int = 500) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """What each independent classifier makes of ``frames`` (N, H, W, C).
-
-    Returns ``name -> (p_target (N,), pred (N,))``.  The classifiers only see the frames
-    (no gradient flows through them).
-    """
-    targets = np.asarray(targets).reshape(-1)
-    if len(targets) != len(frames):
-        raise ValueError(f"targets ({len(targets)}) must match the frames ({len(frames)})")
-    out = {}
-    for name, fn in independent.items():
-        z = predict(fn, frames, batch=batch)
-        if len(z) and not (0 <= targets.min() and targets.max() < z.shape[1]):
-            raise ValueError(f"a target is outside classifier {name!r}'s {z.shape[1]} classes")
-        p = np.exp(z - z.max(1, keepdims=True))
-        p /= p.sum(1, keepdims=True)
-        out[name] = (p[np.arange(len(z)), targets], z.argmax(1))
-    return out
-
 
 def transfer_counts(records: Sequence[Mapping], classifiers: Sequence[str], *,
                     together: Sequence[str] | None = None) -> dict[str, int]:
@@ -300,16 +221,14 @@ def transfer_counts(records: Sequence[Mapping], classifiers: Sequence[str], *,
     return out
 
 
-_E_FNS: dict[tuple, Callable] = {}
+_E_FNS: dict[tuple, Any] = {}
 
 
 def warp_energy(sources: np.ndarray, frames: np.ndarray, *, gain: bool, steps: int = 200,
                 chunk: int = 256) -> np.ndarray:
     """E (8x8 control grid; smooth warp, with ``gain`` also a smooth gain) of each frame
-    w.r.t. its source, :func:`lens_jax.metrics.warp_explained_energy` batched; NaN where
-    the frame is the source (there is no edit to explain)."""
-    import jax
-    from .metrics import warp_explained_energy
+    w.r.t. its source, :func:`lens_jax.metrics.warp_explained_energy` batched in chunks of
+    ``chunk`` frames; NaN where the frame is the source (there is no edit to explain)."""
     sources, frames = np.asarray(sources, np.float32), np.asarray(frames, np.float32)
     if sources.shape != frames.shape:
         raise ValueError(f"sources {sources.shape} and frames {frames.shape} must match")
@@ -317,15 +236,9 @@ def warp_energy(sources: np.ndarray, frames: np.ndarray, *, gain: bool, steps: i
     if key not in _E_FNS:
         _E_FNS[key] = jax.jit(jax.vmap(lambda a, b: warp_explained_energy(
             a, b, gain=key[0], steps=key[1])))
-    n = len(frames)
-    if n == 0:
+    if len(frames) == 0:
         return np.zeros((0,))
-    size, out = min(int(chunk), n), []
-    for i in range(0, n, size):
-        sel = np.minimum(np.arange(i, i + size), n - 1)
-        out.append(np.asarray(_E_FNS[key](sources[sel], frames[sel]), np.float64)
-                   [:min(size, n - i)])
-    return np.concatenate(out)
+    return np.asarray(map_chunks(_E_FNS[key], (sources, frames), chunk=chunk), np.float64)
 
 
 def evaluate_endpoints(ep: Endpoints, src: Sources, independent: Mapping[str, Any], *,
@@ -346,7 +259,8 @@ def evaluate_endpoints(ep: Endpoints, src: Sources, independent: Mapping[str, An
     frames = ep.frames.reshape((N * nb,) + ep.frames.shape[2:])
     x0 = np.repeat(src.images, nb, axis=0)
     tgt = np.repeat(src.target, nb)
-    other = transfer(independent, frames, tgt)
+    other = {name: (np.asarray(r.p_target, np.float64), np.asarray(r.pred))
+             for name, r in transfer(independent, frames, tgt, batch_size=500).items()}
     if warp:
         e_w = warp_energy(x0, frames, gain=False, steps=warp_steps)
         e_g = warp_energy(x0, frames, gain=True, steps=warp_steps)
@@ -373,7 +287,7 @@ def evaluate_endpoints(ep: Endpoints, src: Sources, independent: Mapping[str, An
 
 
 def run_methods(driver: Any, src: Sources, independent: Mapping[str, Any], *,
-                methods: Sequence[str] = METHODS, budgets: Sequence[float] = BUDGETS,
+                budgets: Sequence[float], methods: Sequence[str] = METHODS,
                 modes: Sequence[str] = ("fixed",), warp: bool = True, warp_steps: int = 200,
                 chunk: int = 64, extra: Mapping[str, Any] | None = None,
                 progress: bool = True) -> tuple[dict, list[dict]]:
@@ -404,7 +318,6 @@ def run_methods(driver: Any, src: Sources, independent: Mapping[str, Any], *,
 def bootstrap(values: Sequence[float], ids: Sequence[int], *, n_boot: int = 2000,
               seed: int = 0):
     """Median and 95% source-cluster bootstrap interval (:func:`metrics.bootstrap_ci`)."""
-    from .metrics import bootstrap_ci
     return bootstrap_ci(np.asarray(values, float), clusters=np.asarray(ids), n_boot=n_boot,
                         key=seed)
 
@@ -490,28 +403,6 @@ def display_rows(rows: Sequence[Mapping], classifiers: Sequence[str], *,
         if "specificity" in r:
             d["specificity"] = f"{r['specificity']:.3f}"
         out.append(d)
-    return out
-
-
-def side_by_side(rows: Sequence[Mapping], followup: Sequence[Mapping] = FOLLOWUP_MNIST,
-                 n_followup: int = FOLLOWUP_N) -> list[dict]:
-    """Our ``(B, method)`` rows beside the follow-up's ("ours | follow-up"); ``all`` is
-    compared with the follow-up's "both" (O and O2 together)."""
-    fu = {(f["B"], f["method"]): f for f in followup}
-    out = []
-    for r in rows:
-        f = fu.get((r["B"], r["method"]))
-        if f is None:
-            continue
-        n = r["n"]
-        out.append({"B": r["B"], "method": label(r["method"]),
-                    "reached": f"{r['reached']}/{n} | {n_followup}/{n_followup}",
-                    "median G p(target)": f"{fmt_prob(r['p_G'])} | {fmt_prob(f['p'])}",
-                    "O": f"{r.get('O', 0)}/{n} | {f['O']}/{n_followup}",
-                    "O2": f"{r.get('O2', 0)}/{n} | {f['O2']}/{n_followup}",
-                    "both": f"{r['all']}/{n} | {f['both']}/{n_followup}",
-                    "E warp": f"{fmt_pct(r['E_warp'])} | {fmt_pct(f['E_warp'])}",
-                    "E warp+gain": f"{fmt_pct(r['E_gain'])} | {fmt_pct(f['E_gain'])}"})
     return out
 
 

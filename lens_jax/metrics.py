@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._image import as_images, filter_hw, float_dtype, gaussian_kernel, sum_hwc
+from .classifier import guarded_softmax, predict
 from .warp import Translation, WarpFit, best_translation, warp_explained_energy, warp_image
 
 __all__ = [
@@ -92,6 +93,11 @@ def ssim(frames: ArrayLike, source: ArrayLike, *, max_val: float = 1.0,
 
     Returns:
       ``frames.shape[:-3]``; 1 for identical images.
+
+    Equal to ``dm_pix.ssim`` (tested to 1e-5 in float32, 1e-12 in float64); kept here
+    because ``dm_pix.ssim`` fails under ``jax_numpy_dtype_promotion="strict"``, returns
+    float64 for float32 input when x64 is on, and does not broadcast one source over
+    the frames.
     """
     frames, source = as_images(frames, source)
     h, w = source.shape[:2]
@@ -122,10 +128,13 @@ def target_prob(probs: ArrayLike, target: ArrayLike) -> Array:
       probs: ``(..., n_classes)`` probabilities.
       target: int, or integer array broadcastable to ``probs.shape[:-1]`` (NumPy rules, so
         per-example targets for ``(B, n_alpha, K)`` are given as ``(B, 1)``; or ``vmap``).
+        A target outside ``[0, n_classes)`` gives NaN (never another class's value).
     """
     probs = jnp.asarray(probs)
     idx = jnp.broadcast_to(jnp.asarray(target, jnp.int32)[..., None], probs.shape[:-1] + (1,))
-    return jnp.take_along_axis(probs, idx, axis=-1)[..., 0]
+    inside = (idx >= 0) & (idx < probs.shape[-1])
+    p = jnp.take_along_axis(probs, jnp.clip(idx, 0, probs.shape[-1] - 1), axis=-1)
+    return jnp.where(inside, p, jnp.nan)[..., 0]
 
 
 def flip_index(probs: ArrayLike, source: ArrayLike | None = None,
@@ -182,8 +191,9 @@ class TransferResult(NamedTuple):
     pred: Array      # (..., n_alpha) int32: predicted class (argmax) per frame
 
 
-def transfer(logits_fns: Mapping[str, Any], frames: ArrayLike,
-             target: ArrayLike, *, batched: bool = False) -> dict[str, TransferResult]:
+def transfer(logits_fns: Mapping[str, Any], frames: ArrayLike, target: ArrayLike, *,
+             batch_size: int | None = None, batched: bool = True
+             ) -> dict[str, TransferResult]:
     """Evaluate independent classifiers (never differentiated through) on the frames.
 
     Both the frames going in and the logits coming out pass through
@@ -192,28 +202,41 @@ def transfer(logits_fns: Mapping[str, Any], frames: ArrayLike,
 
     Args:
       logits_fns: name -> classifier, in any form
-        :func:`lens_jax.classifier.as_classifier` accepts.  A pair ``(apply_fn, params)``,
-        a :class:`lens_jax.classifier.Classifier`, a flax ``nnx.Module`` or a
-        :func:`lens_jax.models.make_logits_fn` function is batched (``(N, H, W, C)`` ->
-        ``(N, n_classes)``, its parameters passed as arguments).  A plain callable maps
-        one image ``(H, W, C)`` to logits ``(n_classes,)`` (the lens convention) and is
-        ``vmap``-ed over frames, or with ``batched=True`` maps a batch.
+        :func:`lens_jax.classifier.as_classifier` accepts; a plain callable is batched
+        (``f(images (N, H, W, C)) -> (N, n_classes)``), as everywhere in lens_jax (wrap a
+        one-image function in ``jax.vmap``).  Applied by
+        :func:`lens_jax.classifier.predict`.
       frames: ``(..., H, W, C)``; leading dimensions are flattened for the call.
       target: target class (int or array broadcastable to ``frames.shape[:-3]``).
+      batch_size: frames per classifier call (:func:`lens_jax.classifier.predict`);
+        None: all at once.
+      batched: kept for compatibility; only ``True`` (the one convention) is accepted.
 
     Returns:
       name -> ``TransferResult(p_target, pred)``, each ``frames.shape[:-3]``.
-      Frames whose logits are not finite get ``p_target`` NaN and ``pred`` -1.
+      Frames whose logits are not finite get ``p_target`` NaN and ``pred`` -1 (the
+      probabilities come from :func:`lens_jax.classifier.guarded_softmax`); a target
+      outside a classifier's classes gives ValueError eagerly and NaN under a trace.
 
     Raises:
       ValueError: frames of the wrong rank; a classifier returning logits of the wrong
-        shape or an integer dtype.
-      TypeError: a classifier of none of the accepted forms.
+        shape or an integer dtype; a (concrete) target outside a classifier's classes.
+      TypeError: a classifier of none of the accepted forms, or not traceable by JAX.
 
     The protocol's "endpoint classified as the target by O and O2" count is then
     ``sum(r["O"].pred[..., -1] == t & r["O2"].pred[..., -1] == t)``.
+
+    >>> import jax.numpy as jnp
+    >>> w = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> r = transfer({"O": lambda x: x.reshape(len(x), -1) @ w},
+    ...              jnp.array([[[[1.0], [0.0]]]]), 0)
+    >>> r["O"].pred.tolist(), round(float(r["O"].p_target[0]), 4)
+    ([0], 0.7311)
     """
-    from .classifier import as_classifier, carries_params
+    if batched is not True:
+        raise ValueError("transfer: a plain callable is batched (f(images (N, H, W, C)) -> "
+                         "(N, n_classes)); wrap a one-image function in jax.vmap instead of "
+                         "passing batched=False")
     frames = jax.lax.stop_gradient(jnp.asarray(frames))
     if frames.ndim < 3:
         raise ValueError(f"frames must be (..., H, W, C), got shape {frames.shape}")
@@ -221,25 +244,18 @@ def transfer(logits_fns: Mapping[str, Any], frames: ArrayLike,
     flat = frames.reshape((-1,) + frames.shape[-3:])
     out: dict[str, TransferResult] = {}
     for name, fn in logits_fns.items():
-        if carries_params(fn):
-            logits = as_classifier(fn)(flat)
-        elif not callable(fn):
-            raise TypeError(f"classifier {name!r} must be a callable, a pair (apply_fn, "
-                            f"params), a flax nnx.Module or a Classifier; got "
-                            f"{type(fn).__name__}")
-        else:
-            logits = fn(flat) if batched else jax.vmap(fn)(flat)
-        logits = jax.lax.stop_gradient(jnp.asarray(logits))
-        if logits.ndim != 2 or logits.shape[0] != flat.shape[0]:
-            raise ValueError(f"classifier {name!r} returned logits of shape {logits.shape}, "
-                             f"expected ({flat.shape[0]}, n_classes)")
-        if not jnp.issubdtype(logits.dtype, jnp.floating):
-            raise ValueError(f"classifier {name!r} returned {logits.dtype} logits; "
-                             "return float logits")
-        logits = logits.reshape(lead + logits.shape[-1:])
-        ok = jnp.all(jnp.isfinite(logits), axis=-1)
-        probs = jax.nn.softmax(jnp.where(ok[..., None], logits, 0), axis=-1)
-        probs = jnp.where(ok[..., None], probs, jnp.nan)
+        try:
+            logits = predict(fn, flat, batch_size=batch_size)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"classifier {name!r}: {e}") from e
+        logits = jax.lax.stop_gradient(logits).reshape(lead + logits.shape[-1:])
+        k = logits.shape[-1]
+        if not isinstance(target, jax.core.Tracer):
+            t = np.asarray(target)
+            if t.size and (t.min() < 0 or t.max() >= k):
+                raise ValueError(f"a target ({t.min()}..{t.max()}) is outside classifier "
+                                 f"{name!r}'s {k} classes")
+        probs, ok = guarded_softmax(logits)
         pred = jnp.where(ok, jnp.argmax(logits, axis=-1), -1).astype(jnp.int32)
         out[name] = TransferResult(target_prob(probs, target), pred)
     return out

@@ -27,7 +27,7 @@ def test_guarded_softmax_matches_reference_and_masks_bad_rows():
     np.testing.assert_allclose(np.asarray(p)[[0, 2]], ref, rtol=1e-6)
     assert np.isnan(np.asarray(p)[[1, 3]]).all()
     # an extra mask, and finite gradients where ok
-    p2, ok2 = C.guarded_softmax(jnp.asarray(z), where=jnp.array([True, True, False, True]))
+    _, ok2 = C.guarded_softmax(jnp.asarray(z), where=jnp.array([True, True, False, True]))
     assert ok2.tolist() == [True, False, False, False]
     g = jax.grad(lambda a: C.guarded_softmax(a)[0][0, 0])(jnp.asarray(z))
     assert np.isfinite(np.asarray(g)[0]).all()

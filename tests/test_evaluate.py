@@ -8,7 +8,7 @@ import pytest
 
 from lens_jax import evaluate as ev
 from lens_jax import tables
-from lens_jax.metrics import bootstrap_ci
+from lens_jax.metrics import bootstrap_ci, transfer
 
 S, K = 16, 4
 
@@ -54,12 +54,12 @@ def test_bootstrap_interval_of_known_data():
 
 def test_predict_pads_last_batch(problem):
     images, _, fn = problem
-    z = ev.predict(fn, images, batch=5)            # 12 images: batches 5, 5, 2 (padded)
+    z = ev.predict(fn, images, batch_size=5)       # 12 images: batches 5, 5, 2 (padded)
     np.testing.assert_allclose(z, np.asarray(fn(jnp.asarray(images))), rtol=1e-5, atol=1e-5)
     assert z.shape == (12, K)
     # (apply_fn, params) form
-    w = jnp.ones((S * S, K))
-    z2 = ev.predict((lambda p, x: x.reshape(len(x), -1) @ p, w), images, batch=7)
+    w = jnp.ones((S * S, K), jnp.float32)
+    z2 = ev.predict((lambda p, x: x.reshape(len(x), -1) @ p, w), images, batch_size=7)
     np.testing.assert_allclose(z2, images.reshape(12, -1) @ np.ones((S * S, K)), rtol=1e-5)
     with pytest.raises(ValueError, match="images"):
         ev.predict(fn, images[0])
@@ -124,7 +124,7 @@ def test_transfer_counts_on_hand_made_classifier():
     frames[2, :, :S // 2] = 1.0
     frames[2, :, S // 2:] = 0.2               # left and bright (mean 0.6)
     targets = np.ones(4, np.int32)
-    res = ev.transfer({"bright": bright, "left": left}, frames, targets)
+    res = transfer({"bright": bright, "left": left}, frames, targets, batch_size=3)
     assert list(res["bright"][1]) == [1, 0, 1, 0]
     assert list(res["left"][1]) == [0, 1, 1, 0]
     assert res["bright"][0][0] == pytest.approx(1 / (1 + np.exp(-20 * 0.8)), rel=1e-4)
@@ -132,7 +132,7 @@ def test_transfer_counts_on_hand_made_classifier():
             for a, b in zip(res["bright"][1], res["left"][1])]
     assert ev.transfer_counts(recs, ["bright", "left"]) == {"bright": 2, "left": 2, "all": 1}
     with pytest.raises(ValueError, match="outside"):
-        ev.transfer({"bright": bright}, frames, np.full(4, 5))
+        transfer({"bright": bright}, frames, np.full(4, 5))
 
 
 def test_target_specificity_known_geometry():
@@ -217,3 +217,19 @@ def test_tables_round_trip(tmp_path):
         tables.read_json(tmp_path / "bad.json")
     c = tables.record_command(tmp_path, 1.25, argv=["experiments/x.py", "--quick"])
     assert "python experiments/x.py --quick" in c.read_text() and "wall_s: 1.2" in c.read_text()
+
+
+def test_endpoints_is_one_morph_batch_call(problem, monkeypatch):
+    # one batching layer: endpoints hands its chunk size to morph_batch instead of
+    # wrapping morph_batch's own loop in a second one
+    images, labels, fn = problem
+    src = ev.select_sources(images, labels, [(0, 3), (1, 2)], n_per_pair=3, driver=fn)
+    calls = []
+    real = ev.morph_batch
+
+    def spy(driver, imgs, **kw):
+        calls.append((len(imgs), kw.get("images_per_call")))
+        return real(driver, imgs, **kw)
+    monkeypatch.setattr(ev, "morph_batch", spy)
+    ep = ev.endpoints(fn, src, domain="pixel", budgets=(0.5,), chunk=4)
+    assert calls == [(6, 4)] and ep.l2.shape == (6, 1)

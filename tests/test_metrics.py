@@ -91,7 +91,7 @@ def test_transfer_shapes_and_no_gradient():
     rng = np.random.default_rng(1)
     w1 = jnp.asarray(rng.standard_normal((4 * 4 * 1, 3)))
     w2 = jnp.asarray(rng.standard_normal((4 * 4 * 1, 3)))
-    fns = {"O": lambda x: x.reshape(-1) @ w1, "O2": lambda x: x.reshape(-1) @ w2}
+    fns = {"O": lambda x: x.reshape(len(x), -1) @ w1, "O2": lambda x: x.reshape(len(x), -1) @ w2}
     frames = jnp.asarray(rng.uniform(size=(5, 4, 4, 1)))
     out = M.transfer(fns, frames, 2)
     assert set(out) == {"O", "O2"}
@@ -100,10 +100,11 @@ def test_transfer_shapes_and_no_gradient():
     ref = jax.nn.softmax(frames.reshape(5, -1) @ w1, axis=-1)
     np.testing.assert_allclose(p, ref[:, 2], rtol=1e-12)
     np.testing.assert_array_equal(pred, np.argmax(ref, -1))
-    # batched classifiers give the same thing; leading dims are kept
-    bfns = {"O": lambda x: x.reshape(x.shape[0], -1) @ w1}
-    outb = M.transfer(bfns, frames[None], 2, batched=True)
+    # leading dims are kept; chunked calls give the same thing
+    outb = M.transfer(fns, frames[None], 2, batch_size=2)
     np.testing.assert_allclose(outb["O"].p_target[0], p, rtol=1e-12)
+    with pytest.raises(ValueError, match="jax.vmap"):
+        M.transfer(fns, frames, 2, batched=False)
     # never differentiated through
     g = jax.grad(lambda f: M.transfer(fns, f, 2)["O"].p_target.sum())(frames)
     assert np.all(np.asarray(g) == 0)
@@ -287,7 +288,7 @@ def test_transfer_accepts_every_classifier_form_and_flags_non_finite_logits():
     frames = jnp.asarray(rng.uniform(size=(2, 3, 4, 4, 1)))
     ref = jax.nn.softmax(frames.reshape(6, -1) @ w, axis=-1)[:, 1].reshape(2, 3)
     forms = {"pair": (apply, w), "clf": Classifier(apply, w),
-             "plain": lambda x: x.reshape(-1) @ w}
+             "plain": lambda x: x.reshape(len(x), -1) @ w}
     out = M.transfer(forms, frames, 1)
     for name in forms:
         np.testing.assert_allclose(out[name].p_target, ref, rtol=1e-12, err_msg=name)
@@ -298,3 +299,45 @@ def test_transfer_accepts_every_classifier_form_and_flags_non_finite_logits():
         M.transfer({"O": (lambda p, x: apply(p, x).astype(jnp.int32), w)}, frames, 1)
     with pytest.raises(TypeError, match="O"):
         M.transfer({"O": 3}, frames, 1)
+
+
+def test_transfer_takes_a_batched_plain_function_like_every_other_entry_point():
+    # the README's convention: a plain logits_fn maps a batch (N, H, W, C) -> (N, K).
+    # transfer used to vmap it over single images (IndexError / shape errors).
+    from lens_jax.models import CNN
+    net = CNN(num_classes=3, features=(4,), hidden=8)
+    v = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1), jnp.float32))
+    logits_fn = lambda x: net.apply(v, x)                         # noqa: E731
+    frames = jnp.asarray(np.random.default_rng(4).uniform(size=(2, 3, 8, 8, 1)), jnp.float32)
+    out = M.transfer({"O": logits_fn}, frames, 1)
+    ref = jax.nn.softmax(net.apply(v, frames.reshape(6, 8, 8, 1)), axis=-1)
+    np.testing.assert_allclose(out["O"].p_target, ref[:, 1].reshape(2, 3), rtol=1e-5)
+    np.testing.assert_array_equal(out["O"].pred, np.argmax(ref, -1).reshape(2, 3))
+
+
+def test_target_prob_outside_the_classes_is_nan_never_another_class():
+    probs = jnp.asarray([[0.2, 0.8], [0.6, 0.4]], jnp.float32)
+    got = jax.jit(M.target_prob)(probs, jnp.asarray([1, 2]))
+    assert float(got[0]) == pytest.approx(0.8) and np.isnan(float(got[1]))
+    with pytest.raises(ValueError, match="outside"):
+        M.transfer({"O": lambda x: x.reshape(len(x), -1)[:, :2]}, jnp.ones((1, 2, 2, 1)), 5)
+
+
+@pytest.mark.parametrize("shape", [(2, 12, 15, 3), (17, 12, 1)])
+def test_ssim_and_psnr_match_dm_pix(shape):
+    # dm-pix is the JAX reference; lens_jax keeps its own (dm_pix.ssim fails under
+    # jax_numpy_dtype_promotion="strict" and returns float64 for float32 input under
+    # x64; dm_pix.psnr has no max_val; neither broadcasts one source over frames)
+    pix = pytest.importorskip("dm_pix")
+    rng = np.random.default_rng(7)
+    src = rng.uniform(size=shape[-3:])
+    frames = np.clip(src + 0.1 * rng.normal(size=shape), 0, 1)
+    for dt, tol in ((np.float32, 1e-5), (np.float64, 1e-12)):
+        x, x0 = jnp.asarray(frames, dt), jnp.asarray(src, dt)
+        with jax.numpy_dtype_promotion("standard"):
+            ref_ssim = pix.ssim(x, jnp.broadcast_to(x0, x.shape))
+            ref_psnr = pix.psnr(x / 2, jnp.broadcast_to(x0, x.shape) / 2)
+        ours = M.ssim(x, x0)
+        assert ours.dtype == dt
+        np.testing.assert_allclose(ours, ref_ssim, rtol=tol, atol=tol)
+        np.testing.assert_allclose(M.psnr(x, x0, 2.0), ref_psnr, rtol=tol)

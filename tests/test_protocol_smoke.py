@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from experiments import ablations, fashion, protocol  # noqa: E402
 from lens_jax import evaluate as ev  # noqa: E402
+from lens_jax.studies import reference  # noqa: E402
 from lens_jax.studies import protocol as study_lib  # noqa: E402
 
 S = 16          # image size
@@ -107,7 +108,7 @@ def test_fashion_quick(tmp_path):
                           "--methods", "pixel,csp_phase"], load=fake_load)
     assert [(r["B"], r["method"]) for r in study["rows"]] == [
         (1.0, "pixel"), (1.0, "csp_phase"), (2.0, "pixel"), (2.0, "csp_phase")]
-    assert {r["source"] for r in study["records"]} == {s for s, _ in ev.FASHION_PAIRS}
+    assert {r["source"] for r in study["records"]} == {s for s, _ in reference.FASHION_PAIRS}
     md = (out / "index.md").read_text()
     assert "beside the follow-up" not in md          # no follow-up numbers here
     assert (out / "command.txt").is_file() and (out / "endpoints.png").is_file()

@@ -23,15 +23,18 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import evaluate as ev
+from . import reference
 from ..tables import record_command, save_json, write_tables
 
-__all__ = ["MAIN_DOMAINS", "NEW_DOMAINS", "CAVEAT", "default_domains", "load_model",
+__all__ = ["MAIN_DOMAINS", "NEW_DOMAINS", "NATURAL_DOMAINS", "CAVEAT", "images_job", "default_domains", "load_model",
            "load_driver", "load_drivers", "load_evaluators", "load_classifiers", "gallery",
            "measure", "natural_panel", "write_report", "main_job"]
 
 MAIN_DOMAINS = ("pixel", "fourier_phase", "csp_phase", "csp_joint")
 #: Domains the main job adds when this build registers them.
 NEW_DOMAINS = ("csp_flow", "csp_flow_joint", "warp")
+#: Domains of the natural-image panel (those registered): pixel, CSP phase and the flows.
+NATURAL_DOMAINS = ("pixel", "csp_phase", "csp_flow", "csp_flow_joint")
 
 CAVEAT = (
     "**Caveat.** High driver confidence does not establish a recognisable change toward "
@@ -308,16 +311,20 @@ def measure(drivers: Mapping[str, Any], src: ev.Sources, evaluators: Mapping[str
 
 def natural_panel(out: Path, *, budget: float, n_frames: int, progress: bool = True
                   ) -> dict:
-    """EfficientNet-Lite0, chelsea -> lynx, pixel vs CSP phase at the MNIST budget's RMS
-    change per pixel; a report section."""
+    """EfficientNet-Lite0, chelsea -> lynx, in pixel, CSP phase and the flow domains
+    (:data:`NATURAL_DOMAINS`) at the MNIST budget's RMS change per pixel; a report
+    section."""
     import skimage.data
     from .. import pretrained
     from ..compare import compare_domains
+    from ..domains import REGISTRY
     B = budget * math.sqrt(224 * 224 * 3) / 28.0
-    _say(progress, f"      EfficientNet-Lite0, chelsea -> lynx (287), luminance, L2 {B:.1f}")
+    doms = tuple(d for d in NATURAL_DOMAINS if d in REGISTRY)
+    _say(progress, f"      EfficientNet-Lite0, chelsea -> lynx (287), luminance, L2 {B:.1f}, "
+                   f"{', '.join(doms)}")
     fn, _ = pretrained.efficientnet_lite0()
     img = pretrained.imagenet_preprocess(skimage.data.chelsea())
-    rows = compare_domains(fn, img, target=287, domains=("pixel", "csp_phase"), l2_budget=B,
+    rows = compare_domains(fn, img, target=287, domains=doms, l2_budget=B,
                            n_frames=n_frames, color="luminance",
                            class_names=pretrained.imagenet_classes(), out_dir=out / "natural",
                            name="chelsea_to_lynx", warp=False, title="chelsea (cat) → lynx",
@@ -327,7 +334,7 @@ def natural_panel(out: Path, *, budget: float, n_frames: int, progress: bool = T
             "text": (f"Luminance-only edits (Y of YIQ, chroma fixed), fixed gradient, "
                      f"{n_frames} frames up to L2 = {B:.1f} on the 224x224x3 [0, 1] image "
                      f"(the same RMS change per pixel as L2 = {budget:g} on 28x28 MNIST)."),
-            "figures": [(rows[0]["figure"], "pixel vs CSP phase"),
+            "figures": [(rows[0]["figure"], " vs ".join(ev.label(d) for d in doms)),
                         (rows[0]["curves"], "p(lynx) vs L2")],
             "table": rows, "columns": ["domain", "reached", "alpha_star", "p_target_0",
                                        "p_target", "p_source", "pred_name", "l2", "ssim"]}
@@ -352,12 +359,13 @@ def write_report(out: Path, sections: list[dict], *, title: str, views: Sequence
         scores = [v.pop("score", (0, 0.0)) for v in vs]
         best = max(range(len(vs)), key=lambda i: scores[i])   # open on the best morph
         b = vs[best]
-        groups.append(MorphGroup(
-            [MorphView(**v) for v in vs], start=best,
-            caption=f"Opens on the morph the independent classifiers agree with most: "
-                    f"**{ev.label(b['domain'])}**, {b['driver']} driver "
-                    f"({scores[best][0]} of {len(b['evaluators'])} see "
-                    f"{_a(b['target_name'])})."))
+        caption = (f"Opens on the morph the independent classifiers agree with most: "
+                   f"**{ev.label(b['domain'])}**, {b['driver']} driver "
+                   f"({scores[best][0]} of {len(b['evaluators'])} see "
+                   f"{_a(b['target_name'])})." if b["evaluators"] else
+                   f"Opens on the morph with the highest p({b['target_name']}) at its last "
+                   f"frame: **{ev.label(b['domain'])}**; no independent classifier checks it.")
+        groups.append(MorphGroup([MorphView(**v) for v in vs], start=best, caption=caption))
     page = render_page(out / "index.html", title=title, intro=intro, groups=groups,
                        tables=list(tables),
                        figures=[(t, _rel(f, out), *c) for t, f, *c in figures],
@@ -382,7 +390,7 @@ def main_job(out: str | Path = "outputs/run", *, quick: bool = False, natural: b
              domains: Sequence[str] | None = None, modes: Sequence[str] = ("fixed",),
              gallery_modes: Sequence[str] = ("fixed", "live"),
              drivers: Sequence[str] = ("cnn", "cnn+robust"),
-             pairs: Sequence[tuple[int, int]] = ev.MNIST_PAIRS,
+             pairs: Sequence[tuple[int, int]] = reference.MNIST_PAIRS,
              n_frames: int = 12, n_sources: int = 10, n_specificity: int = 3,
              n_boot: int = 2000, seed: int = 0, argv: Sequence[str] | None = None,
              progress: bool = True) -> Path:

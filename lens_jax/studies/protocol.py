@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import evaluate as ev
 from ..tables import markdown_table, record_command, save_json, write_csv, write_tables
+from . import reference
 
 __all__ = ["grid_figure", "summary_figure", "protocol_study", "write_study", "study_parser",
            "parse_study_args", "endpoint_rows",
@@ -111,7 +112,7 @@ def endpoint_rows(src: ev.Sources, results: Mapping, keys: Sequence[tuple],
 def protocol_study(out: str | Path, *, dataset: str, pairs: Sequence[tuple[int, int]],
                    n_per_pair: int, load: Callable | None = None, ccexam: bool = False,
                    quick: bool = False, methods: Sequence[str] = ev.METHODS,
-                   budgets: Sequence[float] = ev.BUDGETS, n_boot: int = 2000, chunk: int = 64,
+                   budgets: Sequence[float] = reference.BUDGETS, n_boot: int = 2000, chunk: int = 64,
                    seed: int = 0, followup: Sequence[Mapping] = (), title: str = "",
                    notes: str = "", progress: bool = True) -> dict:
     """The protocol table on ``dataset``; everything written under ``out``.
@@ -179,7 +180,7 @@ def protocol_study(out: str | Path, *, dataset: str, pairs: Sequence[tuple[int, 
     if followup:
         sections.append({"title": "Ours beside the follow-up manuscript",
                          "text": "Each cell: ours | follow-up. " + notes,
-                         "table": ev.side_by_side(rows, followup)})
+                         "table": reference.side_by_side(rows, followup)})
     sections.append({"title": "Reading (comparisons computed from the table)",
                      "text": reading(rows, together_label=together_label)})
     sections += [{"title": "Per pair", "table": ev.display_rows(
