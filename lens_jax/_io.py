@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 
 __all__ = ["cache_dir", "atomic_write", "atomic_write_bytes", "atomic_write_text",
-           "atomic_save_npz", "atomic_save_json"]
+           "atomic_save_npz", "atomic_save_json", "progress_bar", "LogProgress"]
 
 
 def cache_dir(*parts: str) -> Path:
@@ -78,3 +78,99 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+
+class LogProgress:
+    """A progress report for logs: one plain line per ``step`` percent (or, without a
+    total, per ``interval_s`` seconds) and one at the end; the subset of tqdm's interface
+    lens_jax uses (``update``, ``set_postfix``, ``set_description``, ``close``, a context
+    manager, ``n``, ``total``)."""
+
+    def __init__(self, total: int | None = None, *, desc: str = "", stream: Any = None,
+                 step: float = 10.0, interval_s: float = 60.0, initial: int = 0,
+                 **_: Any):
+        import sys
+        import time
+        self.total, self.desc, self.n = total, desc, int(initial)
+        self.stream = sys.stderr if stream is None else stream
+        self.step, self.interval_s = float(step), float(interval_s)
+        self._clock = time.monotonic
+        self._t0 = self._last_t = self._clock()
+        self._last_pct = 0.0
+        self._postfix = ""
+        self.closed = False
+
+    def _line(self) -> None:
+        el = self._clock() - self._t0
+        if self.total:
+            pct = 100.0 * self.n / self.total
+            text = f"{self.desc}: {pct:3.0f}% {self.n}/{self.total} [{el:.0f} s]"
+        else:
+            text = f"{self.desc}: {self.n} [{el:.0f} s]"
+        print(text + (f" {self._postfix}" if self._postfix else ""), file=self.stream,
+              flush=True)
+
+    def update(self, n: int = 1) -> None:
+        self.n += int(n)
+        now = self._clock()
+        if self.total:
+            pct = 100.0 * self.n / self.total
+            if pct >= 100.0:
+                return                   # the end is printed once, by close()
+            if pct - self._last_pct >= self.step:
+                self._last_pct = pct - pct % self.step
+                self._last_t = now
+                self._line()
+        elif now - self._last_t >= self.interval_s:
+            self._last_t = now
+            self._line()
+
+    def set_postfix(self, ordered_dict: Any = None, refresh: bool = True, **kwargs: Any) -> None:
+        items = dict(ordered_dict or {}, **kwargs)
+        self._postfix = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                  for k, v in items.items())
+
+    def set_description(self, desc: str | None = None, refresh: bool = True) -> None:
+        self.desc = desc or ""
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._line()
+
+    def __enter__(self) -> "LogProgress":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def progress_bar(total: int | None = None, *, desc: str = "", stream: Any = None, **kwargs: Any):
+    """The package's progress bar, suited to where it is written.
+
+    On a terminal: a live tqdm bar (redrawn in place).  Elsewhere (stderr redirected to a
+    log file, CI): :class:`LogProgress`, plain lines without carriage returns -- one per
+    10% of ``total`` (or per minute without a total) and one at the end -- instead of
+    the hundreds of redraws tqdm writes into a log.  ``kwargs`` go to tqdm (e.g. ``leave``,
+    ``unit``, ``initial``; on a log only ``initial`` counts).
+
+    >>> import io
+    >>> log = io.StringIO()
+    >>> with progress_bar(1000, desc="work", stream=log) as bar:
+    ...     for _ in range(1000):
+    ...         bar.update(1)
+    >>> lines = log.getvalue().splitlines()
+    >>> len(lines), lines[-1].startswith("work: 100% 1000/1000"), "\\r" in log.getvalue()
+    (10, True, False)
+    """
+    import sys
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    if isatty is not None and isatty():
+        from tqdm import tqdm
+        return tqdm(total=total, desc=desc, file=stream, dynamic_ncols=True, **kwargs)
+    return LogProgress(total, desc=desc, stream=stream, **kwargs)

@@ -17,6 +17,7 @@ Conventions:
 """
 from __future__ import annotations
 
+import contextlib
 import html
 import io
 import math
@@ -33,13 +34,39 @@ from PIL import Image, ImageDraw, ImageFont
 from lens_jax._io import atomic_write_bytes, atomic_write_text
 from lens_jax.tables import format_cell, is_number, scalar
 
-__all__ = ["strip", "gif", "prob_curves", "image_grid", "pyramid_figure",
+__all__ = ["strip", "gif", "mp4", "prob_curves", "image_grid", "pyramid_figure",
            "markdown_table", "html_table", "report", "save_figure"]
 
 PathLike = str | os.PathLike
 
 
 # ----------------------------------------------------------------------------- helpers
+def _text(s: Any) -> Any:
+    """Text for matplotlib shown as written: ``$`` escaped, so a class name such as
+    ``"$5 bill"`` or ``"a $b"`` is never parsed as mathtext (an odd ``$`` would raise)."""
+    return None if s is None else str(s).replace("\\$", "$").replace("$", r"\$")
+
+
+def _unpack(frames: Any, probs: Any, target: Any, source: Any, alphas: Any) -> tuple:
+    """``frames`` may be a :class:`lens_jax.Morph` (one morph): its frames, and its
+    probabilities, target, source and alphas where the caller gave none."""
+    if not (hasattr(frames, "frames") and hasattr(frames, "probs")
+            and hasattr(frames, "alphas")):
+        return frames, probs, target, source, alphas
+    m = frames
+    if m.frames is None:
+        raise ValueError("this Morph kept no frames (keep_frames=False); morph again with "
+                         "keep_frames=True to draw it")
+    f = np.asarray(m.frames)
+    if f.ndim != 4:
+        raise ValueError(f"a batched Morph (frames {f.shape}); draw one morph: "
+                         "jax.tree.map(lambda a: a[i], m)")
+    return (f, m.probs if probs is None else probs,
+            int(np.asarray(m.target)) if target is None else target,
+            int(np.asarray(m.source)) if source is None else source,
+            m.alphas if alphas is None else alphas)
+
+
 def _frames_np(frames: Any) -> np.ndarray:
     """Frames as float64 ``(n, H, W, C)``; ``(n, H, W)`` becomes ``(n, H, W, 1)``."""
     f = np.asarray(frames, dtype=np.float64)
@@ -149,7 +176,8 @@ def strip(frames: Any, *, probs: Any = None, target: int | None = None,
     colour bar.
 
     Args:
-      frames: ``(n, H, W, C)`` or ``(n, H, W)`` in [0, 1].
+      frames: ``(n, H, W, C)`` or ``(n, H, W)`` in [0, 1], or a :class:`lens_jax.Morph`
+        (its probabilities, target, source and alphas are used where not given).
       probs: ``(n, n_classes)`` probabilities (or ``(n,)`` target probabilities).
       target: target class (label "p(<name>)=").
       source: source class; adds a "p(<source name>)=" line.
@@ -165,6 +193,7 @@ def strip(frames: Any, *, probs: Any = None, target: int | None = None,
     Returns:
       The Figure.
     """
+    frames, probs, target, source, alphas = _unpack(frames, probs, target, source, alphas)
     f = _frames_np(frames)
     n = f.shape[0]
     ncols = n if ncols is None else max(1, min(int(ncols), n))
@@ -188,7 +217,7 @@ def strip(frames: Any, *, probs: Any = None, target: int | None = None,
                 axes[per * r + 1, c].set_axis_off()
             continue
         _show(ax, f[i], cmap=cmap, vmin=0.0, vmax=1.0)
-        ax.set_xlabel("\n".join(labels[i]), fontsize=8)
+        ax.set_xlabel(_text("\n".join(labels[i])), fontsize=8)
         if diff:
             dax = axes[per * r + 1, c]
             diff_ims.append(_show(dax, change[i], cmap=diff_cmap, vmin=-v, vmax=v))
@@ -199,7 +228,7 @@ def strip(frames: Any, *, probs: Any = None, target: int | None = None,
                           pad=0.01)
         cb.ax.tick_params(labelsize=7)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(_text(title), fontsize=10)
     if path is not None:
         save_figure(fig, path, dpi=dpi)
     return fig
@@ -239,7 +268,7 @@ def gif(frames: Any, path: PathLike, *, probs: Any = None, target: int | None = 
     frames always differ by their α/index text.)
 
     Args:
-      frames: ``(n, H, W, C)`` or ``(n, H, W)`` in [0, 1].
+      frames: ``(n, H, W, C)`` or ``(n, H, W)`` in [0, 1], or a :class:`lens_jax.Morph`.
       path: output file (written atomically).
       probs, target, source, alphas, class_names: as in :func:`strip`.
       duration_ms: display time per frame (or one per frame of the played sequence).
@@ -251,6 +280,30 @@ def gif(frames: Any, path: PathLike, *, probs: Any = None, target: int | None = 
     Returns:
       ``path`` as a Path.
     """
+    ims = _annotated_frames(frames, probs=probs, target=target, source=source,
+                            alphas=alphas, class_names=class_names, scale=scale,
+                            annotate=annotate, diff=diff, source_image=source_image,
+                            diff_vmax=diff_vmax, diff_cmap=diff_cmap)
+    if boomerang and len(ims) > 2:
+        ims = ims + ims[-2:0:-1]
+    durations = duration_ms if isinstance(duration_ms, int) else list(duration_ms)
+    if not isinstance(durations, int) and len(durations) != len(ims):
+        raise ValueError(f"duration_ms needs {len(ims)} entries, got {len(durations)}")
+    buf = io.BytesIO()
+    ims[0].save(buf, format="GIF", save_all=True, append_images=ims[1:],
+                duration=durations, loop=loop, optimize=False, disposal=1)
+    path = Path(path)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _annotated_frames(frames: Any, *, probs: Any, target: Any, source: Any, alphas: Any,
+                      class_names: Any, scale: int | None, annotate: bool, diff: bool,
+                      source_image: Any, diff_vmax: float | None, diff_cmap: str,
+                      even: bool = False) -> list:
+    """The frames of :func:`gif`/:func:`mp4` as Pillow images (upscaled, text band,
+    change heatmap); ``even`` pads to even sides (H.264 needs them)."""
+    frames, probs, target, source, alphas = _unpack(frames, probs, target, source, alphas)
     f = _frames_np(frames)
     n, h, w, c = f.shape
     s = max(1, 224 // max(h, w)) if scale is None else int(scale)
@@ -283,17 +336,63 @@ def gif(frames: Any, path: PathLike, *, probs: Any = None, target: int | None = 
             fill = 255 if mode == "L" else (255, 255, 255)
             for j, text in enumerate(labels[i]):
                 draw.text((3, H + 2 + j * line_h), text, fill=fill, font=font)
+        if even and (canvas.width % 2 or canvas.height % 2):
+            padded = Image.new(mode, (canvas.width + canvas.width % 2,
+                                      canvas.height + canvas.height % 2), 0)
+            padded.paste(canvas, (0, 0))
+            canvas = padded
         ims.append(canvas)
-    if boomerang and n > 2:
+    return ims
+
+
+def mp4(frames: Any, path: PathLike, *, fps: float = 4.0, probs: Any = None,
+        target: int | None = None, source: int | None = None, alphas: Any = None,
+        class_names: Sequence[str] | Mapping[int, str] | None = None,
+        scale: int | None = None, boomerang: bool = True, annotate: bool = True,
+        diff: bool = False, source_image: Any = None, diff_vmax: float | None = None,
+        diff_cmap: str = "RdBu_r", quality: float = 8.0) -> Path:
+    """An MP4 (H.264) of a morph: the frames of :func:`gif` (same options) at ``fps``.
+
+    Uses the ffmpeg binary shipped in the ``imageio-ffmpeg`` wheel (``pip install
+    imageio-ffmpeg``; nothing else to install).  Written to a temporary file beside
+    ``path`` and renamed (atomic).
+
+    Raises:
+      ImportError: ``imageio-ffmpeg`` is not installed (the message says how).
+    """
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        raise ImportError("viz.mp4 needs the ffmpeg that ships in the imageio-ffmpeg wheel: "
+                          "pip install imageio-ffmpeg (or write a GIF with viz.gif)") from None
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive number, got {fps!r}")
+    ims = _annotated_frames(frames, probs=probs, target=target, source=source, alphas=alphas,
+                            class_names=class_names, scale=scale, annotate=annotate,
+                            diff=diff, source_image=source_image, diff_vmax=diff_vmax,
+                            diff_cmap=diff_cmap, even=True)
+    if boomerang and len(ims) > 2:
         ims = ims + ims[-2:0:-1]
-    durations = duration_ms if isinstance(duration_ms, int) else list(duration_ms)
-    if not isinstance(durations, int) and len(durations) != len(ims):
-        raise ValueError(f"duration_ms needs {len(ims)} entries, got {len(durations)}")
-    buf = io.BytesIO()
-    ims[0].save(buf, format="GIF", save_all=True, append_images=ims[1:],
-                duration=durations, loop=loop, optimize=False, disposal=1)
     path = Path(path)
-    atomic_write_bytes(path, buf.getvalue())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".mp4", dir=path.parent)
+    os.close(fd)
+    try:
+        w, h = ims[0].size
+        writer = imageio_ffmpeg.write_frames(tmp, (w, h), fps=float(fps), codec="libx264",
+                                             pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
+                                             quality=quality, macro_block_size=1,
+                                             output_params=["-loglevel", "error"])
+        writer.send(None)
+        for im in ims:
+            writer.send(np.ascontiguousarray(np.asarray(im.convert("RGB"), np.uint8)))
+        writer.close()
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return path
 
 
@@ -330,21 +429,22 @@ def prob_curves(x: Any, curves: Mapping[str, Any], *, target: int,
             raise ValueError(f"{name!r}: {p.shape[0]} probabilities for {xs.shape[0]} x values")
         col = colours[k % len(colours)]
         pt = p if p.ndim == 1 else p[:, target]
-        ax.plot(xs, pt, "-o", color=col, ms=3, label=f"{name}: p({tname})")
+        ax.plot(xs, pt, "-o", color=col, ms=3, label=_text(f"{name}: p({tname})"))
         if source is not None and p.ndim == 2:
-            ax.plot(xs, p[:, source], "--", color=col, lw=1, label=f"{name}: p({sname})")
+            ax.plot(xs, p[:, source], "--", color=col, lw=1,
+                    label=_text(f"{name}: p({sname})"))
     for b in budgets:
         ax.axvline(b, color="0.5", ls=":", lw=1)
     if logy:
         ax.set_yscale("log")
     else:
         ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel(_text(xlabel))
     ax.set_ylabel("probability")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(_text(title), fontsize=10)
     if path is not None:
         save_figure(fig, path, dpi=dpi)
     return fig
@@ -365,12 +465,12 @@ def _panel_grid(panels: list[dict], *, ncols: int, suptitle: str | None,
         p = panels[i]
         im = _show(ax, p["img"], cmap=p["cmap"], vmin=p["vmin"], vmax=p["vmax"])
         if p.get("title"):
-            ax.set_title(p["title"], fontsize=8)
+            ax.set_title(_text(p["title"]), fontsize=8)
         if colorbar and p["img"].ndim == 2:
             cb = fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02)
             cb.ax.tick_params(labelsize=6)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=10)
+        fig.suptitle(_text(suptitle), fontsize=10)
     return fig
 
 
@@ -442,17 +542,17 @@ def pyramid_figure(bands: Sequence[Any], titles: Sequence[str] | None = None,
         vmin, vmax = (lo, hi) if share_amplitude_scale else _range(amp, None, None)
         im = _show(axes[0, i], amp, cmap=amplitude_cmap if cplx else "gray",
                    vmin=vmin, vmax=vmax)
-        axes[0, i].set_title(f"{titles[i]} |c|" if cplx else titles[i], fontsize=8)
+        axes[0, i].set_title(_text(f"{titles[i]} |c|" if cplx else titles[i]), fontsize=8)
         fig.colorbar(im, ax=axes[0, i], shrink=0.8, pad=0.02).ax.tick_params(labelsize=6)
         if cplx:
             im = _show(axes[1, i], np.angle(a), cmap=phase_cmap, vmin=-np.pi, vmax=np.pi)
-            axes[1, i].set_title(f"{titles[i]} arg c", fontsize=8)
+            axes[1, i].set_title(_text(f"{titles[i]} arg c"), fontsize=8)
             cb = fig.colorbar(im, ax=axes[1, i], shrink=0.8, pad=0.02, ticks=[-np.pi, 0, np.pi])
             cb.ax.set_yticklabels(["-π", "0", "π"], fontsize=6)
         else:
             axes[1, i].set_axis_off()
     if suptitle:
-        fig.suptitle(suptitle, fontsize=10)
+        fig.suptitle(_text(suptitle), fontsize=10)
     if path is not None:
         save_figure(fig, path, dpi=dpi)
     return fig
@@ -607,7 +707,7 @@ def endpoint_grid(rows: Sequence[tuple[str, Sequence[tuple[str, Any, str]]]], pa
             ax.set_yticks([])
             if c == 0:
                 img, title, cap = src, source_title, ""
-                ax.set_ylabel(label, fontsize=7)
+                ax.set_ylabel(_text(label), fontsize=7)
             elif c - 1 < len(cells):
                 title, img, cap = cells[c - 1]
             else:
@@ -618,11 +718,11 @@ def endpoint_grid(rows: Sequence[tuple[str, Sequence[tuple[str, Any, str]]]], pa
             ax.imshow(np.clip(img, 0, 1), cmap="gray" if img.ndim == 2 else None,
                       vmin=0.0, vmax=1.0, interpolation="nearest")
             if r == 0 or c > 0:
-                ax.set_title(title if r == 0 else "", fontsize=7)
+                ax.set_title(_text(title) if r == 0 else "", fontsize=7)
             if cap:
-                ax.set_xlabel(cap, fontsize=6)
+                ax.set_xlabel(_text(cap), fontsize=6)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=9)
+        fig.suptitle(_text(suptitle), fontsize=9)
     import warnings
     with warnings.catch_warnings():       # suptitle/labels: tight_layout warns, still fits
         warnings.simplefilter("ignore", UserWarning)

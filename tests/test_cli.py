@@ -60,7 +60,7 @@ def test_unknown_dataset_and_model(cache, capsys):
     err = _err(capsys, ["morph", "--classifier", "mnist5k:resnet", "--index", "0",
                         "--target", "8"])
     assert "unknown model" in err
-    err = _err(capsys, ["morph", "--classifier", "resnet50", "--index", "0", "--target", "8"])
+    err = _err(capsys, ["morph", "--classifier", "resnet101", "--index", "0", "--target", "8"])
     assert "unknown classifier" in err
 
 

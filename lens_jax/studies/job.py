@@ -526,6 +526,177 @@ def main_job(out: str | Path = "outputs/run", *, quick: bool = False, natural: b
     return out
 
 
+# ----------------------------------------------------------------------------------
+# one's own images and classifier
+# ----------------------------------------------------------------------------------
+
+_IMAGE_COLUMNS = ["image", "mode", "domain", "reached", "alpha_star", "max_change",
+                  "p_target_0", "p_target", "p_source", "pred_name", "l2", "ssim"]
+
+
+def images_job(out: str | Path, classifier: Any, images: Any, *, target: int,
+               class_names: Sequence[str] | None = None, names: Sequence[str] | None = None,
+               classifier_label: str = "classifier",
+               domains: Sequence[str] | None = None, budget: float | None = None,
+               n_frames: int = 12, modes: Sequence[str] = ("fixed",),
+               color: str = "luminance", evaluators: Mapping[str, Any] | None = None,
+               argv: Sequence[str] | None = None, progress: bool = True) -> Path:
+    """The main job's interactive page for one's own images and classifier.
+
+    Every image is morphed toward ``target`` in every domain and mode to the same image
+    change (L2 = ``budget``), from the classifier's own prediction; the page has one
+    viewer per image (slider over the frames, p(target) vs L2, domain and mode switches),
+    an endpoint figure per image and the table of endpoints.  Writes ``index.html``,
+    ``index.md``, ``metrics.{md,csv,json}``, ``endpoints_*.png``, ``timing.json`` and
+    ``command.txt`` under ``out``; returns ``out``.
+
+    Args:
+      out: output folder (created).
+      classifier: any form :func:`lens_jax.as_classifier` accepts (differentiated).
+      images: ``(N, H, W, C)`` floats in [0, 1] (e.g. from
+        :func:`lens_jax.images.read_image`).
+      target: the target class index.
+      class_names: names by class index (default: the indices).
+      names: a name per image (file names; default ``image 0``, ...).
+      classifier_label: how the page names the classifier.
+      domains: edit domains (default :data:`lens_jax.domains.PAPER_DOMAINS`).
+      budget: the L2 budget (default: the main job's 4 on a 28x28 digit at the same RMS
+        change per pixel, ``4 * sqrt(H * W * C / 784)``).
+      n_frames: frames per morph.
+      modes: ``"fixed"`` (the paper's method), ``"live"``, ``"live_local"``.
+      color: colour handling of RGB images (:data:`lens_jax.domains.COLORS`).
+      evaluators: independent classifiers (never differentiated) whose verdicts go under
+        each morph, as in the main job; None: none.
+      argv: the command recorded in ``command.txt``.
+
+    Raises:
+      ValueError: bad images, target, budget, domain or mode.
+    """
+    from .. import viz
+    from ..classifier import predict_proba
+    from ..compare import compare_domains
+    from ..domains import PAPER_DOMAINS
+    t_start = time.perf_counter()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out {str(out)!r} is a file, not a folder")
+    x = np.asarray(images, np.float32)
+    if x.ndim != 4 or x.shape[-1] not in (1, 3) or len(x) == 0:
+        raise ValueError(f"images must be (N, H, W, C) with C 1 or 3, got shape {x.shape}")
+    if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
+        raise ValueError(f"images must lie in [0, 1]; got range [{np.nanmin(x):.4g}, "
+                         f"{np.nanmax(x):.4g}]")
+    names = [f"image {i}" for i in range(len(x))] if names is None else [str(n) for n in names]
+    if len(names) != len(x):
+        raise ValueError(f"{len(names)} names for {len(x)} images")
+    p0 = np.asarray(predict_proba(classifier, x), np.float64)
+    if not np.all(np.isfinite(p0)):
+        bad = [names[i] for i in np.flatnonzero(~np.all(np.isfinite(p0), -1))]
+        raise ValueError(f"the classifier gives non-finite logits on {', '.join(bad[:5])}")
+    K = p0.shape[-1]
+    class_names = [str(k) for k in range(K)] if class_names is None else \
+        [str(c) for c in class_names]
+    if len(class_names) != K:
+        raise ValueError(f"{len(class_names)} class names for a classifier with {K} classes")
+    if not (isinstance(target, (int, np.integer)) and 0 <= int(target) < K):
+        raise ValueError(f"target must be a class index in 0..{K - 1}, got {target!r}")
+    t = int(target)
+    domains = tuple(PAPER_DOMAINS if domains is None else domains)
+    budget = 4.0 * math.sqrt(x[0].size / 784.0) if budget is None else float(budget)
+    if not (math.isfinite(budget) and 0 < budget <= math.sqrt(x[0].size)):
+        raise ValueError(f"budget must lie in (0, {math.sqrt(x[0].size):.4g}] (the largest "
+                         f"change of a {x.shape[1:]} image in [0, 1]); got {budget!r}")
+    out.mkdir(parents=True, exist_ok=True)
+    evaluators = dict(evaluators or {})
+    tname = class_names[t]
+    _say(progress, f"lens_jax on {len(x)} image(s) with {classifier_label}: toward "
+                   f"{tname} ({t}), {len(domains)} domains x modes {', '.join(modes)}, "
+                   f"L2 = {budget:.3g}, {n_frames} frames; writing to {out}/")
+    rows, views, figures = [], [], []
+    for i, img in enumerate(x):
+        s = int(np.argmax(p0[i]))
+        pair = f"{names[i]}: {class_names[s]} → {tname}"
+        grid_rows = []
+        for mode in modes:
+            rs, morphs = compare_domains(
+                classifier, img, target=t, domains=domains, l2_budget=budget,
+                n_frames=n_frames, mode=mode, color=color, class_names=class_names,
+                evaluators=evaluators or None, out_dir=None, warp=False, gif=False,
+                return_morphs=True, verbose=False)
+            cells = []
+            for r in rs:
+                d = r["domain"]
+                m = morphs[d]
+                frames = np.asarray(m.frames)
+                probs = np.asarray(m.probs)
+                p_last = float(probs[-1, t])
+                ev_p, last = {}, {}
+                for n_, f_ in evaluators.items():
+                    pe = np.asarray(predict_proba(f_, frames), np.float64)
+                    ev_p[n_], last[n_] = pe[:, t], int(np.argmax(pe[-1]))
+                if evaluators:
+                    n_hit, caption = verdict(t, p_last, last, class_names)
+                else:
+                    n_hit = 0
+                    caption = (f"p({tname}) = {p_last:.2f} at the last frame "
+                               f"(prediction {class_names[int(np.argmax(probs[-1]))]}); no "
+                               "independent classifier checks it: look at the frames")
+                wr = np.asarray(m.wrapped)[-1]
+                if np.isfinite(wr) and wr > 0:
+                    caption += f"; {100 * wr:.0f}% of the phases wrapped (moved > π)"
+                if not bool(np.asarray(m.reached)[-1]):
+                    caption += f"; never reached L2 = {budget:.3g}"
+                r.update(image=names[i], mode=mode, caption=caption)
+                views.append(dict(
+                    pair=pair, domain=d, driver=f"{classifier_label} · {mode}", frames=frames,
+                    alphas=m.alphas, l2=m.l2, p_target=probs[:, t], source_image=img,
+                    caption=caption, evaluators=ev_p, target_name=tname,
+                    source_name=class_names[s], reached=m.reached, max_change=m.max_change,
+                    score=(n_hit, p_last)))
+                cells.append((ev.label(d), frames[-1], f"p={p_last:.2f}"))
+            rows += rs
+            grid_rows.append((mode, cells))
+            _say(progress, f"      {pair}, {mode}: " + ", ".join(
+                f"{ev.label(r['domain'])} p={r['p_target']:.2f}" for r in rs))
+        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(names[i]).stem)
+        figures.append(viz.endpoint_grid(
+            grid_rows, out / f"endpoints_{i:03d}_{stem}.png", source=img,
+            source_title=f"source ({class_names[s]})",
+            suptitle=f"{pair}: endpoints at L2 = {budget:.3g}; under each: p({tname})"))
+    table = [{k: r.get(k) for k in _IMAGE_COLUMNS} for r in rows]
+    write_tables(table, out / "metrics")
+    total = time.perf_counter() - t_start
+    intro = (f"Each viewer morphs one image toward **{tname}**: one gradient of "
+             f"{classifier_label} (fixed mode: the paper's method), amplified and "
+             f"extrapolated until the image has changed by L2 = {budget:.3g} ([0, 1] "
+             "scale), in each edit domain. Scrub with the slider or the arrow keys; switch "
+             "domain or mode at the same frame. High classifier confidence is not evidence "
+             "of a recognisable change: look at the frames.")
+    caveat = ("**Caveat.** High confidence of the differentiated classifier does not "
+              "establish a recognisable change toward the target; look at the frames. "
+              "Phase is ill-conditioned at near-zero amplitude, and large steps wrap and "
+              "clip. CSP is a controlled diagnostic representation, not a proven "
+              "perceptual advantage.")
+    sections = [{"text": intro + "\n\n" + caveat},
+                {"title": "Endpoints", "table": table,
+                 "figures": [(f, "every domain's last frame") for f in figures]},
+                {"title": "Files and timing", "text": (
+                    "- `metrics.*`: every morph's endpoint; `endpoints_*.png`: endpoint "
+                    f"figures\n\nWall time {total:.0f} s")}]
+    pages = write_report(
+        out, sections, views=views, intro=intro,
+        title=f"lens_jax: {len(x)} image(s) toward {tname}",
+        tables=[("Endpoints", table)],
+        figures=[(f"Endpoints, {names[i]}", f, "Every domain's last frame, per mode.")
+                 for i, f in enumerate(figures)],
+        details=caveat)
+    save_json(out / "timing.json", {"total": round(total, 2)})
+    record_command(out, total, argv=argv)
+    _say(progress, f"done in {total:.0f} s. Results: " + ", ".join(str(p) for p in pages)
+         + f" (open {out}/index.html)")
+    return out
+
+
 def _sections(out, *, summary, g_rows, model_rows, nat, budget, evaluators, timings,
               n_specificity, grids=()) -> list[dict]:
     secs = [{"text": (
