@@ -5,7 +5,7 @@ reports two measures:
 
 * ``peak_rss_mb``: ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` at the end of the run,
   i.e. the whole process (Python, jax, XLA compilation, host copies, results);
-  ``start_rss_mb`` is the resident size just before :func:`lens_jax.sweep.sweep` is
+  ``start_rss_mb`` is the resident size just before :func:`lens_jax.sweep.run` is
   called (imports and data), so ``peak - start`` is what the sweep added, compilation
   included (~100 MB here, the same for every chunked run);
 * ``xla_chunk_mb``: XLA's own account of the per-chunk program the sweep ran,
@@ -60,7 +60,8 @@ def child(n_images: int, n_alphas: int, chunked: bool, domain: str, run: bool) -
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from lens_jax.sweep import _chunk_fn, sweep, sweep_mesh
+    from lens_jax.sweep import _chunk_fn, sweep_mesh
+    from lens_jax.sweep import run as sweep_run
 
     r = np.random.default_rng(0)
     images = (0.1 + 0.8 * r.random((n_images, SIZE, SIZE))).astype(np.float32)
@@ -81,20 +82,20 @@ def child(n_images: int, n_alphas: int, chunked: bool, domain: str, run: bool) -
         row["start_rss_mb"] = _status_mb("VmRSS")
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            res = sweep(logits_fn, images, targets, domain=domain, alphas=alphas, mesh=mesh,
-                        chunk_size=chunk, alpha_chunk=achunk, keep_frames=0,
-                        out_dir=tmp if chunked else None, progress=False)
+            res = sweep_run(logits_fn, images, targets, domain=domain, alphas=alphas,
+                            mesh=mesh, chunk_size=chunk, alpha_chunk=achunk, keep_frames=0,
+                            out_dir=tmp if chunked else None, progress=False)
             assert res.probs.shape == (n_images, n_alphas, K)
         row["wall_s"] = time.perf_counter() - t0
         row["peak_rss_mb"] = _rss_mb()
 
     # XLA's account of the per-chunk program: the very jitted function the sweep runs
-    from lens_jax.models import as_classifier
+    from lens_jax.classifier import as_classifier
     clf = as_classifier(logits_fn)
-    fn, _ = _chunk_fn(clf.apply, mesh, mesh.axis_names[0], None, want_frames=False,
+    fn, _ = _chunk_fn(clf.apply, mesh, mesh.axis_names[0], None, 1, want_frames=False,
                       kind="alphas", has_source=False, domain=domain, loss="nll",
                       mode="fixed", pyramid=None, color="luminance", n_frames=12,
-                      alpha_chunk=achunk)
+                      alpha_chunk=achunk, num_classes=K, hw=(SIZE, SIZE))
     ma = fn.lower(clf.params, jax.ShapeDtypeStruct((chunk, SIZE, SIZE, 1), jnp.float32),
                   jax.ShapeDtypeStruct((chunk,), jnp.int32),
                   jax.ShapeDtypeStruct((chunk,), jnp.int32),

@@ -22,9 +22,9 @@ localhost; JAX uses gloo for CPU collectives)::
 What happens: every process builds the same problem (images, targets, classifier;
 replace ``build_problem`` (:func:`lens_jax.multihost.toy_problem`) with yours: each host must see the same images, e.g. a
 ``np.memmap`` on a shared disk or the same tfds split), calls ``jax.distributed.initialize``,
-and runs one :func:`lens_jax.sweep.sweep` over ``jax.devices()`` (all hosts).  Each chunk
+and runs one :func:`lens_jax.sweep.run` over ``jax.devices()`` (all hosts).  Each chunk
 is one global array sharded over the ``"images"`` axis; each host fills only the
-shards of its own devices.  Process 0 writes the chunks and the manifest to ``--out``
+shards of its own devices.  Process 0 writes the sweep's Zarr store to ``--out``
 (put it on a shared disk to resume from any host) and ``summary.json``; rerunning the
 same command resumes.  ``--check`` recomputes the sweep on process 0's devices alone
 and records the largest difference.
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
                          process_id=args.process_id, name="multihost_sweep")
     import jax
     import numpy as np
-    from lens_jax.sweep import load_sweep, sweep, sweep_mesh
+    from lens_jax.sweep import load, run, sweep_mesh
 
     pid, nproc = jax.process_index(), jax.process_count()
     print(f"[process {pid}/{nproc}] {len(jax.local_devices())} local of "
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     kw = dict(domain=args.domain, alphas=alphas, chunk_size=args.chunk_size,
               keep_frames=args.keep)
     t0 = time.perf_counter()
-    res = sweep(logits_fn, images, targets, mesh=mesh, out_dir=out / "sweep",
+    res = run(logits_fn, images, targets, mesh=mesh, out_dir=out / "sweep",
                 resume=args.resume, progress=pid == 0, **kw)
     wall = time.perf_counter() - t0
     summary = None
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
         print(f"[process 0] {args.n_images} images x {args.n_alphas} alphas on "
               f"{len(jax.devices())} devices ({nproc} processes) in {wall:.1f} s; "
               f"wrote {out / 'sweep'} and {out / 'summary.json'}", flush=True)
-        assert load_sweep(out / "sweep").probs.shape[0] == args.n_images
+        assert load(out / "sweep").probs.shape[0] == args.n_images
     return 0
 
 

@@ -11,10 +11,10 @@ import numpy as np
 from jax.sharding import Mesh
 
 from . import _store
-from .domains import DOMAINS, get_domain
+from .domains import domain_names, get_domain
 from .lens import LOSSES, MODES
 from .schedule import Schedule
-from .checks import num_classes
+from .checks import check_count, check_margin, num_classes
 from .classifier import Classifier
 from .pyramid import SteerablePyramid
 
@@ -71,8 +71,9 @@ class Plan(NamedTuple):
     mode: str
     color: str
     pyramid: SteerablePyramid | None
-    kind: str | None                # schedule kind (None: automatic)
-    sched: np.ndarray               # schedule values, padded to the alpha shards
+    kind: str                       # Schedule kind: alphas, budget, budgets, step_cap
+    sched: np.ndarray               # schedule values (0-d step cap, else 1-D), padded to
+                                    # the alpha shards
     n_alpha: int                    # frames per pair
     n_frames: int
     alpha_chunk: int | None
@@ -84,6 +85,7 @@ class Plan(NamedTuple):
     mesh: Mesh
     image_axis: str
     alpha_axis: str | None
+    num_classes: int
     config: dict
 
     @property
@@ -147,8 +149,8 @@ def make_plan(clf: Classifier, images, targets, *, sources, domain, alphas, l2_b
                step_cap, n_frames, loss, mode, color, pyramid, mesh, image_axis, alpha_axis,
                alpha_chunk, keep_frames) -> tuple[Plan, Any]:
     """Validate every argument of one domain's sweep; ``(plan, images)``."""
-    if domain not in DOMAINS:
-        raise ValueError(f"unknown domain {domain!r}; choose from {DOMAINS}")
+    if not isinstance(domain, str) or domain not in domain_names():
+        raise ValueError(f"unknown domain {domain!r}; choose from {domain_names()}")
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
     if mode not in MODES:
@@ -158,14 +160,15 @@ def make_plan(clf: Classifier, images, targets, *, sources, domain, alphas, l2_b
     get_domain(domain, (H, W), pyramid)             # pyramid and size fit the domain
     K = num_classes(clf, jax.ShapeDtypeStruct((1, H, W, C), dtype))
     tg, src = _check_classes(targets, sources, N, K)
+    if src is not None:                     # the check morph makes (zero gradient)
+        check_margin(loss, tg.reshape(-1), np.repeat(src, tg.shape[1]))
     if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) \
             or n_frames < 1:
         raise ValueError(f"n_frames must be an int >= 1; got {n_frames!r}")
-    kind, sched, n_alpha, shardable = _schedule(alphas, l2_budget, step_cap, n_frames, mode,
-                                                domain, dtype)
-    n_alpha = int(n_frames) if n_alpha is None else n_alpha
-    if alpha_chunk is not None and int(alpha_chunk) < 1:
-        raise ValueError(f"alpha_chunk must be >= 1; got {alpha_chunk}")
+    kind, sched, n_alpha, shardable, auto = _schedule(alphas, l2_budget, step_cap, n_frames,
+                                                      mode, domain, dtype)
+    if alpha_chunk is not None:
+        alpha_chunk = check_count("alpha_chunk", alpha_chunk)
     mesh, image_axis, alpha_axis = resolve_mesh(mesh, image_axis, alpha_axis)
     if alpha_axis is not None and not shardable:
         raise ValueError(f"an alpha mesh axis ({alpha_axis!r}) needs alphas= in fixed mode "
@@ -180,16 +183,17 @@ def make_plan(clf: Classifier, images, targets, *, sources, domain, alphas, l2_b
     config = {
         "domain": domain, "loss": loss, "mode": mode, "color": color,
         "pyramid": None if pyramid is None else repr(pyramid),
-        "schedule": kind, "schedule_values": values,
+        "schedule": kind, "schedule_auto": auto, "schedule_values": values,
         "n_alpha": n_alpha, "n_frames": int(n_frames), "alpha_chunk": alpha_chunk,
         "n_images": N, "image_shape": [H, W, C], "images_rank": len(images.shape),
-        "dtype": str(np.dtype(images.dtype)), "targets_2d": np.ndim(targets) == 2,
+        "dtype": str(np.dtype(images.dtype)), "compute_dtype": str(dtype),
+        "targets_2d": np.ndim(targets) == 2,
         "T": int(tg.shape[1]), "num_classes": K, "sources_given": src is not None,
         "keep_frames": keep.tolist(),
     }
     plan = Plan(domain, loss, mode, color, pyramid, kind, sched, n_alpha, int(n_frames),
                  None if alpha_chunk is None else int(alpha_chunk), shape, dtype, tg, src,
-                 keep, mesh, image_axis, alpha_axis, config)
+                 keep, mesh, image_axis, alpha_axis, K, config)
     return plan, images
 
 
@@ -228,33 +232,39 @@ def chunk_hash(plan: Plan, images, cs: int, k: int) -> str:
 
 
 def _schedule(alphas, l2_budget, step_cap, n_frames, mode, domain, dtype):
-    """``(kind, host array, n_alpha, shardable)``.
+    """``(Schedule kind, host values, n_alpha, shardable over an alpha axis, auto)``.
 
     Checked by :meth:`Schedule.parse`, the check :func:`lens_jax.morph` uses, so a sweep
-    refuses exactly what a morph refuses; the host arrays are the arguments as given
-    (as ``dtype``): they are recorded in ``sweep.json`` and compared on resume.
+    refuses exactly what a morph refuses.  The host values are the parsed schedule's
+    (alphas, budgets or the step cap, also the automatic one) as ``dtype``: they are
+    recorded in the store's configuration and compared on resume.
     """
-    s = Schedule.parse(alphas, step_cap, l2_budget, n_frames, domain=domain, mode=mode)
+    s = Schedule.parse(alphas, step_cap, l2_budget, n_frames, domain=domain, mode=mode,
+                       dtype=dtype)
     if s.kind == "alphas":
-        a = np.asarray(alphas, dtype)
-        return "alphas", a, a.shape[0], mode == "fixed"
+        return s.kind, np.asarray(s.alphas, dtype), s.length, mode == "fixed", False
     if s.kind in ("budget", "budgets"):
-        b = np.asarray(l2_budget, dtype)
-        return "l2_budget", b, (b.shape[0] if b.ndim == 1 else None), b.ndim == 1
-    if not s.auto:
-        return "step_cap", np.asarray(step_cap, dtype), None, False
-    return None, np.zeros((), dtype), None, False
+        return s.kind, np.asarray(s.budgets, dtype), s.length, s.kind == "budgets", False
+    return s.kind, np.asarray(s.step_cap, dtype), s.length, False, bool(s.auto)
 
 
 def _keep_index(keep_frames, n_images: int) -> np.ndarray:
-    if keep_frames is None or keep_frames is False:
+    if keep_frames is None:
         return np.zeros((0,), np.int64)
+    if isinstance(keep_frames, (bool, np.bool_)):
+        raise ValueError(f"keep_frames must be a count or a sequence of image indices, not "
+                         f"a bool; got {keep_frames!r} (keep_frames=k keeps the first k "
+                         "images' frames; 0 or None keeps none)")
     if isinstance(keep_frames, (int, np.integer)) and not isinstance(keep_frames, bool):
         k = int(keep_frames)
         if k < 0:
             raise ValueError(f"keep_frames must be >= 0; got {k}")
         return np.arange(min(k, n_images), dtype=np.int64)
-    idx = np.unique(np.asarray(keep_frames, np.int64).reshape(-1))
+    raw = np.asarray(keep_frames)
+    if raw.size and not np.issubdtype(raw.dtype, np.integer):
+        raise ValueError(f"keep_frames must be a count or a sequence of integer image "
+                         f"indices; got {keep_frames!r}")
+    idx = np.unique(raw.astype(np.int64).reshape(-1))
     if idx.size and (idx[0] < 0 or idx[-1] >= n_images):
         raise ValueError(f"keep_frames indices must lie in [0, {n_images}); got "
                          f"{idx[(idx < 0) | (idx >= n_images)].tolist()}")

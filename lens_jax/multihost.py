@@ -153,8 +153,8 @@ def check_on_local_devices(res: Any, logits_fn: Callable, images: Any, targets: 
     import jax
     import numpy as np
 
-    from .sweep import sweep, sweep_mesh
-    ref = sweep(logits_fn, images, targets, mesh=sweep_mesh(devices=jax.local_devices()),
+    from .sweep import run, sweep_mesh
+    ref = run(logits_fn, images, targets, mesh=sweep_mesh(devices=jax.local_devices()),
                 progress=False, **sweep_kw)
     return {f: float(np.max(np.abs(np.asarray(getattr(res, f), np.float64)
                                    - np.asarray(getattr(ref, f), np.float64))))
