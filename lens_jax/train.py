@@ -41,12 +41,12 @@ from . import models as _models
 from ._checkpoint import (CheckpointCorruptError, manager, move_aside, read_meta,
                           restore_meta, restore_state, save)
 from ._io import cache_dir
-from .adversarial import PGD, robust_accuracy
-from .adversarial import DEFAULT_ATTACKS, attack_core, ModuleApply
+from .adversarial import DEFAULT_ATTACKS, PGD, attack_core, robust_accuracy
+from .classifier import as_classifier, predict
 
 __all__ = ["TrainResult", "CheckpointMismatchError", "CheckpointCorruptError",
            "train_classifier", "load_or_train",
-           "restore_checkpoint", "evaluate", "predict_logits", "accuracy", "make_optimizer",
+           "restore_checkpoint", "accuracy_and_loss", "accuracy", "make_optimizer",
            "DEFAULTS", "default_epochs", "default_lr", "PGD", "robust_accuracy",
            "DEFAULT_ATTACKS", "ADVERSARIAL_DEFAULTS"]
 
@@ -206,15 +206,15 @@ def _build_adv_steps(model, tx, attack: PGD):
     size ``eps * attack.alpha / attack.eps``; returns the loss and accuracy on the
     adversarial batch.
     """
-    apply_fn = ModuleApply(model)
     ratio = attack.alpha / attack.eps
     update = _update(model, tx)
 
     @jax.jit
     def train_step(params, opt_state, x, y, eps, key):
         eps = eps.astype(x.dtype)
-        x_adv = attack_core(apply_fn, params, x, y, eps, eps * ratio, key, norm=attack.norm,
-                            steps=attack.steps, restarts=attack.restarts,
+        clf = as_classifier((model.apply, {"params": params}))
+        x_adv = attack_core(clf.apply, clf.params, x, y, eps, eps * ratio, key,
+                            norm=attack.norm, steps=attack.steps, restarts=attack.restarts,
                             random_start=attack.random_start, track=False)
         return update(params, opt_state, x_adv, y)
 
@@ -230,47 +230,18 @@ def _ramp_eps(attack: PGD, ramp_epochs: int, steps_per_epoch: int, global_step: 
     return attack.eps * min(1.0, (global_step + 1) / ramp)
 
 
-def evaluate(model, params, images: np.ndarray, labels: np.ndarray, *,
-             batch_size: int = 1000) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of ``model`` on ``images``/``labels``."""
-    logits = predict_logits(model, params, images, batch_size=batch_size)
+def accuracy_and_loss(model, params, images: np.ndarray, labels: np.ndarray, *,
+                      batch_size: int = 1000) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of the linen ``model`` with ``params`` on
+    ``images``/``labels`` (logits from :func:`lens_jax.classifier.predict`)."""
+    logits = np.asarray(predict((model.apply, {"params": params}), np.asarray(images),
+                                batch_size=min(int(batch_size), max(len(images), 1))),
+                        np.float64)
     labels = np.asarray(labels)
-    lse = _logsumexp(logits)
+    m = logits.max(axis=-1)
+    lse = m + np.log(np.exp(logits - m[:, None]).sum(axis=-1))
     loss = float(np.mean(lse - logits[np.arange(len(labels)), labels]))
     return accuracy(logits, labels), loss
-
-
-def _logsumexp(z: np.ndarray) -> np.ndarray:
-    m = z.max(axis=-1)
-    return m + np.log(np.exp(z - m[:, None]).sum(axis=-1))
-
-
-def predict_logits(model, params, images: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
-    """Logits for ``images`` in fixed-size padded batches (one compilation)."""
-    images = np.asarray(images, np.float32)
-    n = len(images)
-    if n == 0:
-        return np.zeros((0, model.num_classes), np.float32)
-    bs = min(batch_size, n)
-    apply = _jitted_apply(model)
-    out = []
-    for i in range(0, n, bs):
-        chunk = images[i:i + bs]
-        m = len(chunk)
-        if m < bs:
-            chunk = np.concatenate([chunk, np.zeros((bs - m, *chunk.shape[1:]), np.float32)])
-        out.append(np.asarray(apply({"params": params}, chunk))[:m])
-    return np.concatenate(out)
-
-
-_APPLY_CACHE: dict[Any, Callable] = {}
-
-
-def _jitted_apply(model):
-    fn = _APPLY_CACHE.get(model)
-    if fn is None:
-        fn = _APPLY_CACHE[model] = jax.jit(model.apply)
-    return fn
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -474,7 +445,7 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
             if eps is not None:
                 record["eps"] = float(eps)
             if test is not None:
-                test_acc, test_loss = evaluate(model, params, *test)
+                test_acc, test_loss = accuracy_and_loss(model, params, *test)
                 record.update(test_loss=test_loss, test_acc=test_acc)
             record["seconds"] = round(time.perf_counter() - t0, 3)
             history.append(record)
@@ -520,6 +491,7 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
                   batch_size: int = 128, lr: float | None = None, progress: bool = True,
                   data_dir: str | os.PathLike | None = None,
                   adversary: PGD | None = None, ramp_epochs: int | None = None,
+                  size: int | None = None,
                   ) -> tuple[Callable[[jax.Array], jax.Array], Any, dict]:
     """A trained ``model_name`` classifier for ``dataset``: ``(logits_fn, params, info)``.
 
@@ -539,6 +511,9 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
     (``..._s{seed}_{adversary.tag}``, plus ``_ramp{ramp_epochs}`` when not the
     default), so it never replaces the standard model.
 
+    ``size`` trains on images resized to ``size x size`` (``lens_jax.data.load(...,
+    size=size)``: bicubic, antialiased when shrinking), in its own folder (``..._px{size}``).
+
     A damaged cached model (unreadable, or arrays that differ from the sha256 saved with
     them) is never returned: its folder is renamed ``<folder>.damaged-<UTC time>``, a
     ``RuntimeWarning`` says so, and a fresh model is trained in its place.
@@ -555,6 +530,8 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
     if epochs != default_epochs(dataset, model_name, adversarial=adversarial):
         # a non-default recipe gets its own folder, so it never replaces the default model
         name += f"_e{epochs}"
+    if size is not None:
+        name += f"_px{int(size)}"
     adv_config = None
     if adversarial:
         default_ramp = _defaults(dataset, model_name, True)[2]
@@ -589,8 +566,9 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
             cached_ok = False
     if not cached_ok:
         from . import data as _data  # lazy: only needed when training
-        train = _data.load(dataset, "train", data_dir=data_dir)
-        test = _data.load(dataset, "test", data_dir=data_dir)
+        sized = {} if size is None else {"size": int(size)}
+        train = _data.load(dataset, "train", data_dir=data_dir, **sized)
+        test = _data.load(dataset, "test", data_dir=data_dir, **sized)
         num_classes = _num_classes(_data, dataset, train[1], test[1])
         kwargs = dict(num_classes=num_classes, epochs=epochs, batch_size=batch_size, lr=lr,
                       seed=seed, workdir=workdir, progress=progress)

@@ -336,3 +336,62 @@ def test_damaged_records_are_prepared_again(tmp_path, capfd, damage):
     assert "is damaged" in capfd.readouterr().err
     np.testing.assert_array_equal(x2, x)
     np.testing.assert_array_equal(y2, y)
+
+
+# ------------------------------------------------------------------ size= and name checks
+
+@pytest.mark.parametrize("size", [56, 112, 14, (21, 35)])
+def test_resize_matches_pil_bicubic(size):
+    """``resize`` is PIL's BICUBIC (Keys a = -0.5, antialiased when shrinking), then clipped."""
+    from PIL import Image
+    x = np.random.default_rng(0).random((2, 28, 28, 1)).astype(np.float32)
+    got = np.asarray(data.resize(x, size))
+    hw = (size, size) if isinstance(size, int) else size
+    assert got.shape == (2, *hw, 1) and got.dtype == np.float32
+    for i in range(2):
+        ref = np.asarray(Image.fromarray(x[i, ..., 0], "F").resize(hw[::-1], Image.BICUBIC))
+        np.testing.assert_allclose(got[i, ..., 0], np.clip(ref, 0, 1), atol=1e-5)
+
+
+def test_resize_shrinking_is_antialiased_and_stays_in_range():
+    """A pixel checkerboard (all energy at Nyquist) shrunk 4x averages to 0.5; a plain
+    subsample would give all 0 (or all 1).  Bicubic overshoot is clipped to [0, 1]."""
+    board = (np.indices((112, 112)).sum(0) % 2).astype(np.float32)[None, ..., None]
+    small = np.asarray(data.resize(board, 28))
+    np.testing.assert_allclose(small[:, 2:-2, 2:-2], 0.5, atol=0.02)
+    step = np.zeros((1, 28, 28, 1), np.float32)
+    step[:, :, 14:] = 1.0                            # a hard edge: cubic overshoots
+    up = np.asarray(data.resize(step, 112))
+    assert up.min() == 0.0 and up.max() == 1.0
+    ramp = np.broadcast_to(np.linspace(0, 1, 28, dtype=np.float32), (1, 28, 28))[..., None]
+    np.testing.assert_allclose(np.asarray(data.resize(ramp, 28)), ramp)   # same size: as is
+
+
+def test_load_size_option(data_dir):
+    x, y = data.load("synthetic/small", "test", data_dir=data_dir)
+    x2, y2, info = data.load("synthetic/small", "test", data_dir=data_dir, size=64,
+                             with_info=True)
+    assert x2.shape == (len(x), 64, 64, 1) and x2.dtype == np.float32
+    assert 0.0 <= x2.min() and x2.max() <= 1.0 and info["size"] == (64, 64)
+    np.testing.assert_array_equal(y2, y)
+    np.testing.assert_allclose(x2, np.asarray(data.resize(x, 64)), atol=1e-6)
+    for bad in (0, -3, 2.5, "64", (64,), True):
+        with pytest.raises(ValueError, match="size must be"):
+            data.load("synthetic/small", "test", data_dir=data_dir, size=bad)
+
+
+@pytest.mark.parametrize("name", ["../evil", "../../tmp/x", "mnist5k/../../x", "a/b/c",
+                                  "mnist5k/bogus", "synthetic/nope", "/etc", "x y"])
+def test_bad_names_are_refused_before_touching_files(tmp_path, name, no_network):
+    """A name with ``../`` or a mistyped config used to reach the file system; now it is a
+    ValueError listing the valid names, and nothing is written anywhere."""
+    root = tmp_path / "data"
+    before = sorted(tmp_path.rglob("*"))
+    for call in (lambda: data.load(name, data_dir=root),
+                 lambda: data.prepare(name, data_dir=root),
+                 lambda: data.class_names(name, data_dir=root)):
+        with pytest.raises(ValueError, match=r"mnist5k.*fashion_mnist"):
+            call()
+    assert sorted(tmp_path.rglob("*")) == before
+    assert data.check_name(" mnist5k ") == "mnist5k"
+    assert data.check_name("other_set/cfg:1.0.0") == "other_set/cfg:1.0.0"

@@ -1,0 +1,149 @@
+"""Study: where does the paper's claim hold? Image size x driver robustness x edit domain.
+
+Digits at 28, 56, 112 px, Fashion-MNIST at 28, 112 px (``data.load(..., size=S)``); standard
+and robust (PGD eps x S/28) driver CNNs trained at each size; pyramid height follows S; every
+domain, fixed and live, at L2 = 2, 4, 6 x S/28.  Per cell: reach, driver median p(target), transfer
+to the independent classifiers at 28 px (antialiased) and to the other driver, E warp, target
+specificity, largest phase change, wrapped fraction; written atomically to OUT/DATASET/cells/
+(a rerun skips finished cells).  ``--reader 4 --cells "112,cnn+robust,fixed,csp_joint;..."``:
+blind sheets at 28 px (score with reader_study.py --score).
+"""
+import dataclasses
+import itertools
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lens_jax import _io, data, reader
+from lens_jax import evaluate as ev
+from lens_jax.adversarial import default_attack
+from lens_jax.classifier import as_classifier
+from lens_jax.studies import job, protocol, reference
+from lens_jax.tables import read_json, record_command, save_json, write_tables
+
+BASE, LEAD = 28, ("size", "driver", "mode", "B", "method")
+SIZES = {"mnist5k": "28,56,112", "fashion_mnist": "28,112"}
+PAIRS = {"mnist5k": reference.MNIST_PAIRS, "fashion_mnist": reference.FASHION_PAIRS}
+
+
+def load_driver(spec: str, dataset: str, size: int, quick: bool):
+    atk, kw = default_attack(dataset), {} if size == BASE else {"size": size}
+    if spec.endswith("+robust"):
+        kw["adversary"] = dataclasses.replace(atk, eps=atk.eps * size / BASE)
+    fn, _, info = job.load_model(spec.split("+")[0], dataset, quick=quick, **kw)
+    print(f"   {spec} at {size} px: test accuracy {info['test_accuracy']:.4f}", flush=True)
+    return fn
+
+
+def at_base(fn, size: int):   # a 28-px classifier shown S-px images downsampled to 28
+    c = as_classifier(fn)
+    return c if size == BASE else (lambda p, x: c.apply(p, data.resize(x, BASE)), c.params)
+
+
+def run_cell(path: Path, fn, judges, src, *, domain, mode, size, budgets, args, classes):
+    t0, scale, spec_b = time.perf_counter(), size / BASE, max(budgets)
+    ep = ev.endpoints(fn, src, domain=domain, budgets=[b * scale for b in budgets], mode=mode)
+    recs = ev.evaluate_endpoints(ep, src, judges, method=domain, endpoint_keys=budgets,
+                                 warp_steps=20 if args.quick else 200)
+    sub = np.concatenate([np.flatnonzero(src.pair == k)[:args.n_specificity]
+                          for k in set(src.pair)])
+    sp = dict(zip(sub.tolist(), ev.specificity(fn, src.subset(sub), num_classes=classes,
+                                               domain=domain, budget=spec_b * scale, mode=mode)))
+    for i, r in enumerate(recs):                       # source-major, budget-minor
+        r.update(size=size, mode=mode, wrapped=float(ep.wrapped.reshape(-1)[i]))
+        r.update({"specificity": float(sp[r["id"]])} if r["B"] == spec_b and r["id"] in sp else {})
+    small = np.asarray(data.resize(ep.frames.reshape((-1,) + ep.frames.shape[2:]), BASE))
+    with _io.atomic_write(path.with_suffix(".npz")) as f:   # endpoints (28 px: uint8)
+        np.savez_compressed(f, frames28=np.round(small * 255).astype(np.uint8).reshape(
+            ep.l2.shape + small.shape[1:]), gallery=ep.frames[args.first])
+    save_json(path, {"seconds": time.perf_counter() - t0, "records": recs})
+    print(f"   {path.stem}: {time.perf_counter() - t0:.0f} s", flush=True)
+    return recs
+
+
+def run_dataset(dataset: str, args, out: Path) -> None:
+    evaluators, _ = job.load_evaluators(dataset, models=("mlp",) if args.quick else (
+        "resnet_mini", "mlp"), ccexam=dataset == "mnist5k", quick=args.quick)
+    src28 = ev.select_sources(*data.load(dataset, "test"), PAIRS[dataset], n_per_pair=args.n,
+                              seed=None, driver=load_driver("cnn", dataset, BASE, args.quick))
+    args.first = [int(np.flatnonzero(src28.pair == k)[0]) for k in np.unique(src28.pair)]
+    budgets, records = [float(b) for b in args.budgets.split(",")], []
+    for size in map(int, (args.sizes or ("28,56" if args.quick else SIZES[dataset])).split(",")):
+        drivers = {d: load_driver(d, dataset, size, args.quick) for d in args.drivers.split(",")}
+        src = src28._replace(images=np.asarray(data.resize(src28.images, size)))
+        for (dname, fn), mode in itertools.product(drivers.items(), args.modes.split(",")):
+            judges = {**{k: at_base(f, size) for k, f in evaluators.items()}, "other driver":
+                      next((f for k, f in drivers.items() if k != dname), fn)}
+            cells = {}
+            for domain in args.domains.split(","):
+                path = out / "cells" / f"{size}px_{dname}_{mode}_{domain}.json"
+                recs = (read_json(path)["records"] if path.with_suffix(".npz").is_file()
+                        and path.is_file() else run_cell(
+                            path, fn, judges, src, domain=domain, mode=mode, size=size,
+                            budgets=budgets, args=args, classes=len(data.class_names(dataset))))
+                records += [{**{k: np.nan if v is None else v for k, v in r.items()},
+                             "driver": dname} for r in recs]           # null: NaN
+                cells[domain] = np.load(path.with_suffix(".npz"))["gallery"]
+            summarise(records, list(evaluators), out, args)
+            protocol.grid_figure(out / f"gallery_{size}px_{dname}_{mode}.png", [
+                [(src.images[i], f"source ({size} px)")] + [
+                    (g[j, k], f"{d} L2={b:g}") for d, g in cells.items()]
+                for j, i in enumerate(args.first) for k, b in enumerate(budgets)],
+                suptitle=f"{dname} at {size} px, {mode} (L2 at 28 px)")
+
+
+def summarise(records, evaluators, out: Path, args) -> None:
+    judges = evaluators + ["other driver"]
+    rows = ev.summarise(records, group=LEAD, classifiers=judges, together=evaluators,
+                        n_boot=200 if args.quick else 2000)
+    shown = ev.display_rows(rows, judges, lead=LEAD, together_label="all independent")
+    for row, s in zip(rows, shown):
+        w = [r["wrapped"] for r in records if r["reached"] and all(r[k] == row[k] for k in LEAD)]
+        row["wrapped"] = s["wrapped (median)"] = np.nanmedian(w) if np.isfinite(w).any() else None
+    write_tables(rows, out / "summary_raw"), write_tables(shown, out / "summary")
+
+
+def make_reader(args, out: Path) -> None:   # blind sheets, every tile at 28 px
+    ds, bs, tiles, meta = args.datasets.split(",")[0], args.budgets.split(","), [], []
+    (x, _), k = data.load(ds, "test"), bs.index(args.reader_budget)
+    for cell in args.cells.split(";"):
+        stem = out / ds / "cells" / "{}px_{}_{}_{}".format(*cell.split(","))
+        recs = read_json(stem.with_suffix(".json"))["records"][k::len(bs)]   # one per source
+        frames = np.load(stem.with_suffix(".npz"))["frames28"][:, k] / 255.0
+        keep = [i for i, r in enumerate(recs)
+                if sum(q["pair"] == r["pair"] for q in recs[:i]) < args.reader]
+        tiles += [frames[i] for i in keep]
+        meta += [{**dict(zip(("size", "driver", "mode", "domain"), cell.split(","))),
+                  **{f: recs[i][f] for f in ("index", "source", "target", "reached")},
+                  "B": float(args.reader_budget)} for i in keep]
+    for m in list({m["index"]: m for m in meta}.values()):       # unedited controls
+        tiles, meta = tiles + [x[m["index"]]], meta + [{**m, "size": "-", "driver": "-",
+                      "mode": "-", "domain": "unedited source", "B": 0.0, "reached": True}]
+    key = reader.make_sheets(np.stack(tiles), meta, out / "reader", seed=args.seed,
+                             num_classes=len(data.class_names(ds)))
+    print(f"{len(meta)} tiles: label {out}/reader/sheet_*.png in labels.csv, key {key}")
+
+
+def main(argv=None) -> int:
+    p = protocol.study_parser(
+        __doc__.splitlines()[0], out="outputs/resolution", datasets="mnist5k,fashion_mnist",
+        sizes="", drivers="cnn,cnn+robust", modes="fixed,live", budgets="2,4,6",
+        domains=",".join(job.default_domains()), n=30, n_specificity=3, reader=0, cells="",
+        reader_budget="4")     # --sizes default: 28,56,112 (MNIST), 28,112 (Fashion-MNIST)
+    args = protocol.parse_study_args(p, argv)
+    if args.reader:            # sheets of --reader sources per pair of each of --cells
+        return make_reader(args, Path(args.out)) or 0
+    if args.quick:
+        vars(args).update(n=1, n_specificity=1, budgets="4", modes="fixed",
+                          domains="pixel,csp_phase")
+    t0, out = time.perf_counter(), Path(args.out)
+    for dataset in args.datasets.split(","):   # Fashion-MNIST: apt-get dataset-fashion-mnist
+        run_dataset(dataset, args, out / dataset)
+    record_command(out, time.perf_counter() - t0, ["experiments/resolution.py", *args.argv])
+    print(f"done in {time.perf_counter() - t0:.0f} s: {out}/*/summary.md", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

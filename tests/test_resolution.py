@@ -1,0 +1,102 @@
+"""Tests of experiments/resolution.py (the image-size x robustness study).
+
+The end-to-end ``--quick`` run is a SMOKE TEST marked ``slow`` (it trains 1-epoch models in
+a temporary cache and morphs 3 sources at 28 and 56 px); the other tests are cheap.
+"""
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lens_jax import data, reader
+
+SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "resolution.py"
+
+
+@pytest.fixture(scope="module")
+def res():
+    spec = importlib.util.spec_from_file_location("_resolution", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_judges_see_a_larger_image_downsampled_to_28(res):
+    """An independent classifier trained at 28 px judges a 112-px endpoint through
+    ``data.resize(x, 28)`` (antialiased); at 28 px it sees the image as is."""
+    from lens_jax.classifier import as_classifier
+    w = np.random.default_rng(0).normal(size=(28 * 28, 3)).astype(np.float32)
+    apply = lambda p, x: x.reshape(len(x), -1) @ p
+    big = np.random.default_rng(1).random((2, 112, 112, 1)).astype(np.float32)
+    judge = as_classifier(res.at_base((apply, w), 112))
+    want = np.asarray(data.resize(big, 28)).reshape(2, -1) @ w
+    np.testing.assert_allclose(np.asarray(judge(big)), want, rtol=1e-4, atol=1e-4)
+    small = big[:, ::4, ::4]
+    same = as_classifier(res.at_base((apply, w), 28))
+    np.testing.assert_allclose(np.asarray(same(small)), small.reshape(2, -1) @ w,
+                               rtol=1e-5, atol=1e-5)
+
+
+def _fake_cell(folder: Path, stem: str, *, n: int, budgets, value: float):
+    recs = [{"id": i, "pair": i % 3, "index": 10 + i, "source": 3, "target": 8,
+             "reached": True, "B": b} for i in range(n) for b in budgets]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.json").write_text(json.dumps({"seconds": 0, "records": recs}))
+    frames = np.full((n, len(budgets), 28, 28, 1), int(value * 255), np.uint8)
+    np.savez(folder / f"{stem}.npz", frames28=frames, gallery=frames[:1])
+
+
+def test_reader_sheets_from_cells_with_unedited_controls(res, tmp_path, monkeypatch):
+    """``--reader K`` takes the first K sources per pair of each named cell at the reader
+    budget, adds each source once unedited, and writes a blind key."""
+    x = np.zeros((20, 28, 28, 1), np.float32)
+    x[10:16] = 0.5
+    monkeypatch.setattr(data, "load", lambda name, split="train", **kw: (x, np.zeros(20, int)))
+    cells = tmp_path / "mnist5k" / "cells"
+    _fake_cell(cells, "112px_cnn+robust_fixed_csp_joint", n=6, budgets=[2.0, 4.0], value=1.0)
+    _fake_cell(cells, "28px_cnn_fixed_pixel", n=6, budgets=[2.0, 4.0], value=0.25)
+    assert res.main(["--reader", "1", "--out", str(tmp_path), "--datasets", "mnist5k",
+                     "--budgets", "2,4", "--reader-budget", "4", "--cells",
+                     "112,cnn+robust,fixed,csp_joint;28,cnn,fixed,pixel"]) == 0
+    key = reader.load_key(tmp_path / "reader" / "key.json")
+    tiles = key["tiles"]
+    assert len(tiles) == 2 * 3 + 3                        # 1 per pair per cell + controls
+    by = {}
+    for t in tiles:
+        by.setdefault(t["domain"], []).append(t)
+    assert sorted(t["index"] for t in by["csp_joint"]) == [10, 11, 12]     # first per pair
+    assert {t["size"] for t in by["csp_joint"]} == {"112"} and by["csp_joint"][0]["B"] == 4.0
+    assert sorted(t["index"] for t in by["unedited source"]) == [10, 11, 12]
+    assert (tmp_path / "reader" / "labels.csv").is_file()
+
+
+@pytest.mark.slow
+def test_resolution_quick_smoke_and_resume(res, tmp_path, monkeypatch):
+    """SMOKE TEST: ``--quick`` end to end (1-epoch models, 3 sources, 28 and 56 px), then
+    a rerun that finds every cell finished and recomputes none."""
+    monkeypatch.setenv("LENS_JAX_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    argv = ["--quick", "--datasets", "mnist5k", "--drivers", "cnn", "--out", str(out)]
+    assert res.main(argv) == 0
+    cells = sorted((out / "mnist5k" / "cells").glob("*.json"))
+    assert [c.stem for c in cells] == ["28px_cnn_fixed_csp_phase", "28px_cnn_fixed_pixel",
+                                       "56px_cnn_fixed_csp_phase", "56px_cnn_fixed_pixel"]
+    rows = json.loads((out / "mnist5k" / "summary_raw.json").read_text())
+    assert {(r["size"], r["method"]) for r in rows} == {
+        (s, m) for s in (28, 56) for m in ("pixel", "csp_phase")}
+    for r in rows:
+        assert r["n"] == 3 and r["B"] == 4.0
+        if r["reached"] == r["n"]:       # the budget is RMS-matched: L2 = 4 x S / 28
+            assert r["l2_med"] == pytest.approx(4.0 * r["size"] / 28, rel=0.02)
+        assert (r["wrapped"] is None) == (r["method"] == "pixel")
+        assert r["method"] == "pixel" or 0.0 <= r["wrapped"] <= 1.0
+    z = np.load(out / "mnist5k" / "cells" / "56px_cnn_fixed_csp_phase.npz")
+    assert z["frames28"].shape == (3, 1, 28, 28, 1) and z["frames28"].dtype == np.uint8
+    assert z["gallery"].shape == (3, 1, 56, 56, 1)
+    assert (out / "mnist5k" / "gallery_56px_cnn_fixed.png").is_file()
+    assert "command: python experiments/resolution.py" in (out / "command.txt").read_text()
+    stamps = [c.stat().st_mtime_ns for c in cells]
+    assert res.main(argv) == 0                              # resume: nothing recomputed
+    assert [c.stat().st_mtime_ns for c in cells] == stamps
