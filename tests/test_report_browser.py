@@ -189,18 +189,25 @@ def test_jpeg_frames_and_figure_files(tmp_path):
     assert np.abs(a - v.frames[2][..., 0]).mean() < 0.02
 
 
-def test_markdown_subset():
+def test_markdown_is_commonmark_without_raw_html():
+    """markdown-it-py (CommonMark) with raw HTML off and safe link schemes only."""
     md = rp.markdown_to_html
     assert md("a **b** `c<d>` *e*") == ("<p>a <strong>b</strong> <code>c&lt;d&gt;</code> "
                                         "<em>e</em></p>")
-    assert md("[pix](pairs/a b.png) and [w](https://x.org/?a=1&b=2)") == (
-        '<p>[pix](pairs/a b.png) and <a href="https://x.org/?a=1&amp;b=2">w</a></p>')
+    assert md("[w](https://x.org/?a=1&b=2)") == '<p><a href="https://x.org/?a=1&amp;b=2">w</a></p>'
     assert md("[p](pairs/a.png)") == '<p><a href="pairs/a.png">p</a></p>'
-    assert md("[bad](javascript:alert(1))") == "<p>bad</p>"
-    assert md("one\ntwo\n\nthree") == "<p>one two</p>\n<p>three</p>"
-    assert md("- a\n- **b**\n  c") == "<ul><li>a</li><li><strong>b</strong> c</li></ul>"
+    for bad in ("[bad](javascript:alert(1))", "[bad](JAVASCRIPT:x)", "[d](data:text/html,x)",
+                "[v](vbscript:x)"):
+        out = md(bad)
+        assert "<a" not in out and "href" not in out, out
+    assert md("<script>alert(1)</script>") == "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>"
+    assert "<img" not in md("![x](https://evil.org/x.png)")
+    assert md("one\ntwo\n\nthree") == "<p>one\ntwo</p>\n<p>three</p>"
+    assert md("- a\n- **b**\n  c") == ("<ul>\n<li>a</li>\n<li><strong>b</strong>\nc</li>\n"
+                                       "</ul>")
     assert md("## Head") == "<h3>Head</h3>"
     assert md("2 * 3 * 4") == "<p>2 * 3 * 4</p>"
+    assert "<table>" in md("| a | b |\n|---|---|\n| 1 | 2 |")
     with pytest.raises(TypeError, match="str"):
         md(3)
 

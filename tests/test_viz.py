@@ -175,3 +175,77 @@ def test_report_writes_md_and_html(tmp_path):
     assert _no_tmp(tmp_path) and _no_tmp(tmp_path / "figs")
     with pytest.raises(ValueError, match="unknown section keys"):
         V.report(tmp_path, [{"titel": "typo"}])
+
+
+def _morph_of(frames, probs):
+    from lens_jax.lens import Morph
+    n = len(frames)
+    return Morph(frames=frames, alphas=np.linspace(0, 2, n), logits=np.log(probs),
+                 probs=probs, l2=np.linspace(0, 1, n), grad={}, target=np.int32(1),
+                 source=np.int32(0), reached=np.ones(n, bool), max_change=np.zeros(n),
+                 wrapped=np.full(n, np.nan))
+
+
+def test_gif_and_strip_accept_a_morph(tmp_path):
+    """Issue 18: `lj.viz.gif(morph)` failed with a numpy shape error."""
+    f, p = _frames(), _probs()
+    m = _morph_of(f, p)
+    a = V.gif(m, tmp_path / "m.gif", class_names=["cat", "$5 bill", "x"], diff=True)
+    b = V.gif(f, tmp_path / "f.gif", probs=p, target=1, source=0, alphas=m.alphas,
+              class_names=["cat", "$5 bill", "x"], diff=True)
+    assert a.read_bytes() == b.read_bytes()
+    V.strip(m, path=tmp_path / "m.png", class_names=["cat", "$5 bill", "x"],
+            title="cat → $5 bill")
+    assert _format(tmp_path / "m.png") == "PNG"
+    with pytest.raises(ValueError, match="kept no frames"):
+        V.gif(m._replace(frames=None), tmp_path / "x.gif")
+    with pytest.raises(ValueError, match="batched Morph"):
+        V.strip(m._replace(frames=f[None]))
+
+
+def test_dollar_class_names_do_not_crash_mathtext(tmp_path):
+    """Issue 19: class names with `$...$` crashed matplotlib's math parser."""
+    names = ["a $b", "$5 bill", r"$\frac{1}{"]
+    p = _probs()
+    V.prob_curves(np.arange(N_FR), {"pixel $": p}, target=1, source=2, class_names=names,
+                  title="odd $ title", path=tmp_path / "c.png")
+    V.strip(_frames(), probs=p, target=2, source=0, class_names=names, path=tmp_path / "s.png")
+    V.image_grid([_frames()[0, ..., 0]], ["$x"], tmp_path / "g.png", suptitle="$")
+    for f in ("c.png", "s.png", "g.png"):
+        assert _format(tmp_path / f) == "PNG"
+    assert V._text("$5") == r"\$5" and V._text(r"\$5") == r"\$5"
+
+
+def test_mp4_has_every_frame(tmp_path):
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="pip install imageio-ffmpeg")
+    f, p = _frames(size=11, c=3), _probs()                 # odd size: padded for H.264
+    path = V.mp4(_morph_of(f, p), tmp_path / "m.mp4", fps=5, boomerang=False)
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    frames = [np.frombuffer(fr, np.uint8) for fr in reader]
+    assert len(frames) == N_FR and meta["fps"] == 5
+    w, h = meta["size"]
+    assert w % 2 == 0 and h % 2 == 0
+    assert not list(tmp_path.glob(".*.mp4"))             # no temporary file left
+
+
+def test_progress_suits_logs():
+    """Progress bars flooded non-TTY logs (issue 18): plain lines, one per 10 %."""
+    import io
+
+    from lens_jax._io import LogProgress, progress_bar
+    log = io.StringIO()
+    with progress_bar(500, desc="morphs", stream=log) as bar:
+        for _ in range(500):
+            bar.update(1)
+        bar.set_postfix(loss=0.5)
+    text = log.getvalue()
+    assert "\r" not in text and len(text.splitlines()) == 10
+    assert text.splitlines()[-1].startswith("morphs: 100% 500/500") and "loss=0.5" in text
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    bar = progress_bar(3, desc="x", stream=Tty())
+    assert not isinstance(bar, LogProgress)
+    bar.close()
