@@ -39,7 +39,7 @@ A one-channel image is edited as is under ``"luminance"`` too.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -49,11 +49,18 @@ import numpy as np
 from ._trig import rotation
 from .pyramid import PyramidCoeffs, SteerablePyramid
 
-__all__ = ["DOMAINS", "COLORS", "LOGAMP_MAX", "Domain", "DomainSpec", "REGISTRY", "RegistryView",
-           "register", "get_domain", "split_color",
-           "merge_color", "default_pyramid", "RGB_TO_YIQ"]
+__all__ = ["DOMAINS", "PAPER_DOMAINS", "PROTOCOL_DOMAINS", "COLORS", "LOGAMP_MAX", "Domain",
+           "DomainSpec", "REGISTRY", "RegistryView", "register", "get_domain", "domain_names",
+           "split_color", "merge_color", "default_pyramid", "RGB_TO_YIQ"]
 
 COLORS = ("luminance", "rgb", "gray")
+
+#: The four domains the evaluation protocol compares at matched L2 budgets (Pixel,
+#: Fourier phase, CSP phase, Joint CSP; Mahdisoltani & Fleet's follow-up).
+PROTOCOL_DOMAINS = ("pixel", "fourier_phase", "csp_phase", "csp_joint")
+#: The named group of the paper's comparison (the same four); ``--domain paper`` in the CLI.
+PAPER_DOMAINS = PROTOCOL_DOMAINS
+_GROUPS = ("all", "paper")       # group names (not domain names) in the CLI's --domain
 LOGAMP_MAX = 8.0      # |eta| bound: amplitudes scale by at most e**8 ~ 2981
 
 RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
@@ -109,6 +116,9 @@ class DomainSpec(NamedTuple):
     :class:`Domain` (its pyramid and options).  ``final_change`` is the automatic
     schedule's last-frame change, in ``unit``.  ``wrapped(dom, state, params) -> ()``
     (optional) is the fraction of coefficients whose phase the edit moved by more than pi.
+    ``has_phase``: the edit has a phase part; ``change`` then reports the largest phase
+    change in radians and scales linearly with the edit (``change(a * p) == |a| *
+    change(p)``), and ``wrapped`` must be given.
     """
     name: str
     label: str
@@ -122,6 +132,9 @@ class DomainSpec(NamedTuple):
     defaults: tuple = ()          # ((option, default value), ...) for Domain.options
     wrapped: Callable[..., jax.Array] | None = None   # (dom, state, params) -> fraction of
     #                               coefficients whose phase moved by more than pi (None: n/a)
+    has_phase: bool = False       # the edit moves phases: ``change`` is then the largest
+    #                               phase change in radians, linear in the edit's scale
+    #                               (``stop_before_wrap`` and the wrapping reports use it)
 
 
 REGISTRY: dict[str, DomainSpec] = {}
@@ -153,6 +166,15 @@ def register(spec: DomainSpec) -> DomainSpec:
     """Add (or replace) a domain in :data:`REGISTRY`."""
     if not isinstance(spec, DomainSpec):
         raise TypeError(f"register needs a DomainSpec; got {type(spec).__name__}")
+    if not isinstance(spec.name, str) or not spec.name.isidentifier():
+        raise ValueError(f"a domain's name must be an identifier (it names files, options "
+                         f"and report columns); got {spec.name!r}")
+    if spec.name in _GROUPS:
+        raise ValueError(f"{spec.name!r} names a group of domains; choose another name")
+    if not isinstance(spec.has_phase, bool):
+        raise ValueError(f"has_phase must be a bool; got {spec.has_phase!r}")
+    if spec.has_phase and spec.wrapped is None:
+        raise ValueError(f"domain {spec.name!r} has has_phase=True but no wrapped function")
     REGISTRY[spec.name] = spec
     return spec
 
@@ -195,9 +217,11 @@ def _max_abs(tree) -> jax.Array:
     return jnp.max(jnp.stack([jnp.max(jnp.abs(l)) for l in jax.tree.leaves(tree)]))
 
 
-def _phase_or_all(dom, state, params) -> jax.Array:
-    """Largest |edit| (its phase part when it has one)."""
-    return _max_abs(params["phase"] if "phase" in params else params)
+def _max_abs_of(part: str) -> Callable:
+    """``change``: the largest |value| of one part of the edit."""
+    def change(dom, state, params) -> jax.Array:
+        return _max_abs(params[part])
+    return change
 
 
 def _phase_wrapped(dom, state, params) -> jax.Array:
@@ -246,21 +270,22 @@ register(DomainSpec(
     analyse=lambda dom, x: x,
     zeros=lambda dom, x: {"pixel": jnp.zeros_like(x)},
     render=lambda dom, x, p, shape: x + p["pixel"],
-    change=_phase_or_all))
+    change=_max_abs_of("pixel")))
 register(DomainSpec(
     "fourier_phase", "Fourier phase", "rad", math.pi, False,
     analyse=lambda dom, x: jnp.fft.rfft2(x),
     zeros=lambda dom, X: {"phase": jnp.zeros_like(jnp.real(X))},
     render=lambda dom, X, p, shape: jnp.fft.irfft2(X * rotation(p["phase"]), s=shape),
-    change=_phase_or_all, wrapped=_phase_wrapped))
+    change=_max_abs_of("phase"), wrapped=_phase_wrapped, has_phase=True))
 register(DomainSpec("csp_phase", "CSP phase", "rad", math.pi, True, _csp_analyse,
-                    _csp_zeros(("phase",)), _csp_render, _phase_or_all,
-                    wrapped=_phase_wrapped))
+                    _csp_zeros(("phase",)), _csp_render, _max_abs_of("phase"),
+                    wrapped=_phase_wrapped, has_phase=True))
 register(DomainSpec("csp_amplitude", "CSP amplitude", "log-amplitude", 1.0, True,
-                    _csp_analyse, _csp_zeros(("logamp",)), _csp_render, _phase_or_all))
+                    _csp_analyse, _csp_zeros(("logamp",)), _csp_render,
+                    _max_abs_of("logamp")))
 register(DomainSpec("csp_joint", "Joint CSP", "rad", math.pi, True, _csp_analyse,
-                    _csp_zeros(("phase", "logamp")), _csp_render, _phase_or_all,
-                    wrapped=_phase_wrapped))
+                    _csp_zeros(("phase", "logamp")), _csp_render, _max_abs_of("phase"),
+                    wrapped=_phase_wrapped, has_phase=True))
 
 
 # flow-coherent domains (lens_jax/flow.py): one smooth displacement field on a G x G
@@ -335,7 +360,8 @@ register(DomainSpec(
     uses_pyramid=True, analyse=_flow_analyse,
     zeros=lambda dom, st: {"flow": _flow_zeros(dom, st.coeffs.highpass)},
     render=_flow_render, change=_flow_change,
-    defaults=(("amplitude", "fixed"), ("grid", 8), ("residuals", "move")), wrapped=_flow_wrapped))
+    defaults=(("amplitude", "fixed"), ("grid", 8), ("residuals", "move")), wrapped=_flow_wrapped,
+    has_phase=True))
 register(DomainSpec(
     name="csp_flow_joint", label="Joint CSP flow", unit="rad", final_change=math.pi,
     uses_pyramid=True, analyse=_flow_joint_analyse,
@@ -344,7 +370,7 @@ register(DomainSpec(
     render=_flow_render, change=_flow_change,
     defaults=(("amplitude", "fixed"), ("balance", "auto"), ("grid", 8),
               ("residuals", "move")),
-    wrapped=_flow_wrapped))
+    wrapped=_flow_wrapped, has_phase=True))
 register(DomainSpec(
     name="warp", label="Warp", unit="px", final_change=2.0, uses_pyramid=False,
     analyse=lambda dom, x: (_flow_grid(dom), x)[1],
@@ -352,7 +378,45 @@ register(DomainSpec(
     render=_warp_render, change=_warp_change,
     defaults=(("grid", 8), ("interp", "cubic"))))
 
-DOMAINS = tuple(REGISTRY)
+
+def domain_names() -> tuple[str, ...]:
+    """The names of every registered domain, in registration order (live: a domain
+    added with :func:`register` is included).
+
+    >>> domain_names()[:3]
+    ('pixel', 'fourier_phase', 'csp_phase')
+    """
+    return tuple(REGISTRY)
+
+
+class _DomainNames(Sequence):
+    """A live, read-only tuple-like view of the registered domain names."""
+
+    def __getitem__(self, i):
+        return domain_names()[i]
+
+    def __len__(self) -> int:
+        return len(REGISTRY)
+
+    def __iter__(self):
+        return iter(domain_names())
+
+    def __contains__(self, name) -> bool:
+        return isinstance(name, str) and name in REGISTRY
+
+    def __eq__(self, other) -> bool:
+        return tuple(self) == (tuple(other) if isinstance(other, (tuple, list, Sequence))
+                               else other)
+
+    def __hash__(self):
+        return hash(domain_names())
+
+    def __repr__(self) -> str:
+        return repr(domain_names())
+
+
+#: Every registered domain (a live view: :func:`register` adds to it).
+DOMAINS = _DomainNames()
 
 
 def get_domain(name: "str | Domain", shape: tuple[int, int],

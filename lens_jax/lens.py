@@ -5,9 +5,11 @@
     g = jax.grad(loss)(0)      once, at the source (the paper's "fixed" gradient)
     frames = vmap over alpha of render(-alpha * g)
 
-:func:`morph` is the one-call API for one image, :func:`morph_batch` for a batch; both
-run the same single-image core (:func:`morph_frames`) and one classifier pass over all
-frames.  :func:`map_batched` is the one chunk-and-pad helper for batches.
+:func:`morph` is the one-call API for one image, :func:`morph_batch` for a batch; both,
+and the sweep, run the one single-image core :func:`morph_stream` (gradient, frames,
+the classifier at every frame, and every guard below), which can also stream: render
+and classify a few frames at a time without keeping them.  :func:`map_batched` splits
+a batch into calls (:func:`lens_jax._batching.map_chunks`).
 :func:`prepare_edit` exposes the pieces (render, loss, zeros) for custom loops.
 
 Classifiers: any form :func:`lens_jax.classifier.as_classifier` accepts (a callable
@@ -40,12 +42,13 @@ import numpy as np
 
 from .checks import (check_classes, check_count, check_image, check_margin, concrete,
                      num_classes)
-from .classifier import Classifier, as_classifier, fold_params
+from ._batching import map_chunks
+from .classifier import Classifier, as_classifier, fold_params, guarded_softmax
 from .domains import COLORS, Domain, get_domain, merge_color, split_color
 from .pyramid import SteerablePyramid
 from .schedule import DEFAULT_FINAL_CHANGE, Schedule, budget_alphas
 
-__all__ = ["Morph", "Edit", "morph", "morph_batch", "morph_frames", "prepare_edit",
+__all__ = ["Morph", "Edit", "morph", "morph_batch", "morph_stream", "morph_frames", "prepare_edit",
            "map_batched", "check_image", "budget_alphas", "polar_grads", "Schedule",
            "LOSSES", "MODES", "PROBLEMS", "DEFAULT_FINAL_CHANGE", "CPU_CALL_BYTES"]
 
@@ -269,12 +272,6 @@ def _max_abs(tree) -> jax.Array:
     return jnp.max(jnp.stack([jnp.max(jnp.abs(l)) for l in jax.tree.leaves(tree)]))
 
 
-def _edit_size(params: dict) -> jax.Array:
-    """Largest |value| of an edit (its phase part when it has one).  Kept for
-    :mod:`lens_jax.sweep`; the lens itself reports ``Domain.change``."""
-    return _max_abs(params["phase"] if "phase" in params else params)
-
-
 def _scale(tree, a):
     return jax.tree.map(lambda g: -a * g, tree)
 
@@ -292,21 +289,49 @@ def _nan_like(tree):
                         if jnp.issubdtype(a.dtype, jnp.inexact) else a, tree)
 
 
-def morph_frames(clf: Classifier, image, target, source, schedule: Schedule, *,
+def _in_groups(fn: Callable, xs, chunk: int | None):
+    """``fn`` over the leading axis of the pytree ``xs`` in groups of ``chunk`` rows
+    (``lax.map`` over the groups, so one group's intermediates are alive at a time; the
+    last group padded with its last row, the padding dropped).  ``chunk`` None or >= n:
+    one group.  Every group has one shape, so ``fn`` sees the same batch whatever is
+    kept."""
+    n = jax.tree.leaves(xs)[0].shape[0]
+    if chunk is None or chunk >= n:
+        return fn(xs)
+    g = -(-n // chunk)
+    idx = jnp.minimum(jnp.arange(g * chunk), n - 1).reshape(g, chunk)
+    out = jax.lax.map(fn, jax.tree.map(lambda a: a[idx], xs))
+    return jax.tree.map(lambda o: o.reshape((g * chunk,) + o.shape[2:])[:n], out)
+
+
+def morph_stream(clf: Classifier, image, target, source, schedule: Schedule, *,
                  domain: Domain, num_classes: int, loss: str = "nll", mode: str = "fixed",
                  color: str = "luminance", chunk_size: int | None = None,
-                 stop_before_wrap: bool = False) -> tuple[Morph, jax.Array]:
-    """The single-image core: the gradient at the source and every frame (no classifier
-    pass over the frames: ``logits``/``probs`` are None).  Pure; works under ``jit`` and
-    ``vmap``; :func:`morph` and :func:`morph_batch` are thin layers over it.
+                 stop_before_wrap: bool = False, keep_frames: bool = True
+                 ) -> tuple[Morph, jax.Array]:
+    """The single-image core: the gradient at the source, every frame, and the
+    classifier at every frame.  Pure (works under ``jit``, ``vmap`` and ``shard_map``);
+    :func:`morph`, :func:`morph_batch` and :mod:`lens_jax.sweep` all run it, so the
+    guards below hold in one place.
 
     Arguments are already validated (:func:`check_image`, :meth:`Schedule.parse`,
-    :func:`lens_jax.get_domain`).  Returns ``(morph, problem)`` where ``problem`` is an
-    int32 code (0: fine; else the index into :data:`PROBLEMS`); a problem makes every
-    float field of the morph NaN and ``reached`` False.
+    :func:`lens_jax.get_domain`); ``clf`` is a :class:`Classifier`, ``source`` None
+    (the prediction at ``image``) or a class.
+
+    Frames are rendered, measured and classified in groups of ``chunk_size`` frames
+    (all at once when None).  ``keep_frames=False`` returns ``frames=None``; in fixed
+    mode a group's frames are then dropped once classified, so a morph's frames are
+    never all in memory (live modes hold them during their scan).  ``keep_frames``
+    changes only what is returned, never a value: the same groups are classified
+    either way.
+
+    Returns ``(morph, problem)``: ``problem`` is an int32 code (0: fine; else the index
+    into :data:`PROBLEMS`).  A problem makes every float field NaN and ``reached``
+    False; a frame whose logits are not finite has NaN ``probs`` and ``reached`` False.
     """
     K = int(num_classes)
     dtype = image.dtype
+    chunk = None if chunk_size is None else int(chunk_size)
     ed = _build(clf, image, target, source, domain, loss, color, K)
     t = jnp.clip(target, 0, K - 1)
 
@@ -319,12 +344,16 @@ def morph_frames(clf: Classifier, image, target, source, schedule: Schedule, *,
     n = schedule.n_frames
     alphas, budgets, step_cap = schedule.arrays()
     reached = None
-    wrapped = None
-    if stop_before_wrap and (mode != "fixed" or "phase" not in ed.zeros):
+    if stop_before_wrap and (mode != "fixed" or not domain.spec.has_phase):
         raise ValueError("stop_before_wrap needs mode='fixed' and a domain with a phase "
                          f"(got mode={mode!r}, domain {domain.name!r})")
+
+    def classify(frames):
+        return {"logits": clf(frames)}
+
     if mode == "fixed":
-        a_wrap = (math.pi * _safe_inv(_max_abs(g0["phase"]))).astype(dtype) \
+        # a phase domain's change is its largest phase change, linear in alpha
+        a_wrap = (math.pi * _safe_inv(ed.change(g0))).astype(dtype) \
             if stop_before_wrap else None
 
         def cap(a):
@@ -347,14 +376,19 @@ def morph_frames(clf: Classifier, image, target, source, schedule: Schedule, *,
             held = jnp.abs(alphas) > a_wrap
             alphas = cap(alphas)
             reached = ~held if reached is None else reached & ~held
-        if chunk_size is None:
-            frames = jax.vmap(render_a)(alphas)
-        else:
-            frames = jax.lax.map(render_a, alphas, batch_size=int(chunk_size))
-        def sizes(a):                   # one pass over the edit for both reductions
-            p = _scale(g0, a)
-            return ed.change(p), ed.wrapped(p)
-        change, wrapped = jax.vmap(sizes)(alphas)
+
+        def group(a):               # render, measure and classify a group of frames
+            fr = jax.vmap(render_a)(a)
+            fr = jnp.where((a == 0)[:, None, None, None], image[None], fr)
+            p = jax.vmap(lambda s: _scale(g0, s))(a)
+            out = dict(classify(fr), l2=jax.vmap(_l2, in_axes=(0, None))(fr, image),
+                       change=jax.vmap(ed.change)(p), wrapped=jax.vmap(ed.wrapped)(p))
+            if keep_frames:
+                out["frames"] = fr
+            return out
+
+        res = _in_groups(group, alphas, chunk)
+        frames = res.get("frames")
     else:
         def run(steps, cap=None):
             return _live(ed, image, steps, mode, step_cap=cap, clf=clf, target=t,
@@ -378,11 +412,14 @@ def morph_frames(clf: Classifier, image, target, source, schedule: Schedule, *,
         else:
             frames, alphas, change, wrapped = run(
                 jnp.diff(alphas, prepend=jnp.zeros((1,), dtype)))
+        frames = jnp.where((alphas == 0)[:, None, None, None], image[None], frames)
+        res = dict(_in_groups(classify, frames, chunk), change=change, wrapped=wrapped,
+                   l2=jax.vmap(_l2, in_axes=(0, None))(frames, image))
+        if not keep_frames:
+            frames = None
 
-    frames = jnp.where((alphas == 0)[:, None, None, None], image[None], frames)
     if reached is None:
         reached = jnp.ones(alphas.shape, bool)
-    l2 = jax.vmap(_l2, in_axes=(0, None))(frames, image)
     problem = jnp.int32(0)
     for code, bad in ((5, (loss == "margin") & (t == ed.source)),
                       (4, ~jnp.all(jnp.stack([jnp.all(jnp.isfinite(l))
@@ -391,13 +428,22 @@ def morph_frames(clf: Classifier, image, target, source, schedule: Schedule, *,
                       (2, False if source is None else (source < 0) | (source >= K)),
                       (1, (target < 0) | (target >= K))):
         problem = jnp.where(bad, jnp.int32(code), problem)
-    out = Morph(frames, alphas, None, None, l2, g0, jnp.asarray(target, jnp.int32),
-                ed.source, reached, change.astype(dtype),
-                jnp.broadcast_to(wrapped, alphas.shape).astype(dtype))
     fail = problem != 0
-    masked = _nan_like(out)
-    out = jax.tree.map(lambda bad_v, v: jnp.where(fail, bad_v, v), masked, out)
-    return out._replace(reached=reached & ~fail), problem
+    logits = res["logits"]
+    probs, ok = guarded_softmax(logits, where=jnp.broadcast_to(~fail, logits.shape[:-1]))
+    out = Morph(frames, alphas, logits, probs, res["l2"], g0,
+                jnp.asarray(target, jnp.int32), ed.source, reached,
+                res["change"].astype(dtype),
+                jnp.broadcast_to(res["wrapped"], alphas.shape).astype(dtype))
+    out = jax.tree.map(lambda bad_v, v: jnp.where(fail, bad_v, v), _nan_like(out), out)
+    return out._replace(reached=reached & ok & ~fail), problem
+
+
+def morph_frames(clf: Classifier, image, target, source, schedule: Schedule, **kwargs
+                 ) -> tuple[Morph, jax.Array]:
+    """Kept for compatibility: :func:`morph_stream` (which now also classifies the
+    frames: ``logits`` and ``probs`` are filled in)."""
+    return morph_stream(clf, image, target, source, schedule, **kwargs)
 
 
 def _live(ed: Edit, image, steps, mode, *, step_cap, clf, target, loss, color):
@@ -442,35 +488,18 @@ def _live(ed: Edit, image, steps, mode, *, step_cap, clf, target, loss, color):
     return out
 
 
-def _classify(apply, params, frames, problem, reached, *, chunk_size):
-    """Logits and softmax over frames ``(..., H, W, C)`` as one flat batch; NaN
-    probabilities (and ``reached`` False) where the logits are not finite or the image
-    has a problem."""
-    lead = frames.shape[:-3]
-    flat = frames.reshape((-1,) + frames.shape[-3:])
-    if chunk_size is None:
-        logits = apply(params, flat)
-    else:
-        logits = jax.lax.map(lambda x: apply(params, x[None])[0], flat,
-                             batch_size=int(chunk_size))
-    logits = logits.reshape(lead + logits.shape[1:])
-    ok = jnp.all(jnp.isfinite(logits), axis=-1)
-    ok = ok & (problem == 0).reshape(problem.shape + (1,) * (ok.ndim - problem.ndim))
-    probs = jax.nn.softmax(jnp.where(ok[..., None], logits, 0), axis=-1)
-    return logits, jnp.where(ok[..., None], probs, jnp.nan), reached & ok
-
-
 _STATIC = ("apply", "domain", "loss", "mode", "color", "kind", "n_frames", "chunk_size",
-           "stop_before_wrap", "num_classes")
+           "stop_before_wrap", "num_classes", "keep_frames")
 
 
 def _core(apply, params, images, targets, sources, arrays, *, kind, n_frames, batched,
           **static):
+    """:func:`morph_stream` of one image, or ``vmap``-ed over a batch."""
     alphas, budgets, step_cap = arrays
     sched = Schedule(kind, alphas, step_cap, budgets, n_frames)
 
     def one(image, target, source):
-        return morph_frames(Classifier(apply, params), image, target, source, sched, **static)
+        return morph_stream(Classifier(apply, params), image, target, source, sched, **static)
     if not batched:
         return one(images, targets, sources)
     if sources is None:
@@ -479,7 +508,7 @@ def _core(apply, params, images, targets, sources, arrays, *, kind, n_frames, ba
 
 
 _core_jit = jax.jit(_core, static_argnames=_STATIC + ("batched",))
-_classify_jit = jax.jit(_classify, static_argnames=("apply", "chunk_size"))
+_classify_jit = _core_jit    # one program now; the name is kept for tests/test_models.py
 
 
 def _hashable(x) -> bool:
@@ -510,25 +539,19 @@ def _raise_nonfinite(logits, batched: bool) -> None:
 
 def _run(st: _Setup, targets, sources, *, batched, loss, mode, color, chunk_size,
          stop_before_wrap, per_call=None) -> Morph:
-    """Frames program + classifier program over (chunks of) the validated inputs."""
+    """:func:`morph_stream` (one compiled program) over (chunks of) the validated inputs."""
     sched = st.schedule
-    if chunk_size is not None:
-        chunk_size = check_count("chunk_size", chunk_size)
     static = dict(domain=st.domain, loss=loss, mode=mode, color=color, kind=sched.kind,
                   n_frames=sched.n_frames, chunk_size=chunk_size,
-                  stop_before_wrap=bool(stop_before_wrap), num_classes=st.K, batched=batched)
+                  stop_before_wrap=stop_before_wrap, num_classes=st.K, batched=batched,
+                  keep_frames=True)
     apply, params = st.clf
     arrays = sched.arrays()
     eager = concrete(st.images, targets, sources, arrays, params)
-    jit_ok = _hashable(apply) and _hashable(st.domain)
-    core = _core_jit if jit_ok else _core
-    classify = _classify_jit if jit_ok else _classify
+    core = _core_jit if _hashable(apply) and _hashable(st.domain) else _core
 
     def call(images, ts, ss):
-        m, problem = core(apply, params, images, ts, ss, arrays, **static)
-        logits, probs, reached = classify(apply, params, m.frames, problem, m.reached,
-                                          chunk_size=chunk_size)
-        return m._replace(logits=logits, probs=probs, reached=reached), problem
+        return core(apply, params, images, ts, ss, arrays, **static)
 
     # every call is dispatched before any value is read back (no sync between programs)
     if batched:
@@ -627,32 +650,18 @@ def morph(logits_fn: Any, image, *, target, source=None, domain: "str | Domain" 
 
 
 def map_batched(fn: Callable, arrays: tuple, chunk: int | None) -> Any:
-    """``fn(*arrays)`` over the leading axis in chunks of ``chunk`` rows, concatenated.
-
-    ``arrays`` share the leading size ``n`` (``None`` entries pass through as None).
-    The last chunk is padded by repeating the last row, so every call has the same
-    shapes (nothing recompiles); the padding is dropped from the result.  ``chunk``
-    None or >= n: one call.
+    """``fn(*arrays)`` over the leading axis in chunks of ``chunk`` rows, concatenated
+    (:func:`lens_jax._batching.map_chunks`: the last chunk padded so nothing
+    recompiles, every chunk dispatched before any is read back).  ``None`` entries pass
+    through; ``chunk`` None or >= n: one call.
 
     >>> out = map_batched(lambda x: x * 2, (jnp.arange(5),), 2)
     >>> out.tolist()
     [0, 2, 4, 6, 8]
     """
-    present = [a for a in arrays if a is not None]
-    if not present:
-        raise ValueError("map_batched needs at least one array")
-    n = present[0].shape[0]
-    if any(a.shape[0] != n for a in present):
-        raise ValueError(f"map_batched arrays must share their leading size; got "
-                         f"{[a.shape[0] for a in present]}")
-    if chunk is None or chunk >= n:
-        return fn(*arrays)
-    chunk = check_count("chunk", chunk)
-    parts = []
-    for i in range(0, n, chunk):
-        idx = np.minimum(np.arange(i, i + chunk), n - 1)
-        parts.append(fn(*(None if a is None else a[idx] for a in arrays)))
-    return jax.tree.map(lambda *p: jnp.concatenate(p)[:n], *parts)
+    if chunk is not None:
+        chunk = check_count("chunk", chunk)
+    return map_chunks(fn, arrays, chunk=chunk)
 
 
 def _default_per_call(images, color, frames_per_image) -> int:

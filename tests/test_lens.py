@@ -480,6 +480,63 @@ def test_non_finite_logits_at_a_later_frame_raise():
     assert list(np.asarray(m.reached)) == [True, True, False]
 
 
+def _stream(f, img, target, source=None, *, keep_frames, chunk_size=None, loss="nll",
+            domain="pixel", **schedule):
+    """``lens.morph_stream`` under jit (the sweep's use): ``(Morph, problem)``."""
+    from lens_jax.lens import morph_stream
+    clf = lj.classifier.as_classifier(f)
+    dom = lj.get_domain(domain, img.shape[:2])
+    sched = lj.Schedule.parse(**schedule, domain=dom)
+    run = jax.jit(lambda x, t, s: morph_stream(
+        clf, x, t, s, sched, domain=dom, num_classes=2, loss=loss, chunk_size=chunk_size,
+        keep_frames=keep_frames))
+    return run(img, jnp.int32(target), None if source is None else jnp.int32(source))
+
+
+def test_morph_stream_keep_frames_changes_no_value():
+    """Issue 17: logits that turn inf at a late frame gave reached [T, T, T] in the
+    sweep's streamed path and [T, T, F] with kept frames.  One core: every combination
+    of keep_frames and chunk_size gives the same reached, probabilities and L2."""
+    f = lambda x: jnp.stack([jnp.where(x.mean((1, 2, 3)) < 0.4, jnp.inf, 0.0),
+                             -x.mean((1, 2, 3))], -1)
+    img = jnp.full((16, 16, 1), 0.5)
+    alphas = jnp.array([0.0, 1e-4, 1e3])
+    ref, p0 = _stream(f, img, 1, keep_frames=True, alphas=alphas)
+    assert int(p0) == 0 and ref.frames.shape == (3, 16, 16, 1)
+    assert list(np.asarray(ref.reached)) == [True, True, False]
+    assert np.all(np.isfinite(ref.probs[:2])) and np.all(np.isnan(ref.probs[2]))
+    for keep, chunk in ((False, None), (False, 2), (True, 2)):
+        m, _ = _stream(f, img, 1, keep_frames=keep, chunk_size=chunk, alphas=alphas)
+        assert (m.frames is None) == (not keep)
+        np.testing.assert_array_equal(m.reached, ref.reached)
+        np.testing.assert_array_equal(m.probs, ref.probs)       # NaN where ref is NaN
+        np.testing.assert_array_equal(m.l2, ref.l2)
+        np.testing.assert_array_equal(m.alphas, ref.alphas)
+    # a budget schedule streams the same way
+    b1, _ = _stream(f, img, 1, keep_frames=True, l2_budget=jnp.array([0.5, 1.0]))
+    b0, _ = _stream(f, img, 1, keep_frames=False, chunk_size=1,
+                    l2_budget=jnp.array([0.5, 1.0]))
+    np.testing.assert_array_equal(b0.probs, b1.probs)
+    np.testing.assert_array_equal(b0.reached, b1.reached)
+
+
+@pytest.mark.parametrize("keep_frames", [True, False])
+def test_morph_stream_never_makes_up_probabilities(keep_frames):
+    """All-NaN / inf logits give NaN probabilities and reached False (the sweep's old
+    path returned a finite softmax of NaN logits); margin with source == target is a
+    problem (code 5), not a silent no-op."""
+    g = smooth_classifier(16, 16, K=2)
+    img = smooth_image(16, 16)
+    for f in (lambda x: g(x) * jnp.nan, lambda x: g(x).at[:, 1].set(jnp.inf)):
+        m, problem = _stream(f, img, 1, keep_frames=keep_frames, alphas=jnp.array([0.0, 1.0]))
+        assert int(problem) == 3
+        assert np.all(np.isnan(m.probs)) and not np.any(m.reached)
+    m, problem = _stream(g, img, 1, 1, keep_frames=keep_frames, loss="margin",
+                         alphas=jnp.array([0.0, 1.0]))
+    assert lj.lens.PROBLEMS[int(problem)].startswith("loss='margin' with source == target")
+    assert np.all(np.isnan(m.probs)) and np.all(np.isnan(m.l2)) and not np.any(m.reached)
+
+
 def test_integer_logits_margin_same_class_and_target_count():
     H = W = 16
     f = smooth_classifier(H, W)
