@@ -131,7 +131,11 @@ def test_run_quick_end_to_end(tmp_path):
     """`python -m lens_jax run --quick` in a fresh cache: trains tiny models, writes a report."""
     env = dict(os.environ, LENS_JAX_CACHE=str(tmp_path / "cache"), JAX_PLATFORMS="cpu")
     out = tmp_path / "run"
-    p = subprocess.run([sys.executable, "-m", "lens_jax", "run", "--quick", "--out", str(out)],
+    plug = tmp_path / "my_domains.py"       # a domain registered by the user (issue 17.4)
+    plug.write_text("import lens_jax as lj\nlj.register(lj.REGISTRY['pixel']._replace("
+                    "name='pixel_copy', label='Pixel (copy)'))\n")
+    p = subprocess.run([sys.executable, "-m", "lens_jax", "run", "--quick", "--out", str(out),
+                        "--domains-module", str(plug), "--domains", "pixel_copy,csp_phase"],
                        env=env, capture_output=True, text=True, timeout=600,
                        cwd=str(tmp_path))
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
@@ -142,11 +146,11 @@ def test_run_quick_end_to_end(tmp_path):
         assert (out / f).is_file(), f
     import json
     summary = json.loads((out / "summary_raw.json").read_text())
-    assert {r["method"] for r in summary} == {"pixel", "csp_phase"}
+    assert {r["method"] for r in summary} == {"pixel_copy", "csp_phase"}
     assert {r["driver"] for r in summary} == {"cnn", "cnn+robust"}
     assert all(r["n"] == 2 and 0 <= r["reached"] <= 2 for r in summary)
     assert all(-1 <= r["specificity"] <= 1 for r in summary)
-    assert "command: python -m lens_jax run --quick" in (out / "command.txt").read_text()
+    assert "python -m lens_jax run --quick" in (out / "command.txt").read_text()
     page = (out / "index.html").read_text()         # the interactive page leads
     assert "<!DOCTYPE html>" in page and "CSP phase" in page and "robust cnn" in page
     assert page.index('type="range"') < page.index("<table")
@@ -210,3 +214,188 @@ def test_robust_driver_is_feature_detected():
         job.load_driver("vit+robust", "mnist5k")
     with pytest.raises(ValueError, match="variant"):
         job.load_driver("cnn+fast", "mnist5k")
+
+
+# ----------------------------------------------------------------------------------
+# one's own model (--model FILE.py:FUNCTION), own images (run --images), image files
+# ----------------------------------------------------------------------------------
+
+MODEL_FILE = '''
+import jax.numpy as jnp
+import numpy as np
+import lens_jax as lj
+
+# a user domain, registered when the file is imported: the pixel domain under a new name
+lj.register(lj.REGISTRY["pixel"]._replace(name="pixel_copy", label="Pixel (copy)"))
+
+
+def make():
+    w = jnp.asarray(np.random.default_rng(0).normal(size=(16 * 16, 3)), jnp.float32)
+    return {"classifier": (lambda p, x: x.reshape(x.shape[0], -1) @ p, w),
+            "class_names": ["cat", "dog", "$5 bill"], "input_shape": (16, 16, 1)}
+
+
+def bare():
+    w = jnp.ones((16 * 16, 2), jnp.float32)
+    return (lambda p, x: x.reshape(x.shape[0], -1) @ p, w)
+
+
+def broken():
+    raise RuntimeError("weights missing")
+'''
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory):
+    """A model file (plain JAX, 16x16 grey, 3 classes, one class name with '$') and the
+    same picture as 8-bit, 16-bit, float TIFF and RGBA (white strokes, transparent)."""
+    d = tmp_path_factory.mktemp("own")
+    (d / "my_model.py").write_text(MODEL_FILE)
+    a = np.zeros((16, 16), np.uint8)
+    a[3:5, 3:13] = 255
+    a[5:13, 10:12] = 200
+    imgs = d / "imgs"
+    imgs.mkdir()
+    Image.fromarray(a).save(imgs / "a8.png")
+    Image.fromarray(a.astype(np.uint16) * 257).save(imgs / "b16.png")
+    Image.fromarray(a.astype(np.float32) / 255).save(imgs / "c_float.tiff")
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., :3] = 255
+    rgba[..., 3] = a
+    Image.fromarray(rgba).save(d / "clear.png")
+    return d
+
+
+def _p_line(text):
+    return [ln for ln in text.splitlines() if ln.startswith("classifier:")][0]
+
+
+def test_model_file_morph_user_domain_and_image_formats(own, capsys, tmp_path):
+    """--model for morph; the file's registered domain works in the CLI; 8-bit, 16-bit,
+    float TIFF and RGBA-over-black files of one picture give the same input (issue 18.3,
+    18.4; issue 19 cases 9-11: RGBA blank, 16-bit clipped, float TIFF darkened)."""
+    model = f"{own / 'my_model.py'}:make"
+    base = ["morph", "--model", model, "--target", "$5 bill", "--frames", "3",
+            "--l2-budget", "1", "--out", str(tmp_path / "o")]
+    lines = {}
+    for name in ("a8.png", "b16.png", "c_float.tiff"):
+        assert cli.main(base + ["--image", str(own / "imgs" / name), "--domain", "pixel"]) == 0
+        lines[name] = _p_line(capsys.readouterr().out)
+    assert cli.main(base + ["--image", str(own / "clear.png"), "--background", "black",
+                            "--domain", "pixel_copy"]) == 0
+    text = capsys.readouterr().out
+    lines["clear.png"] = _p_line(text)
+    assert len(set(lines.values())) == 1, lines
+    assert "p($5 bill)" in lines["a8.png"] and "make from my_model.py" in lines["a8.png"]
+    # the user domain gives what the domain it copies gives
+    import json
+    f8 = json.loads((tmp_path / "o" / "a8_to2_pixel_fixed_frames.json").read_text())
+    fc = json.loads((tmp_path / "o" / "clear_to2_pixel_copy_fixed_frames.json").read_text())
+    assert [r["p_target"] for r in f8] == pytest.approx([r["p_target"] for r in fc], rel=1e-6)
+    assert abs(f8[-1]["l2"] - 1.0) < 1e-2
+    for suffix in ("_strip.png", ".gif", "_probs.png"):          # plots with '$' in names
+        assert (tmp_path / "o" / f"a8_to2_pixel_fixed{suffix}").is_file()
+    # RGBA without --background: refused, naming the option
+    err = _err(capsys, base + ["--image", str(own / "clear.png")])
+    assert "transparent" in err and "--background" in err
+
+
+def test_run_images_writes_the_page(own, capsys, tmp_path):
+    """run --model FILE:FUNCTION --images FOLDER --target CLASS: the interactive page."""
+    out = tmp_path / "page"
+    rc = cli.main(["run", "--model", f"{own / 'my_model.py'}:make", "--images",
+                   str(own / "imgs"), "--target", "dog", "--domains", "pixel,pixel_copy",
+                   "--frames", "3", "--budget", "1.5", "--out", str(out)])
+    assert rc == 0
+    import json
+    rows = json.loads((out / "metrics.json").read_text())
+    assert {(r["image"], r["domain"]) for r in rows} == {
+        (f, d) for f in ("a8.png", "b16.png", "c_float.tiff") for d in ("pixel", "pixel_copy")}
+    assert all(abs(r["l2"] - 1.5) < 1e-2 for r in rows if r["reached"])
+    page = (out / "index.html").read_text()
+    assert "<!DOCTYPE html>" in page and 'type="range"' in page and "b16.png" in page
+    for f in ("index.md", "metrics.csv", "command.txt", "endpoints_000_a8.png"):
+        assert (out / f).is_file(), f
+    assert "--images" in (out / "command.txt").read_text()
+
+
+def test_model_file_errors_are_one_line(own, capsys, tmp_path):
+    png = str(own / "imgs" / "a8.png")
+    mf = own / "my_model.py"
+    cases = [
+        (["--model", f"{mf}:nope"], "has no function 'nope'"),
+        (["--model", f"{mf}:broken"], "broken() raised RuntimeError: weights missing"),
+        (["--model", str(mf)], "FILE.py:FUNCTION"),
+        (["--model", f"{own / 'missing.py'}:make"], "no such Python file"),
+        (["--model", f"{mf}:make", "--classifier", "ccexam"], "not both"),
+        (["--model", f"{mf}:make", "--domain", "wavelet"], "unknown domain 'wavelet'"),
+        (["--model", f"{mf}:make", "--target", "8"], "out of range"),
+        # issue 19: --frames 1000000 asked XLA for 60 GB; --l2-budget 1e300 gave "inf"
+        (["--model", f"{mf}:make", "--frames", "1000000"], "lower --frames (at most 10000"),
+        (["--model", f"{mf}:make", "--l2-budget", "1e300"], "give at most 16"),
+    ]
+    for extra, msg in cases:
+        argv = ["morph", "--image", png, "--target", "1", "--out", str(tmp_path / "e")]
+        if "--target" in extra:
+            argv = ["morph", "--image", png, "--out", str(tmp_path / "e")]
+        err = _err(capsys, argv + extra)
+        assert msg in err, (extra, err)
+    bad = own / "syntax.py"
+    bad.write_text("def make(:\n")
+    err = _err(capsys, ["morph", "--model", f"{bad}:make", "--image", png, "--target", "1"])
+    assert "failed to import (line 1): SyntaxError" in err
+    err = _err(capsys, ["run", "--model", f"{mf}:bare", "--images", str(tmp_path / "none"),
+                        "--target", "1"])
+    assert "no such image file or folder" in err
+
+
+def test_decompression_bomb_and_experiment_paths_refused(capsys, tmp_path):
+    """Issue 19: a bomb PNG gave a traceback; `experiment ../path` ran any Python file."""
+    from tests.test_images import _png
+    bomb = _png(tmp_path / "bomb.png", np.zeros((1, 1), np.uint8), color_type=0,
+                bit_depth=8, size=(14000, 14000))
+    err = _err(capsys, ["morph", "--classifier", "ccexam", "--image", str(bomb),
+                        "--target", "8"])
+    assert "decompression bomb" in err
+    evil = tmp_path / "evil.py"
+    evil.write_text("def main(argv):\n    open('ran', 'w').write('x')\n")
+    for name in (str(evil), "../evil", str(tmp_path / "evil")):
+        err = _err(capsys, ["experiment", name])
+        assert "unknown experiment" in err and "synthetic" in err
+    assert not (tmp_path / "ran").exists() and not os.path.exists("ran")
+
+
+def test_damaged_checkpoint_is_one_line_naming_the_fix(cache, capsys):
+    """Issue 19: a damaged cached checkpoint gave a traceback and no fix."""
+    wd = cache / "models" / "digits_cnn_s0"
+    (wd / "1").mkdir(parents=True)
+    (wd / "1" / "_METADATA").write_text("junk")
+    (wd / "meta.json").write_text('{"a":')
+    with pytest.raises(SystemExit) as e:
+        cli.main(["morph", "--classifier", "digits:cnn", "--index", "0", "--target", "3"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if not ln.startswith("WARNING:absl")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "cannot be read" in lines[0] and "delete that folder and train again" in lines[0]
+    assert "python -m lens_jax train --dataset digits --model cnn" in lines[0]
+
+
+def test_choices_and_help_come_from_the_registry(capsys):
+    import lens_jax as lj
+    from lens_jax import domains, lens
+    parser, subs = cli.build_parser()
+    acts = {a.dest: a for a in subs["morph"]._actions}
+    assert tuple(acts["mode"].choices) == lens.MODES
+    assert tuple(acts["loss"].choices) == lens.LOSSES
+    assert tuple(acts["color"].choices) == domains.COLORS
+    for name in domains.domain_names():
+        assert name in acts["domain"].help
+    assert cli._domain_names("all", "--domain") == domains.domain_names()
+    assert cli._domain_names("paper", "--domain") == tuple(domains.PAPER_DOMAINS)
+    spec = lj.register(lj.REGISTRY["pixel"]._replace(name="pixel_reg_test"))
+    try:
+        assert "pixel_reg_test" in cli._domain_names("all", "--domain")
+        assert "pixel_reg_test" in cli.build_parser()[1]["morph"].format_help()
+    finally:
+        domains.REGISTRY.pop(spec.name)
