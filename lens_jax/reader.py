@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -35,6 +36,9 @@ __all__ = ["FORMAT", "make_sheets", "load_key", "read_labels", "score", "unblind
 
 FORMAT = "lens_jax.reader/1"
 UNREADABLE = "?"
+#: The largest sheet (and unblinded figure) drawn, in pixels (width x height).
+MAX_SHEET_PIXELS = 50_000_000
+_DIGITS = re.compile(r"[0-9]+")           # ASCII digits only ("²".isdigit() is True)
 _COUNTS = ("n", "labelled", "as_target", "as_source", "as_other", "unreadable")
 
 
@@ -112,18 +116,31 @@ def make_sheets(images: Any, meta: Sequence[Mapping[str, Any]], out: str | os.Pa
     imgs = np.asarray(images)
     if imgs.ndim not in (3, 4) or len(imgs) == 0:
         raise ValueError(f"images must be a non-empty (N, H, W[, C]) array; got {imgs.shape}")
+    from .checks import check_image
+    check_image(imgs, batch=True, name="images")   # float in [0, 1], as morph takes them
     if len(meta) != len(imgs):
         raise ValueError(f"{len(imgs)} images but {len(meta)} meta entries")
     for i, m in enumerate(meta):
         for k in ("source", "target"):
-            if k not in m or not 0 <= int(m[k]) < int(num_classes):
-                raise ValueError(f"meta[{i}] needs {k!r} in 0..{int(num_classes) - 1}; "
-                                 f"got {m.get(k)!r}")
+            v = m.get(k) if isinstance(m, Mapping) else None
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) \
+                    or not 0 <= int(v) < int(num_classes):
+                raise ValueError(f"meta[{i}] needs {k!r} an integer class in "
+                                 f"0..{int(num_classes) - 1}; got {v!r}")
         clash = {"tile", "sheet", "box"} & set(m)
         if clash:
             raise ValueError(f"meta[{i}] uses the key's own fields {sorted(clash)}")
-    if min(int(per_sheet), int(ncols), int(scale)) < 1:
-        raise ValueError("per_sheet, ncols and scale must be >= 1")
+    for name, v in (("per_sheet", per_sheet), ("ncols", ncols), ("scale", scale)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1; got {v!r}")
+    th, tw = int(imgs.shape[1]) * int(scale), int(imgs.shape[2]) * int(scale)
+    cols = min(int(ncols), int(per_sheet), len(imgs))
+    rows_ = -(-min(int(per_sheet), len(imgs)) // cols)
+    px = (cols * (tw + _PAD) + _PAD) * (rows_ * (th + _HEAD + _PAD) + _PAD)
+    if px > MAX_SHEET_PIXELS:
+        raise ValueError(f"sheets of {cols} x {rows_} tiles of {th}x{tw} pixels (scale "
+                         f"{scale}) would hold {px / 1e6:.0f} megapixels, over the limit of "
+                         f"{MAX_SHEET_PIXELS / 1e6:.0f}: lower scale (or per_sheet)")
     out = Path(out)
     order = np.random.default_rng(seed).permutation(len(imgs))
     tiles, sheets, pngs = [], {}, {}
@@ -172,6 +189,20 @@ def load_key(path: str | os.PathLike, *, check_sheets: bool = True) -> dict:
     if not isinstance(tiles, list) or sorted(t.get("tile") for t in tiles) != list(
             range(1, len(tiles) + 1)):
         raise ValueError(f"{path}: the tiles must be numbered 1..N exactly once")
+    sheets = key.get("sheets")
+    if not isinstance(sheets, dict) or not all(
+            isinstance(n, str) and re.fullmatch(r"sheet_[0-9]+\.png", n) for n in sheets):
+        raise ValueError(f"{path}: the sheets must be named sheet_NN.png (files beside the "
+                         "key, never a path)")
+    for t in tiles:
+        if t.get("sheet") not in sheets:
+            raise ValueError(f"{path}: tile {t.get('tile')} names sheet {t.get('sheet')!r}, "
+                             "which is not one of the key's sheets")
+        box = t.get("box")
+        if box is not None and not (isinstance(box, list) and len(box) == 4 and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in box)
+                and 0 <= box[0] < box[2] and 0 <= box[1] < box[3]):
+            raise ValueError(f"{path}: tile {t.get('tile')} has a malformed box {box!r}")
     if check_sheets:
         for name, digest in key["sheets"].items():
             sheet = path.parent / name
@@ -211,7 +242,7 @@ def read_labels(path: str | os.PathLike, key: Mapping[str, Any]) -> dict[int, in
         if len(row) != 2:
             raise ValueError(f"{path} row {line}: expected 'tile,label'; got {row}")
         t, lab = row[0].strip(), row[1].strip()
-        if not t.isdigit() or not 1 <= int(t) <= n:
+        if not _DIGITS.fullmatch(t) or not 1 <= int(t) <= n:
             raise ValueError(f"{path} row {line}: tile {t!r} is not one of 1..{n}")
         if int(t) in out:
             raise ValueError(f"{path} row {line}: tile {t} is labelled twice")
@@ -219,7 +250,7 @@ def read_labels(path: str | os.PathLike, key: Mapping[str, Any]) -> dict[int, in
             continue
         if lab == UNREADABLE:
             out[int(t)] = None
-        elif lab.isdigit() and int(lab) < k:
+        elif _DIGITS.fullmatch(lab) and int(lab) < k:
             out[int(t)] = int(lab)
         else:
             raise ValueError(f"{path} row {line}: label {lab!r} is neither "
@@ -288,12 +319,26 @@ def unblind(key: Mapping[str, Any], labels: Mapping[int, int | None],
     if any("box" not in t for t in key["tiles"]):
         raise ValueError("this key has no tile boxes (made by an older lens_jax); "
                          "remake the sheets")
+    known = key.get("sheets") or {}
+    for t in key["tiles"]:
+        if t["sheet"] not in known or Path(t["sheet"]).name != t["sheet"]:
+            raise ValueError(f"tile {t['tile']} names sheet {t['sheet']!r}, which is not one "
+                             "of the key's sheets (load the key with load_key)")
     cache: dict[str, Any] = {}
     rows = _grouped(key, group)
     order = list(rows)
     x0, y0, x1, y1 = key["tiles"][0]["box"]
     w, h = x1 - x0, y1 - y0
+    if any((t["box"][2] - t["box"][0], t["box"][3] - t["box"][1]) != (w, h)
+           for t in key["tiles"]):
+        raise ValueError("the key's tile boxes differ in size; remake the sheets")
     ncol = max(len(v) for v in rows.values())
+    px = (ncol * (w + 4) + 200) * (len(order) * (h + 22) + 4)
+    if px > MAX_SHEET_PIXELS:
+        raise ValueError(f"the unblinded figure would hold {px / 1e6:.0f} megapixels (tiles "
+                         f"of {w}x{h}, {ncol} per row, {len(order)} rows), over the limit of "
+                         f"{MAX_SHEET_PIXELS / 1e6:.0f}: group by more fields, or remake the "
+                         "sheets with a smaller scale")
     font, _ = _font(12)
     names = {g: " · ".join(str(v) for v in g) for g in order}
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
@@ -309,7 +354,15 @@ def unblind(key: Mapping[str, Any], labels: Mapping[int, int | None],
         for c, t in enumerate(sorted(rows[g], key=lambda t: (t.get("source", 0),
                                                                t.get("index", 0)))):
             if t["sheet"] not in cache:
-                cache[t["sheet"]] = Image.open(folder / t["sheet"]).convert("RGB")
+                with Image.open(folder / t["sheet"]) as im:
+                    if im.width * im.height > MAX_SHEET_PIXELS:
+                        raise ValueError(f"{folder / t['sheet']} is larger than any sheet "
+                                         "make_sheets draws; remake the sheets")
+                    cache[t["sheet"]] = im.convert("RGB")
+                if not (t["box"][2] <= cache[t["sheet"]].width
+                        and t["box"][3] <= cache[t["sheet"]].height):
+                    raise ValueError(f"tile {t['tile']}'s box {t['box']} lies outside "
+                                     f"{t['sheet']}; remake the sheets")
             left = lab_w + c * (w + 4)
             canvas.paste(cache[t["sheet"]].crop(tuple(t["box"])), (left, top))
             lab = labels.get(t["tile"], "-")

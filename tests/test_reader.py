@@ -146,7 +146,7 @@ def test_bad_input_is_refused(tmp_path):
                            num_classes=10)
     bad = imgs.copy()
     bad[1, 0, 0] = np.nan
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(ValueError, match="NaN"):
         reader.make_sheets(bad, [{"source": 1, "target": 2}] * 2, tmp_path, num_classes=10)
 
 
@@ -178,3 +178,78 @@ def test_unblind_puts_each_tile_back_under_its_condition(tmp_path):
         del t["box"]
     with pytest.raises(ValueError, match="remake"):
         reader.unblind(old, labels, tmp_path / "x.png")
+
+
+def test_images_must_be_in_unit_range(tmp_path):
+    """Issue 19 case 8: 0..255 images (uint8 or float) were clipped to white tiles."""
+    meta = [{"source": 3, "target": 8}] * 2
+    for bad, msg in ((np.full((2, 8, 8), 200, np.uint8), "float in \\[0, 1\\]"),
+                     (np.full((2, 8, 8), 200.0), r"\[0, 1\].*max 200"),
+                     (np.full((2, 8, 8), np.nan), "NaN")):
+        with pytest.raises(ValueError, match=msg):
+            reader.make_sheets(bad, meta, tmp_path, num_classes=10)
+    assert not list(tmp_path.iterdir())                   # nothing written
+
+
+def test_classes_must_be_integers(tmp_path):
+    """Issue 19: source 3.7 was truncated to 3, so no label could count as the source."""
+    imgs = np.zeros((1, 8, 8))
+    for m in ({"source": 3.7, "target": 8}, {"source": True, "target": 8},
+              {"source": "3", "target": 8}, {"source": 3, "target": 10}):
+        with pytest.raises(ValueError, match="integer class in 0..9"):
+            reader.make_sheets(imgs, [m], tmp_path, num_classes=10)
+    reader.make_sheets(imgs, [{"source": np.int64(3), "target": 8}], tmp_path, num_classes=10)
+
+
+def test_huge_requests_are_bounded(tmp_path):
+    """Issue 19: make_sheets(scale=5000) and unblind of a huge box gave a bare MemoryError."""
+    imgs = np.zeros((3, 8, 8))
+    meta = [{"source": 3, "target": 8}] * 3
+    with pytest.raises(ValueError, match="megapixels.*lower scale"):
+        reader.make_sheets(imgs, meta, tmp_path / "a", num_classes=10, scale=5000)
+    with pytest.raises(ValueError, match="scale must be an integer"):
+        reader.make_sheets(imgs, meta, tmp_path / "a", num_classes=10, scale=2.5)
+    key_path = reader.make_sheets(imgs, meta, tmp_path / "b", num_classes=10, scale=2)
+    key = reader.load_key(key_path)
+    for t in key["tiles"]:
+        t["box"] = [0, 0, 200_000, 200_000]
+    with pytest.raises(ValueError, match="megapixels"):
+        reader.unblind(key, {}, tmp_path / "u.png")
+
+
+def test_unblind_reads_only_the_keys_sheets(tmp_path):
+    """Issue 19: a tile's `sheet` in key.json was not checked, so unblind read an image
+    outside the folder."""
+    imgs = np.zeros((2, 8, 8))
+    key_path = reader.make_sheets(imgs, [{"source": 3, "target": 8}] * 2, tmp_path / "s",
+                                  num_classes=10, scale=2)
+    Image.fromarray(np.full((64, 64), 255, np.uint8)).save(tmp_path / "secret.png")
+    raw = json.loads(key_path.read_text())
+    raw["tiles"][0]["sheet"] = "../secret.png"
+    key_path.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="not one of the key's sheets"):
+        reader.load_key(key_path, check_sheets=False)
+    good = json.loads(json.dumps(raw))
+    good["tiles"][0]["sheet"] = "sheet_01.png"
+    good["folder"] = str(tmp_path / "s")
+    bad = json.loads(json.dumps(good))
+    bad["tiles"][0]["sheet"] = "../secret.png"
+    with pytest.raises(ValueError, match="not one of the key's sheets"):
+        reader.unblind(bad, {}, tmp_path / "u.png")
+    raw["sheets"]["../secret.png"] = "0" * 64
+    key_path.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="sheet_NN.png"):
+        reader.load_key(key_path, check_sheets=False)
+
+
+def test_labels_with_non_ascii_digits_name_file_and_row(tmp_path):
+    """Issue 19: a label '²' gave a bare int() error without the file or row."""
+    _, _, key_path = _study(tmp_path)
+    key = reader.load_key(key_path)
+    text = (tmp_path / "labels.csv").read_text().splitlines()
+    (tmp_path / "labels.csv").write_text("\n".join(text[:2] + ["1,²", "2,8"]) + "\n")
+    with pytest.raises(ValueError, match=r"labels.csv row 2: label '²' is neither"):
+        reader.read_labels(tmp_path / "labels.csv", key)
+    (tmp_path / "labels.csv").write_text("\n".join(text[:2] + ["³,8"]) + "\n")
+    with pytest.raises(ValueError, match=r"labels.csv row 2: tile '³' is not one of"):
+        reader.read_labels(tmp_path / "labels.csv", key)
