@@ -9,7 +9,8 @@ import numpy as np
 
 from .classifier import Classifier
 
-__all__ = ["check_image", "check_classes", "check_count", "check_margin", "num_classes"]
+__all__ = ["check_image", "check_classes", "check_count", "check_bool", "check_margin",
+           "check_memory", "num_classes"]
 
 
 def concrete(*xs) -> bool:
@@ -36,6 +37,15 @@ def check_image(image, *, batch: bool = False, name: str = "image") -> jax.Array
         want = "(N, H, W) or (N, H, W, C) with N >= 1" if batch else \
             "(H, W) or (H, W, C) (use morph_batch or jax.vmap for batches)"
         raise ValueError(f"{name} must be {want}; got shape {tuple(image.shape)}")
+    lead, C = image.shape[-3], image.shape[-1]
+    if C not in (1, 3) and lead in (1, 3):
+        first = "(N, C, H, W)" if batch else "(C, H, W)"
+        last = "(N, H, W, C)" if batch else "(H, W, C)"
+        raise ValueError(f"{name} of shape {tuple(image.shape)} looks channels-first "
+                         f"{first}; lens_jax takes channels-last {last} images: pass "
+                         f"jnp.moveaxis({name}, {-3}, -1)"
+                         + (" (or, for a batch of one image, use morph_batch)"
+                            if lead == 1 and not batch else ""))
     if not jnp.issubdtype(image.dtype, jnp.floating):
         raise ValueError(f"{name} must be float in [0, 1]; got dtype {image.dtype}")
     if concrete(image):
@@ -44,9 +54,14 @@ def check_image(image, *, batch: bool = False, name: str = "image") -> jax.Array
         if bad.any():
             where = f" (image {int(np.argwhere(bad)[0][0])})" if batch else ""
             raise ValueError(f"{name} contains {int(bad.sum())} NaN/Inf values{where}")
-        lo, hi = float(a.min()), float(a.max())
-        if lo < 0.0 or hi > 1.0:
-            raise ValueError(f"{name} values must lie in [0, 1]; got range [{lo:.4g}, {hi:.4g}]")
+        out = (a < 0) | (a > 1)
+        if out.any():
+            def show(v):              # every digit the dtype holds (1.0000001, not "1")
+                return np.format_float_positional(v, unique=True, trim="-")
+            raise ValueError(f"{name} values must lie in [0, 1]; {int(out.sum())} of "
+                             f"{a.size} lie outside (min {show(a.min())}, max "
+                             f"{show(a.max())}); scale the image to [0, 1], or clip it "
+                             "(jnp.clip) if the excess is round-off")
     image = jnp.asarray(image)
     if image.dtype in (jnp.bfloat16, jnp.float16):
         image = image.astype(jnp.float32)
@@ -128,14 +143,56 @@ def check_margin(loss, t, s) -> None:
                              "another target or loss='nll'")
 
 
-def check_count(name, value) -> int:
-    """A Python int >= 1 (bools, floats and strings rejected).
+def check_count(name: str, value, *, minimum: int = 1) -> int:
+    """A Python int >= ``minimum``: the one check of counts (``chunk_size``,
+    ``n_frames``, ``alpha_chunk``, ...).  Bools, floats (2.7, and 3.0 too) and strings
+    ("3") are refused, never truncated.
 
     >>> check_count("chunk_size", 4)
     4
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    if int(value) < 1:
-        raise ValueError(f"{name} must be >= 1; got {value}")
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r} "
+                         f"({type(value).__name__})")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
     return int(value)
+
+
+def check_bool(name: str, value) -> bool:
+    """A bool (Python or NumPy); anything else (``"no"``, 1, None) is refused: a
+    string would otherwise count as True.
+
+    >>> check_bool("stop_before_wrap", False)
+    False
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def memory_limit() -> int:
+    """Bytes one computation may plan to hold: the default device's memory (its
+    ``bytes_limit``) or, on CPU, the machine's physical memory."""
+    dev = jax.devices()[0]
+    stats = None
+    try:
+        stats = dev.memory_stats()
+    except Exception:            # noqa: BLE001 - backends without memory statistics
+        stats = None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    try:
+        import os
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 16 << 30
+
+
+def check_memory(nbytes: int, *, what: str, fix: str) -> None:
+    """ValueError before anything is allocated when a request needs more than
+    :func:`memory_limit` (``what``: the request; ``fix``: what to lower)."""
+    limit = memory_limit()
+    if nbytes > limit:
+        raise ValueError(f"{what} needs about {nbytes / 2**30:.1f} GiB, more than the "
+                         f"{limit / 2**30:.1f} GiB this device has; {fix}")

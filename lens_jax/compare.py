@@ -39,14 +39,16 @@ from matplotlib.figure import Figure
 
 from . import metrics as _metrics
 from . import viz as _viz
-from .domains import REGISTRY, Domain, RegistryView
+from .checks import check_count
+from .domains import (DOMAINS, PROTOCOL_DOMAINS, REGISTRY, Domain, RegistryView,
+                      domain_names)
 from .lens import Morph, morph
 
 __all__ = ["compare_domains", "morph_figure", "COMPARE_DOMAINS", "DOMAIN_LABELS", "ROW_COLUMNS"]
 
 #: The four comparators of the follow-up protocol (pixel, Fourier phase, CSP phase and
 #: joint CSP phase + amplitude, at matched image-space L2 budgets).
-COMPARE_DOMAINS = ("pixel", "fourier_phase", "csp_phase", "csp_joint")
+COMPARE_DOMAINS = PROTOCOL_DOMAINS      # the protocol's four (one constant, in domains)
 
 
 #: Human-readable names for figures and tables (each registry entry's ``label``).
@@ -152,16 +154,13 @@ def compare_domains(logits_fn: Any, image, *, target: int, source: int | None = 
     domains = tuple(domains)
     if not domains:
         raise ValueError("domains is empty")
-    bad = [d for d in domains if (d.name if isinstance(d, Domain) else d) not in REGISTRY]
+    bad = [d for d in domains if (d.name if isinstance(d, Domain) else d) not in DOMAINS]
     if bad:
-        raise ValueError(f"unknown domain(s) {bad}; choose from {tuple(REGISTRY)}")
+        raise ValueError(f"unknown domain(s) {bad}; choose from {domain_names()}")
     names = [d.name if isinstance(d, Domain) else d for d in domains]
     if len(set(names)) != len(names):
         raise ValueError(f"domains has duplicates: {names}")
-    if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) \
-            or n_frames < 2:
-        raise ValueError(f"n_frames must be an integer >= 2 (source and endpoint); "
-                         f"got {n_frames!r}")
+    n_frames = check_count("n_frames", n_frames, minimum=2)    # source and endpoint
     evaluators = dict(evaluators or {})
     src_img = img.astype(np.float32) if img.dtype != np.float64 else img
 

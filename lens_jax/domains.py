@@ -118,7 +118,9 @@ class DomainSpec(NamedTuple):
     (optional) is the fraction of coefficients whose phase the edit moved by more than pi.
     ``has_phase``: the edit has a phase part; ``change`` then reports the largest phase
     change in radians and scales linearly with the edit (``change(a * p) == |a| *
-    change(p)``), and ``wrapped`` must be given.
+    change(p)``), and ``wrapped`` must be given.  ``check(dom) -> dom`` (optional)
+    validates the options once, when :func:`get_domain` builds the domain, and may
+    normalise them (e.g. a list to a tuple).
     """
     name: str
     label: str
@@ -135,6 +137,8 @@ class DomainSpec(NamedTuple):
     has_phase: bool = False       # the edit moves phases: ``change`` is then the largest
     #                               phase change in radians, linear in the edit's scale
     #                               (``stop_before_wrap`` and the wrapping reports use it)
+    check: Callable[..., Any] | None = None   # (dom) -> dom: validate / normalise the
+    #                               options once, in get_domain (ValueError naming them)
 
 
 REGISTRY: dict[str, DomainSpec] = {}
@@ -242,8 +246,12 @@ def _band_zeros(state: PyramidCoeffs) -> tuple:
 def _csp_render(dom, c: PyramidCoeffs, params, shape):
     ph = params.get("phase")
     la = params.get("logamp")
+    scales = dom.option("scales")
     bands = []
     for i, b in enumerate(c.bands):
+        if scales is not None and i not in scales:      # an unedited scale
+            bands.append(b)
+            continue
         f = None
         if la is not None:
             f = jnp.exp(jnp.clip(la[i], -LOGAMP_MAX, LOGAMP_MAX))
@@ -256,6 +264,24 @@ def _csp_render(dom, c: PyramidCoeffs, params, shape):
 
 def _csp_analyse(dom, x):
     return dom.pyramid.forward(x)
+
+
+def _check_scales(dom):
+    """``scales``: None (every scale) or distinct scale indices (0 = finest)."""
+    scales = dom.option("scales")
+    if scales is None:
+        return dom
+    n = dom.pyramid.height
+    if isinstance(scales, (int, np.integer)) and not isinstance(scales, bool):
+        scales = (scales,)
+    ok = isinstance(scales, (tuple, list)) and len(scales) > 0 and all(
+        isinstance(i, (int, np.integer)) and not isinstance(i, bool) and 0 <= i < n
+        for i in scales) and len(set(scales)) == len(scales)
+    if not ok:
+        raise ValueError(f"option scales must be None or distinct scale indices in 0..{n - 1} "
+                         f"(0 = finest; this pyramid has {n} scales); got {dom.option('scales')!r}")
+    opts = dict(dom.options, scales=tuple(sorted(int(i) for i in scales)))
+    return dom._replace(options=tuple(sorted(opts.items())))
 
 
 def _csp_zeros(names):
@@ -277,15 +303,19 @@ register(DomainSpec(
     zeros=lambda dom, X: {"phase": jnp.zeros_like(jnp.real(X))},
     render=lambda dom, X, p, shape: jnp.fft.irfft2(X * rotation(p["phase"]), s=shape),
     change=_max_abs_of("phase"), wrapped=_phase_wrapped, has_phase=True))
+# ``scales``: edit only these scales (0 = finest); the others and the residuals stay fixed
+_SCALES = (("scales", None),)
 register(DomainSpec("csp_phase", "CSP phase", "rad", math.pi, True, _csp_analyse,
                     _csp_zeros(("phase",)), _csp_render, _max_abs_of("phase"),
-                    wrapped=_phase_wrapped, has_phase=True))
+                    defaults=_SCALES, wrapped=_phase_wrapped, has_phase=True,
+                    check=_check_scales))
 register(DomainSpec("csp_amplitude", "CSP amplitude", "log-amplitude", 1.0, True,
                     _csp_analyse, _csp_zeros(("logamp",)), _csp_render,
-                    _max_abs_of("logamp")))
+                    _max_abs_of("logamp"), defaults=_SCALES, check=_check_scales))
 register(DomainSpec("csp_joint", "Joint CSP", "rad", math.pi, True, _csp_analyse,
                     _csp_zeros(("phase", "logamp")), _csp_render, _max_abs_of("phase"),
-                    wrapped=_phase_wrapped, has_phase=True))
+                    defaults=_SCALES, wrapped=_phase_wrapped, has_phase=True,
+                    check=_check_scales))
 
 
 # flow-coherent domains (lens_jax/flow.py): one smooth displacement field on a G x G
@@ -295,21 +325,35 @@ register(DomainSpec("csp_joint", "Joint CSP", "rad", math.pi, True, _csp_analyse
 from . import flow as _fl  # noqa: E402  (the math; imports only jax, numpy and pyramid)
 
 
-def _flow_grid(dom) -> int:
-    g = dom.option("grid")
+_CHOICES = {"residuals": ("move", "fixed"), "amplitude": ("fixed", "move"),
+            "interp": ("cubic", "linear")}
+
+
+def _check_flow(dom):
+    """The flow / warp options, checked once (in :func:`get_domain`)."""
+    opts = dict(dom.spec.defaults, **dict(dom.options))
+    g = opts["grid"]
     if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 2:
         raise ValueError(f"option grid must be an int >= 2; got {g!r}")
-    return int(g)
+    for key, choices in _CHOICES.items():
+        if key in opts and opts[key] not in choices:
+            raise ValueError(f"option {key} must be one of {choices}; got {opts[key]!r}")
+    bal = opts.get("balance", "auto")
+    if not ((isinstance(bal, str) and bal in ("auto", "none", "gradient"))
+            or (isinstance(bal, (int, float, np.number)) and not isinstance(bal, bool)
+                and math.isfinite(bal) and bal > 0)):
+        raise ValueError(f"option balance must be 'auto', 'gradient', 'none' or a positive "
+                         f"number; got {bal!r}")
+    return dom
 
 
 def _flow_zeros(dom, like) -> jax.Array:
-    g = _flow_grid(dom)
+    g = int(dom.option("grid"))
     z = jnp.real(like).reshape(-1)[0]      # inherit the state's dtype / sharding type
     return jnp.zeros_like(jnp.broadcast_to(z, (2, g, g)))
 
 
 def _flow_analyse(dom, x):
-    _flow_grid(dom)
     return _fl.analyse_flow(dom.pyramid, x, residuals=dom.option("residuals"),
                             amplitude=dom.option("amplitude"))
 
@@ -318,16 +362,12 @@ def _flow_joint_analyse(dom, x):
     state = _flow_analyse(dom, x)
     bal = dom.option("balance")
     if isinstance(bal, str) and bal == "auto":
-        s = _fl.balance_scale(dom.pyramid, state, grid=_flow_grid(dom),
+        s = _fl.balance_scale(dom.pyramid, state, grid=int(dom.option("grid")),
                               clip_logamp=LOGAMP_MAX)
-    elif isinstance(bal, str) and bal in ("none", "gradient"):
+    elif isinstance(bal, str):          # "none", "gradient" (checked in get_domain)
         s = 1.0
-    elif isinstance(bal, (int, float, np.number)) and not isinstance(bal, bool) \
-            and math.isfinite(bal) and bal > 0:
-        s = float(bal)
     else:
-        raise ValueError(f"option balance must be 'auto', 'gradient', 'none' or a positive "
-                         f"number; got {bal!r}")
+        s = float(bal)
     return state._replace(scale=jnp.asarray(s, state.coeffs.highpass.dtype))
 
 
@@ -361,7 +401,7 @@ register(DomainSpec(
     zeros=lambda dom, st: {"flow": _flow_zeros(dom, st.coeffs.highpass)},
     render=_flow_render, change=_flow_change,
     defaults=(("amplitude", "fixed"), ("grid", 8), ("residuals", "move")), wrapped=_flow_wrapped,
-    has_phase=True))
+    has_phase=True, check=_check_flow))
 register(DomainSpec(
     name="csp_flow_joint", label="Joint CSP flow", unit="rad", final_change=math.pi,
     uses_pyramid=True, analyse=_flow_joint_analyse,
@@ -370,13 +410,13 @@ register(DomainSpec(
     render=_flow_render, change=_flow_change,
     defaults=(("amplitude", "fixed"), ("balance", "auto"), ("grid", 8),
               ("residuals", "move")),
-    wrapped=_flow_wrapped, has_phase=True))
+    wrapped=_flow_wrapped, has_phase=True, check=_check_flow))
 register(DomainSpec(
     name="warp", label="Warp", unit="px", final_change=2.0, uses_pyramid=False,
-    analyse=lambda dom, x: (_flow_grid(dom), x)[1],
+    analyse=lambda dom, x: x,
     zeros=lambda dom, x: {"flow": _flow_zeros(dom, x)},
     render=_warp_render, change=_warp_change,
-    defaults=(("grid", 8), ("interp", "cubic"))))
+    defaults=(("grid", 8), ("interp", "cubic")), check=_check_flow))
 
 
 def domain_names() -> tuple[str, ...]:
@@ -419,39 +459,69 @@ class _DomainNames(Sequence):
 DOMAINS = _DomainNames()
 
 
+#: The lens's pyramid conventions (:func:`default_pyramid`); a pyramid that departs from
+#: them changes the method, so :func:`get_domain` warns and names the fix.
+_CONVENTIONS = (("tight_frame", True), ("synthesis", "adjoint"))
+
+
 def get_domain(name: "str | Domain", shape: tuple[int, int],
                pyramid: SteerablePyramid | None = None, **options: Any) -> Domain:
-    """The :class:`Domain` called ``name`` for ``(H, W)`` images (a :class:`Domain` is
-    checked against ``shape`` and returned).  ``options`` are the domain's own settings
-    (see its :class:`DomainSpec` ``defaults``)."""
+    """The :class:`Domain` called ``name`` for ``(H, W)`` images, validated once: the
+    name, the options (its :class:`DomainSpec` ``defaults`` and ``check``) and the
+    pyramid (a :class:`Domain` is checked against ``shape`` and returned).
+
+    A ``pyramid`` of your own keeps its scales, orientations and widths, but should keep
+    the lens's conventions (tight frame, adjoint synthesis): build it as
+    ``lj.default_pyramid(shape).replace(height=..., order=...)``.  A pyramid without them
+    (``SteerablePyramid``'s own defaults: no tight frame, real synthesis) gives other
+    frames; it is used as given, with a ``UserWarning`` naming the difference.
+
+    >>> get_domain("csp_phase", (32, 32), scales=[1]).option("scales")
+    (1,)
+    """
     if isinstance(name, Domain):
-        if name.name not in REGISTRY:
-            raise ValueError(f"unknown domain {name.name!r}; choose one of {tuple(REGISTRY)}")
         if options:
             raise ValueError("give a Domain's options inside it, not as keywords")
-        if name.pyramid is None and REGISTRY[name.name].uses_pyramid:
-            return get_domain(name.name, shape, pyramid, **dict(name.options))
-        if name.pyramid is not None and tuple(name.pyramid.image_shape) != tuple(shape):
-            raise ValueError(f"domain's pyramid plan is for {name.pyramid.image_shape} "
-                             f"images; the image is {tuple(shape)}")
-        return name
-    if name not in REGISTRY:
-        raise ValueError(f"unknown domain {name!r}; choose one of {tuple(REGISTRY)}")
+        if name.pyramid is not None:
+            if pyramid is not None and pyramid != name.pyramid:
+                raise ValueError("domain is a Domain with its own pyramid; do not also give "
+                                 "pyramid=")
+            pyramid = name.pyramid
+        name, options = name.name, dict(name.options)
+    if not isinstance(name, str) or name not in REGISTRY:
+        raise ValueError(f"unknown domain {name!r}; choose one of {domain_names()}")
     spec = REGISTRY[name]
     unknown = sorted(set(options) - {k for k, _ in spec.defaults})
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for domain {name!r}; it takes "
                          f"{[k for k, _ in spec.defaults] or 'none'}")
-    opts = tuple(sorted(options.items()))
-    if not spec.uses_pyramid:
-        return Domain(name, None, opts)
-    if pyramid is None:
-        pyramid = default_pyramid(shape)       # raises ValueError for too-small images
-    elif not isinstance(pyramid, SteerablePyramid):
-        raise ValueError(f"pyramid must be a SteerablePyramid; got {type(pyramid).__name__}")
-    if tuple(pyramid.image_shape) != tuple(shape):
-        raise ValueError(f"pyramid plan is for {pyramid.image_shape} images; the image is "
-                         f"{tuple(shape)}")
-    if not pyramid.is_complex:
-        raise ValueError("phase and amplitude edits need a complex pyramid (is_complex=True)")
-    return Domain(name, pyramid, opts)
+    if spec.uses_pyramid:
+        if pyramid is None:
+            pyramid = default_pyramid(shape)       # raises ValueError for too-small images
+        elif not isinstance(pyramid, SteerablePyramid):
+            raise ValueError(f"pyramid must be a SteerablePyramid; got "
+                             f"{type(pyramid).__name__}")
+        if tuple(pyramid.image_shape) != tuple(shape):
+            raise ValueError(f"pyramid plan is for {pyramid.image_shape} images; the image "
+                             f"is {tuple(shape)}")
+        if not pyramid.is_complex:
+            raise ValueError("phase and amplitude edits need a complex pyramid "
+                             "(is_complex=True)")
+        off = [f"{k}={getattr(pyramid, k)!r}" for k, v in _CONVENTIONS
+               if getattr(pyramid, k) != v]
+        if off:
+            import warnings
+            warnings.warn(f"this pyramid departs from the lens's conventions ({', '.join(off)}; "
+                          "the lens uses tight_frame=True, synthesis='adjoint'), so the frames "
+                          "differ from the method's; to change only scales or orientations "
+                          f"use lj.default_pyramid({tuple(shape)}).replace(...)",
+                          UserWarning, stacklevel=3)
+    dom = Domain(name, pyramid if spec.uses_pyramid else None, tuple(sorted(options.items())))
+    if spec.check is not None:
+        dom = spec.check(dom)
+    try:
+        hash(dom)
+    except TypeError:
+        raise ValueError(f"domain {name!r}: option values must be hashable (tuples, not "
+                         f"lists); got {dict(dom.options)!r}") from None
+    return dom

@@ -32,6 +32,7 @@ raise: that image's frames, probabilities, distances and changes are NaN and its
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple
@@ -40,13 +41,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .checks import (check_classes, check_count, check_image, check_margin, concrete,
-                     num_classes)
+from .checks import (check_bool, check_classes, check_count, check_image, check_margin,
+                     check_memory, concrete, num_classes)
 from ._batching import map_chunks
 from .classifier import Classifier, as_classifier, fold_params, guarded_softmax
 from .domains import COLORS, Domain, get_domain, merge_color, split_color
 from .pyramid import SteerablePyramid
-from .schedule import DEFAULT_FINAL_CHANGE, Schedule, budget_alphas
+from .schedule import DEFAULT_FINAL_CHANGE, Schedule, budget_alphas, implicit_alphas
 
 __all__ = ["Morph", "Edit", "morph", "morph_batch", "morph_stream", "morph_frames", "prepare_edit",
            "map_batched", "check_image", "budget_alphas", "polar_grads", "Schedule",
@@ -363,8 +364,10 @@ def morph_stream(clf: Classifier, image, target, source, schedule: Schedule, *,
             return ed.render(_scale(g0, cap(a)), straight_through=False)
 
         if schedule.kind in ("budget", "budgets"):
-            found, ok = budget_alphas(lambda a: _l2(render_a(a), image), budgets, unit0)
-            found = cap(found)
+            def dist(a):
+                return _l2(render_a(a), image)
+            found, ok = budget_alphas(dist, budgets, unit0, chunk=chunk)
+            found = cap(implicit_alphas(dist, found, budgets, ok))
             if schedule.kind == "budget":
                 alphas = jnp.linspace(0.0, 1.0, n, dtype=dtype) * found[0]
                 reached = jnp.broadcast_to(ok[0], alphas.shape)
@@ -399,7 +402,8 @@ def morph_stream(clf: Classifier, image, target, source, schedule: Schedule, *,
 
         if schedule.kind in ("budget", "budgets"):
             found, ok = budget_alphas(lambda s: _l2(run(steps_of(s))[0][-1], image),
-                                      budgets, unit0 / max(n - 1, 1))
+                                      _refuse_grad(budgets), unit0 / max(n - 1, 1),
+                                      chunk=chunk)
             if schedule.kind == "budget":
                 frames, alphas, change, wrapped = run(steps_of(found[0]))
                 reached = jnp.broadcast_to(ok[0], alphas.shape)
@@ -437,6 +441,24 @@ def morph_stream(clf: Classifier, image, target, source, schedule: Schedule, *,
                 jnp.broadcast_to(res["wrapped"], alphas.shape).astype(dtype))
     out = jax.tree.map(lambda bad_v, v: jnp.where(fail, bad_v, v), _nan_like(out), out)
     return out._replace(reached=reached & ok & ~fail), problem
+
+
+@jax.custom_jvp
+def _refuse_grad(budgets):
+    """Identity on the L2 budgets of a live-mode search, refusing differentiation with
+    respect to them (no silent zero gradient)."""
+    return budgets
+
+
+@functools.partial(_refuse_grad.defjvp, symbolic_zeros=True)
+def _refuse_grad_jvp(primals, tangents):
+    (b,), (tb,) = primals, tangents
+    if not isinstance(tb, jax.custom_derivatives.SymbolicZero):
+        raise ValueError("differentiating with respect to l2_budget is supported in "
+                         "mode='fixed' only (the live modes' budget search has no "
+                         "implicit derivative); use mode='fixed' or differentiate "
+                         "through alphas=")
+    return b, jnp.zeros_like(b)
 
 
 def morph_frames(clf: Classifier, image, target, source, schedule: Schedule, **kwargs
@@ -511,6 +533,36 @@ _core_jit = jax.jit(_core, static_argnames=_STATIC + ("batched",))
 _classify_jit = _core_jit    # one program now; the name is kept for tests/test_models.py
 
 
+#: Bytes of working memory per rendered frame and edited channel pixel (complex band
+#: images of a 4-orientation pyramid, their FFTs and the gradient's residuals; a
+#: generous estimate used only to refuse hopeless requests before allocating).
+_WORK_BYTES_PER_PIXEL = 64
+
+
+def _check_size(st: _Setup, chunk: int | None, images_at_once: int, *, mode: str,
+                color: str) -> None:
+    """Refuse a morph whose frames cannot fit in memory, naming what to lower."""
+    H, W, C = st.images.shape[-3:]
+    N = st.images.shape[0] if st.images.ndim == 4 else 1
+    item = st.images.dtype.itemsize
+    n = st.schedule.length
+    search = st.schedule.kind in ("budget", "budgets")
+    if mode == "fixed":
+        at_once = min(chunk or n, n)
+        if search:
+            at_once = max(at_once, min(chunk or 30, 30))    # the budget search's grid
+    else:                   # a live scan holds its frames; a search runs 30 scans at once
+        at_once = n * (30 if search else 1)
+    edited = C if color == "rgb" else 1
+    work = images_at_once * at_once * _WORK_BYTES_PER_PIXEL * H * W * edited * item
+    kept = N * n * H * W * C * item
+    if kept + work > 0:
+        check_memory(kept + work, what=f"a morph of {N} image(s) of {H}x{W}x{C} with {n} "
+                     f"frames ({n * N} kept, {images_at_once * at_once} rendered at once)",
+                     fix="lower n_frames (or the number of alphas / budgets), set "
+                     "chunk_size= to render fewer frames at once, or morph a smaller image")
+
+
 def _hashable(x) -> bool:
     try:
         hash(x)
@@ -541,6 +593,10 @@ def _run(st: _Setup, targets, sources, *, batched, loss, mode, color, chunk_size
          stop_before_wrap, per_call=None) -> Morph:
     """:func:`morph_stream` (one compiled program) over (chunks of) the validated inputs."""
     sched = st.schedule
+    if chunk_size is not None:
+        chunk_size = check_count("chunk_size", chunk_size)
+    stop_before_wrap = check_bool("stop_before_wrap", stop_before_wrap)
+    _check_size(st, chunk_size, per_call or 1, mode=mode, color=color)
     static = dict(domain=st.domain, loss=loss, mode=mode, color=color, kind=sched.kind,
                   n_frames=sched.n_frames, chunk_size=chunk_size,
                   stop_before_wrap=stop_before_wrap, num_classes=st.K, batched=batched,
@@ -676,7 +732,10 @@ def morph_batch(logits_fn: Any, images, *, target, source=None,
                 images_per_call: int | None = None, **kwargs) -> Morph:
     """:func:`morph` for a batch ``(N, H, W, C)`` (or ``(N, H, W)``) of images.
 
-    Same keywords as :func:`morph`; ``target`` / ``source`` are scalars or ``(N,)``.
+    Same keywords as :func:`morph`; ``target`` / ``source`` are scalars or ``(N,)``,
+    or ``(N, T)`` targets (as :func:`lens_jax.sweep.run` takes): ``T`` morphs of every
+    image, and every field of the result gets leading ``(N, T)`` axes (``source`` a
+    scalar, ``(N,)`` or ``(N, T)``).
     Returns a :class:`Morph` whose fields have a leading ``N`` axis, equal to
     ``jax.vmap`` of :func:`morph`, but the classifier sees each call's frames as ONE
     flat batch (convolutions under a double ``vmap`` ran 2.3x slower on CPU).
@@ -696,6 +755,20 @@ def morph_batch(logits_fn: Any, images, *, target, source=None,
                                                   "n_frames")},
                 constant_params=kw["constant_params"])
     n = st.images.shape[0]
+    n_targets = None                  # (N, T) targets: T morphs of every image
+    if np.ndim(target) == 2:
+        N, n_targets = np.shape(target)
+        if N != n:
+            raise ValueError(f"target of shape {np.shape(target)} needs one row per image; "
+                             f"got {n} images")
+        rep = lambda v: jnp.repeat(jnp.asarray(v), n_targets, axis=0)   # noqa: E731
+        st = st._replace(images=rep(st.images))
+        target = jnp.reshape(jnp.asarray(target), (-1,))
+        if source is not None and np.ndim(source) == 1:
+            source = rep(source)
+        elif source is not None and np.ndim(source) == 2:
+            source = jnp.reshape(jnp.asarray(source), (-1,))
+        n = n * n_targets
     t = check_classes("target", target, st.K, n)
     s = check_classes("source", source, st.K, n)
     check_margin(kw["loss"], t, s)
@@ -706,9 +779,12 @@ def morph_batch(logits_fn: Any, images, *, target, source=None,
         images_per_call = _default_per_call(st.images, kw["color"], per_image)
     else:
         images_per_call = check_count("images_per_call", images_per_call)
-    return _run(st, t, s, batched=True, loss=kw["loss"], mode=kw["mode"], color=kw["color"],
-                chunk_size=kw["chunk_size"], stop_before_wrap=kw["stop_before_wrap"],
-                per_call=images_per_call)
+    m = _run(st, t, s, batched=True, loss=kw["loss"], mode=kw["mode"], color=kw["color"],
+             chunk_size=kw["chunk_size"], stop_before_wrap=kw["stop_before_wrap"],
+             per_call=images_per_call)
+    if n_targets is None:
+        return m
+    return jax.tree.map(lambda v: v.reshape((n // n_targets, n_targets) + v.shape[1:]), m)
 
 
 _MORPH_KW = dict(domain="csp_phase", alphas=None, loss="nll", mode="fixed", pyramid=None,

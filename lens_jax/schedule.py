@@ -19,16 +19,16 @@ With none given the schedule is ``step_cap`` with a final change of the domain's
 """
 from __future__ import annotations
 
-import operator
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .checks import check_count
 from .domains import REGISTRY, Domain, RegistryView
 
-__all__ = ["Schedule", "budget_alphas", "KINDS", "DEFAULT_FINAL_CHANGE"]
+__all__ = ["Schedule", "budget_alphas", "implicit_alphas", "KINDS", "DEFAULT_FINAL_CHANGE"]
 
 KINDS = ("alphas", "step_cap", "budget", "budgets")
 
@@ -43,19 +43,6 @@ DEFAULT_FINAL_CHANGE = RegistryView("final_change")
 
 def _concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
-
-
-def _count(name: str, value, minimum: int) -> int:
-    """A Python int >= ``minimum`` (bools, floats like 2.7 and strings rejected)."""
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be an integer; got {value!r}")
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer; got {value!r}") from None
-    if v < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {v}")
-    return int(v)
 
 
 class Schedule(NamedTuple):
@@ -120,10 +107,13 @@ class Schedule(NamedTuple):
                                  ("l2_budget", l2_budget)) if v is not None]
         if len(chosen) > 1:
             raise ValueError(f"give at most one schedule; got {', '.join(chosen)}")
-        name = domain.name if isinstance(domain, Domain) else domain
-        if name not in REGISTRY:
-            raise ValueError(f"unknown domain {name!r}; choose one of {tuple(REGISTRY)}")
-        n = _count("n_frames", n_frames, 1)
+        if isinstance(domain, Domain):        # validated by get_domain
+            spec = domain.spec
+        elif isinstance(domain, str) and domain in REGISTRY:
+            spec = REGISTRY[domain]
+        else:
+            raise ValueError(f"unknown domain {domain!r}; choose one of {tuple(REGISTRY)}")
+        n = check_count("n_frames", n_frames)
         need_n = (alphas is None and (l2_budget is None or np.ndim(l2_budget) == 0
                                       or mode != "fixed"))
         if need_n and n < 2:
@@ -155,7 +145,7 @@ class Schedule(NamedTuple):
             return cls(kind, None, None, b, n)
         auto = step_cap is None
         if auto:
-            step_cap = REGISTRY[name].final_change / (n - 1)
+            step_cap = spec.final_change / (n - 1)
         s = jnp.asarray(step_cap, dtype)
         if s.ndim != 0:
             raise ValueError(f"step_cap must be a scalar; got shape {s.shape}")
@@ -164,21 +154,27 @@ class Schedule(NamedTuple):
         return cls("step_cap", None, s, None, n, auto)
 
 
-def budget_alphas(dist_fn: Callable, budgets: jax.Array, unit: jax.Array
-                  ) -> tuple[jax.Array, jax.Array]:
+def budget_alphas(dist_fn: Callable, budgets: jax.Array, unit: jax.Array, *,
+                  chunk: int | None = None) -> tuple[jax.Array, jax.Array]:
     """Vectorised search of ``alpha`` with ``dist_fn(alpha) == budget``.
 
     Scans a doubling grid ``unit * 1e-4 * 2**k`` (``k < 30``), takes the first bracket
     where the distance reaches each budget (distance need not be monotone: phases wrap,
     pixels clip), and bisects inside it.  Returns ``(alphas, reached)``; an unreached
-    budget gets the grid alpha of largest distance.
+    budget gets the grid alpha of largest distance.  ``chunk``: evaluate the grid this
+    many alphas at a time (bounds memory; same values).
+
+    The search itself has no derivative (comparisons); :func:`lens_jax.morph` adds the
+    implicit one (``d alpha / d budget = 1 / (d dist / d alpha)``, see
+    :func:`implicit_alphas`).
 
     >>> a, ok = budget_alphas(lambda a: 2.0 * a, jnp.array([1.0]), jnp.asarray(1.0))
     >>> round(float(a[0]), 4), bool(ok[0])
     (0.5, True)
     """
     grid = jnp.asarray(_GRID, unit.dtype) * unit
-    d = jax.vmap(dist_fn)(grid)
+    d = jax.vmap(dist_fn)(grid) if chunk is None else \
+        jax.lax.map(dist_fn, grid, batch_size=int(chunk))
     hit = d[None, :] >= budgets[:, None]
     reached = jnp.any(hit, axis=1)
     k = jnp.argmax(hit, axis=1)
@@ -195,3 +191,35 @@ def budget_alphas(dist_fn: Callable, budgets: jax.Array, unit: jax.Array
     far = grid[jnp.argmax(d)]
     return jnp.where(reached, hi, far), reached
 
+
+
+def implicit_alphas(dist_fn: Callable, alphas: jax.Array, budgets: jax.Array,
+                    reached: jax.Array) -> jax.Array:
+    """``alphas`` (found by :func:`budget_alphas`) with the derivative of the solution
+    of ``dist_fn(alpha) == budget`` (implicit function theorem): one Newton step at the
+    solution whose *value* is zero, so
+
+        d alpha / d budget = 1 / dist'(alpha),
+        d alpha / d theta  = -(d dist / d theta) / dist'(alpha)
+
+    for anything ``theta`` that ``dist_fn`` closes over (image, classifier parameters).
+    Values are unchanged.  Where a budget was not reached (or ``dist'`` is not a
+    positive finite number) the derivative is zero: that alpha does not depend on the
+    budget.
+
+    >>> f = lambda b: implicit_alphas(lambda a: 2.0 * a, jnp.array([b / 2]), jnp.array([b]),
+    ...                               jnp.array([True]))[0]
+    >>> float(jax.grad(f)(1.0))
+    0.5
+    """
+    a0 = jax.lax.stop_gradient(alphas)
+
+    def one(a, b):
+        d, slope = jax.jvp(dist_fn, (a,), (jnp.ones_like(a),))
+        slope = jax.lax.stop_gradient(slope)
+        good = jnp.isfinite(slope) & (slope > 0)
+        step = (b - d) / jnp.where(good, slope, 1.0)
+        return jnp.where(good, step - jax.lax.stop_gradient(step), 0.0)
+
+    corr = jax.vmap(one)(a0, budgets)
+    return alphas + jnp.where(reached, corr, 0.0).astype(alphas.dtype)

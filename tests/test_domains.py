@@ -115,5 +115,61 @@ def test_register_one_entry_adds_a_domain():
         assert lj.lens.DEFAULT_FINAL_CHANGE["test_gain"] == 0.5
         from lens_jax.compare import DOMAIN_LABELS
         assert DOMAIN_LABELS["test_gain"] == "Gain"
+        # the registry is the only list: every view sees the new domain
+        assert "test_gain" in D.DOMAINS and "test_gain" in lj.DOMAINS
+        assert D.domain_names()[-1] == "test_gain" and D.DOMAINS[-1] == "test_gain"
+        mb = lj.morph_batch(f, jnp.stack([img, img * 0.8]), target=0, domain="test_gain",
+                            n_frames=3)
+        np.testing.assert_allclose(mb.frames[0], m.frames, rtol=1e-6)
+        rows = lj.compare.compare_domains(f, img, target=0, domains=("pixel", "test_gain"),
+                                          l2_budget=0.5, n_frames=3, warp=False,
+                                          verbose=False)
+        assert [r["domain"] for r in rows] == ["pixel", "test_gain"]
+        assert rows[1]["reached"] and abs(rows[1]["l2"] - 0.5) < 1e-3
     finally:
         del D.REGISTRY["test_gain"]
+    assert "test_gain" not in D.DOMAINS
+
+
+def test_domain_traits_are_declared_not_spelled():
+    """has_phase is a declared trait (no "phase" in the name or the params' keys)."""
+    phase = {n for n in D.domain_names() if D.REGISTRY[n].has_phase}
+    assert phase == {"fourier_phase", "csp_phase", "csp_joint", "csp_flow", "csp_flow_joint"}
+    assert set(D.PROTOCOL_DOMAINS) <= set(D.DOMAINS) and D.PAPER_DOMAINS == D.PROTOCOL_DOMAINS
+    for bad in (dict(name="a-b"), dict(name="all"), dict(has_phase="yes"),
+                dict(has_phase=True, wrapped=None)):
+        spec = D.DomainSpec(**dict(dict(
+            name="x_dom", label="X", unit="u", final_change=1.0, uses_pyramid=False,
+            analyse=lambda dom, x: x, zeros=lambda dom, x: {"d": jnp.zeros_like(x)},
+            render=lambda dom, x, p, shape: x + p["d"],
+            change=lambda dom, x, p: jnp.max(jnp.abs(p["d"]))), **bad))
+        with pytest.raises(ValueError):
+            D.register(spec)
+    assert "x_dom" not in D.REGISTRY
+
+
+def test_scales_option_edits_only_those_scales():
+    f = lambda x: jnp.stack([x[:, :8].mean((1, 2, 3)), x[:, 8:].mean((1, 2, 3))], -1)
+    img = jnp.moveaxis(_image(), 0, -1)
+    m = lj.morph(f, img, target=0, domain="csp_phase", domain_options={"scales": [1]},
+                 n_frames=3)
+    g = m.grad["phase"]
+    assert float(jnp.abs(g[0]).max()) == 0.0 and float(jnp.abs(g[1]).max()) > 0.0
+    full = lj.morph(f, img, target=0, domain="csp_phase", n_frames=3)
+    # the scale-1 part of the gradient is the full gradient's scale-1 part
+    np.testing.assert_allclose(g[1], full.grad["phase"][1], rtol=1e-5, atol=1e-9)
+    assert float(jnp.abs(m.frames[-1] - img).max()) > 1e-3
+    for bad in ([7], [0, 0], "fine", [True]):
+        with pytest.raises(ValueError, match="scales"):
+            D.get_domain("csp_joint", (16, 16), scales=bad)
+
+
+def test_own_pyramid_without_the_lens_conventions_warns_with_the_fix():
+    """A SteerablePyramid built with its own defaults (no tight frame, real synthesis)
+    silently changed the frames (by up to 0.088); now a warning names the fix."""
+    with pytest.warns(UserWarning, match=r"default_pyramid\(\(16, 16\)\)\.replace"):
+        D.get_domain("csp_phase", (16, 16), lj.SteerablePyramid((16, 16)))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        D.get_domain("csp_phase", (16, 16), lj.default_pyramid((16, 16)).replace(height=1))

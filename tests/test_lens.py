@@ -537,6 +537,70 @@ def test_morph_stream_never_makes_up_probabilities(keep_frames):
     assert np.all(np.isnan(m.probs)) and np.all(np.isnan(m.l2)) and not np.any(m.reached)
 
 
+def test_gradient_through_the_l2_budget_matches_finite_differences():
+    """Issue 18: jax.grad w.r.t. l2_budget was silently 0.0; the budget search is now
+    differentiated implicitly (fixed mode) and refused in live modes."""
+    H = W = 16
+    f = smooth_classifier(H, W)
+    img = smooth_image(H, W)
+
+    def p_end(b, domain):
+        return lj.morph(f, img, target=1, domain=domain, l2_budget=b[None]).target_prob[0]
+
+    for domain in ("pixel", "csp_phase"):
+        g = float(jax.grad(p_end)(jnp.float32(0.5), domain))
+        eps = 0.02
+        fd = (float(p_end(jnp.float32(0.5 + eps), domain))
+              - float(p_end(jnp.float32(0.5 - eps), domain))) / (2 * eps)
+        assert abs(fd) > 1e-4 and abs(g - fd) <= 0.05 * abs(fd) + 1e-6, (domain, g, fd)
+    with pytest.raises(ValueError, match="l2_budget.*mode='fixed'"):
+        jax.grad(lambda b: lj.morph(f, img, target=1, mode="live", n_frames=2,
+                                    l2_budget=b).target_prob[-1])(0.5)
+
+
+def test_weak_answers_become_errors_naming_the_argument():
+    """Issue 19: truncated counts, a string flag, huge requests and a round-off pixel;
+    issue 18: channels-first images."""
+    H = W = 16
+    f = smooth_classifier(H, W)
+    img = smooth_image(H, W)
+    for kw, match in ((dict(chunk_size=2.7), "chunk_size"), (dict(chunk_size="3"), "chunk_size"),
+                      (dict(chunk_size=1.0), "chunk_size"),
+                      (dict(stop_before_wrap="no"), "stop_before_wrap"),
+                      (dict(n_frames=10**6, l2_budget=1.0), "n_frames.*chunk_size")):
+        with pytest.raises(ValueError, match=match):
+            lj.morph(f, img, target=1, **kw)
+    with pytest.raises(ValueError, match="images_per_call"):
+        lj.morph_batch(f, img[None], target=1, images_per_call=1.5)
+    huge = jax.ShapeDtypeStruct((3000, 3000), jnp.float32)     # never allocated
+    g = lambda x: jnp.stack([x.mean((1, 2, 3)), -x.mean((1, 2, 3))], -1)
+    with pytest.raises(ValueError, match="GiB.*chunk_size"):
+        jax.eval_shape(lambda x: lj.morph(g, x, target=1, l2_budget=1.0), huge)
+    bad = np.asarray(img).copy()
+    bad[0, 0] = np.float32(1.0000001)
+    with pytest.raises(ValueError, match=r"1 of 256 lie outside.*max 1\.0000001"):
+        lj.morph(f, bad, target=1)
+    with pytest.raises(ValueError, match=r"channels-first \(C, H, W\).*moveaxis"):
+        lj.morph(f, jnp.zeros((3, 16, 8)), target=1, color="rgb")
+    with pytest.raises(ValueError, match=r"channels-first \(N, C, H, W\)"):
+        lj.morph_batch(f, jnp.zeros((2, 3, 16, 16)), target=1)
+
+
+def test_morph_batch_takes_n_by_t_targets_as_the_sweep_does():
+    H = W = 16
+    f = smooth_classifier(H, W)
+    imgs = jnp.stack([smooth_image(H, W, seed=0), smooth_image(H, W, seed=1)])
+    alphas = jnp.array([0.0, 2.0])
+    m = lj.morph_batch(f, imgs, target=jnp.array([[0, 2], [1, 0]]), alphas=alphas)
+    assert m.frames.shape == (2, 2, 2, H, W, 1) and m.target.tolist() == [[0, 2], [1, 0]]
+    for t in range(2):
+        one = lj.morph_batch(f, imgs, target=m.target[:, t], alphas=alphas)
+        np.testing.assert_allclose(m.frames[:, t], one.frames, atol=1e-6)
+        np.testing.assert_allclose(m.probs[:, t], one.probs, atol=1e-6)
+    with pytest.raises(ValueError, match="one row per image"):
+        lj.morph_batch(f, imgs, target=jnp.zeros((3, 2), jnp.int32), alphas=alphas)
+
+
 def test_integer_logits_margin_same_class_and_target_count():
     H = W = 16
     f = smooth_classifier(H, W)
@@ -636,9 +700,12 @@ def test_domain_object_and_options():
     f = smooth_classifier(H, W)
     img = smooth_image(H, W)
     pyr = lj.default_pyramid((H, W)).replace(synthesis="real")
-    dom = lj.get_domain("csp_phase", (H, W), pyr)
-    a = lj.morph(f, img, target=1, domain=dom, n_frames=3)
-    b = lj.morph(f, img, target=1, domain="csp_phase", pyramid=pyr, n_frames=3)
+    with pytest.warns(UserWarning, match="synthesis='real'"):
+        dom = lj.get_domain("csp_phase", (H, W), pyr)
+    with pytest.warns(UserWarning, match="conventions"):
+        a = lj.morph(f, img, target=1, domain=dom, n_frames=3)
+    with pytest.warns(UserWarning, match="conventions"):
+        b = lj.morph(f, img, target=1, domain="csp_phase", pyramid=pyr, n_frames=3)
     np.testing.assert_array_equal(a.frames, b.frames)
     with pytest.raises(ValueError, match="pyramid"):
         lj.morph(f, img, target=1, domain=dom, pyramid=pyr)
