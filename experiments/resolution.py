@@ -1,12 +1,11 @@
 """Study: where does the paper's claim hold? Image size x driver robustness x edit domain.
 
 Digits at 28, 56, 112 px, Fashion-MNIST at 28, 112 px (``data.load(..., size=S)``); standard
-and robust (PGD eps x S/28) driver CNNs trained at each size; pyramid height follows S; every
-domain, fixed and live, at L2 = 2, 4, 6 x S/28.  Per cell: reach, driver median p(target), transfer
-to the independent classifiers at 28 px (antialiased) and to the other driver, E warp, target
-specificity, largest phase change, wrapped fraction; written atomically to OUT/DATASET/cells/
-(a rerun skips finished cells).  ``--reader 4 --cells "112,cnn+robust,fixed,csp_joint;..."``:
-blind sheets at 28 px (score with reader_study.py --score).
+and robust (PGD eps x S/28) driver CNNs trained at each size (``cnn+robust@56``: at 56 px only);
+pyramid height follows S; every domain, fixed and live, at L2 = 2, 4, 6 x S/28.  Per cell:
+driver median p(target), transfer to the independent classifiers at 28 px (antialiased) and to
+the other driver, E warp, specificity, phase change, wrapped fraction; saved atomically per cell
+(reruns skip them).  ``--reader 4 --cells "112,cnn,fixed,csp_joint;..."``: blind 28-px sheets.
 """
 import dataclasses
 import itertools
@@ -41,15 +40,14 @@ def at_base(fn, size: int):   # a 28-px classifier shown S-px images downsampled
     return c if size == BASE else (lambda p, x: c.apply(p, data.resize(x, BASE)), c.params)
 
 
-def run_cell(path: Path, fn, judges, src, *, domain, mode, size, budgets, args, classes):
+def run_cell(path: Path, fn, judges, src, *, domain, mode, size, budgets, args):
     t0, scale, spec_b = time.perf_counter(), size / BASE, max(budgets)
     ep = ev.endpoints(fn, src, domain=domain, budgets=[b * scale for b in budgets], mode=mode)
     recs = ev.evaluate_endpoints(ep, src, judges, method=domain, endpoint_keys=budgets,
                                  warp_steps=20 if args.quick else 200)
-    sub = np.concatenate([np.flatnonzero(src.pair == k)[:args.n_specificity]
-                          for k in set(src.pair)])
-    sp = dict(zip(sub.tolist(), ev.specificity(fn, src.subset(sub), num_classes=classes,
-                                               domain=domain, budget=spec_b * scale, mode=mode)))
+    sub = np.flatnonzero(src.id - np.searchsorted(src.pair, src.pair) < args.n_specificity)
+    sp = dict(zip(sub.tolist(), ev.specificity(fn, src.subset(sub), num_classes=ep.probs.shape[
+        -1], domain=domain, budget=spec_b * scale, mode=mode)))     # first n of each pair
     for i, r in enumerate(recs):                       # source-major, budget-minor
         r.update(size=size, mode=mode, wrapped=float(ep.wrapped.reshape(-1)[i]))
         r.update({"specificity": float(sp[r["id"]])} if r["B"] == spec_b and r["id"] in sp else {})
@@ -67,37 +65,40 @@ def run_dataset(dataset: str, args, out: Path) -> None:
         "resnet_mini", "mlp"), ccexam=dataset == "mnist5k", quick=args.quick)
     src28 = ev.select_sources(*data.load(dataset, "test"), PAIRS[dataset], n_per_pair=args.n,
                               seed=None, driver=load_driver("cnn", dataset, BASE, args.quick))
-    args.first = [int(np.flatnonzero(src28.pair == k)[0]) for k in np.unique(src28.pair)]
+    args.first = np.unique(src28.pair, return_index=True)[1]     # first source of each pair
     budgets, records = [float(b) for b in args.budgets.split(",")], []
     for size in map(int, (args.sizes or ("28,56" if args.quick else SIZES[dataset])).split(",")):
-        drivers = {d: load_driver(d, dataset, size, args.quick) for d in args.drivers.split(",")}
+        drivers = {d[0]: load_driver(d[0], dataset, size, args.quick) for d in (
+            s.split("@") for s in args.drivers.split(",")) if d[1:] in ([], [str(size)])}
         src = src28._replace(images=np.asarray(data.resize(src28.images, size)))
         for (dname, fn), mode in itertools.product(drivers.items(), args.modes.split(",")):
-            judges = {**{k: at_base(f, size) for k, f in evaluators.items()}, "other driver":
-                      next((f for k, f in drivers.items() if k != dname), fn)}
-            cells = {}
+            judges = {k: at_base(f, size) for k, f in evaluators.items()} | dict(zip(
+                ["other driver"], [f for k, f in drivers.items() if k != dname]))   # if any
             for domain in args.domains.split(","):
                 path = out / "cells" / f"{size}px_{dname}_{mode}_{domain}.json"
-                recs = (read_json(path)["records"] if path.with_suffix(".npz").is_file()
-                        and path.is_file() else run_cell(
-                            path, fn, judges, src, domain=domain, mode=mode, size=size,
-                            budgets=budgets, args=args, classes=len(data.class_names(dataset))))
+                recs = read_json(path)["records"] if path.with_suffix(".npz").is_file() and \
+                    path.is_file() else run_cell(path, fn, judges, src, domain=domain, mode=mode,
+                                                 size=size, budgets=budgets, args=args)
                 records += [{**{k: np.nan if v is None else v for k, v in r.items()},
                              "driver": dname} for r in recs]           # null: NaN
-                cells[domain] = np.load(path.with_suffix(".npz"))["gallery"]
             summarise(records, list(evaluators), out, args)
             protocol.grid_figure(out / f"gallery_{size}px_{dname}_{mode}.png", [
                 [(src.images[i], f"source ({size} px)")] + [
-                    (g[j, k], f"{d} L2={b:g}") for d, g in cells.items()]
+                    (np.load(out / "cells" / f"{size}px_{dname}_{mode}_{d}.npz")["gallery"][
+                        j, k], f"{d} L2={b:g}") for d in args.domains.split(",")]
                 for j, i in enumerate(args.first) for k, b in enumerate(budgets)],
                 suptitle=f"{dname} at {size} px, {mode} (L2 at 28 px)")
 
 
-def summarise(records, evaluators, out: Path, args) -> None:
-    judges = evaluators + ["other driver"]
-    rows = ev.summarise(records, group=LEAD, classifiers=judges, together=evaluators,
-                        n_boot=200 if args.quick else 2000)
-    shown = ev.display_rows(rows, judges, lead=LEAD, together_label="all independent")
+def summarise(records, evaluators, out: Path, args) -> None:   # per (size, driver, mode)
+    rows, shown = [], []
+    for blk in dict.fromkeys(tuple(r[k] for k in LEAD[:3]) for r in records):
+        rs = [r for r in records if tuple(r[k] for k in LEAD[:3]) == blk]
+        judges = evaluators + ["other driver"] * ("pred_other driver" in rs[0])
+        rows += ev.summarise(rs, group=LEAD, classifiers=judges, together=evaluators,
+                             n_boot=200 if args.quick else 2000)
+        shown += ev.display_rows(rows[len(shown):], judges, lead=LEAD,
+                                 together_label="all independent")
     for row, s in zip(rows, shown):
         w = [r["wrapped"] for r in records if r["reached"] and all(r[k] == row[k] for k in LEAD)]
         row["wrapped"] = s["wrapped (median)"] = np.nanmedian(w) if np.isfinite(w).any() else None
@@ -111,8 +112,8 @@ def make_reader(args, out: Path) -> None:   # blind sheets, every tile at 28 px
         stem = out / ds / "cells" / "{}px_{}_{}_{}".format(*cell.split(","))
         recs = read_json(stem.with_suffix(".json"))["records"][k::len(bs)]   # one per source
         frames = np.load(stem.with_suffix(".npz"))["frames28"][:, k] / 255.0
-        keep = [i for i, r in enumerate(recs)
-                if sum(q["pair"] == r["pair"] for q in recs[:i]) < args.reader]
+        pairs = [r["pair"] for r in recs]
+        keep = [i for i, q in enumerate(pairs) if i - pairs.index(q) < args.reader]
         tiles += [frames[i] for i in keep]
         meta += [{**dict(zip(("size", "driver", "mode", "domain"), cell.split(","))),
                   **{f: recs[i][f] for f in ("index", "source", "target", "reached")},
