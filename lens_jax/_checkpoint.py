@@ -30,6 +30,24 @@ class CheckpointCorruptError(ValueError):
     hash saved with them."""
 
 
+class CheckpointUnverifiedError(CheckpointCorruptError):
+    """A checkpoint without a content hash (written by an older lens_jax): its arrays
+    cannot be verified, so it is refused unless the caller opts in."""
+
+
+_FIX = ("delete the folder (or move it aside) and train again; "
+        "lens_jax.train.load_or_train does this itself")
+
+
+def _short(err: Exception) -> str:
+    """One line of an orbax/TensorStore error (they embed the whole TensorStore spec)."""
+    text = str(err).split("See full TensorStore details")[0]
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    if len(line) > 200:
+        line = line[:197] + "..."
+    return f"{type(err).__name__}: {line}" if line else type(err).__name__
+
+
 def _state_hash(state: Any) -> str:
     """sha256 over the arrays of a checkpoint state (tree order, dtype, shape, bytes)."""
     h = hashlib.sha256()
@@ -46,7 +64,7 @@ def restore_meta(mngr, step: int, workdir: Path) -> dict:
         meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many types
         raise CheckpointCorruptError(f"checkpoint {workdir} (epoch {step}) is damaged: its "
-                                     f"metadata cannot be read ({type(e).__name__}: {e})"
+                                     f"metadata cannot be read ({_short(e)}); {_FIX}"
                                      ) from None
     if not isinstance(meta, dict) or "config" not in meta:
         raise CheckpointCorruptError(f"checkpoint {workdir} (epoch {step}) is damaged: "
@@ -71,10 +89,18 @@ def read_meta(workdir: Path) -> tuple[Any, int | None, dict | None]:
         raise
 
 
-def restore_state(mngr, step: int, target: Any) -> dict:
-    """The state saved at ``step``, verified against the sha256 saved with it
-    (:class:`CheckpointCorruptError` when it differs or cannot be read).  Checkpoints
-    written before content hashes existed are restored unverified."""
+def restore_state(mngr, step: int, target: Any, *, allow_unverified: bool = False) -> dict:
+    """The state saved at ``step`` (``target``: its structure, arrays or
+    ``jax.ShapeDtypeStruct``), verified against the sha256 saved with it.
+
+    A checkpoint without a hash (written before content hashes existed) cannot be
+    verified: it is refused (:class:`CheckpointUnverifiedError`) unless
+    ``allow_unverified``, and refused in any case when an array holds NaN or inf.
+
+    Raises:
+      CheckpointCorruptError: the arrays cannot be read, differ from their hash, or (no
+        hash) are not finite; :class:`CheckpointUnverifiedError` as above.
+    """
     ocp = _ocp()
     workdir = Path(mngr.directory)
     meta = restore_meta(mngr, step, workdir)
@@ -84,7 +110,7 @@ def restore_state(mngr, step: int, target: Any) -> dict:
             state=ocp.args.StandardRestore(abstract)))["state"]
     except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many types
         raise CheckpointCorruptError(f"checkpoint {workdir} (epoch {step}) is damaged: its "
-                                     f"arrays cannot be read ({type(e).__name__}: {e})"
+                                     f"arrays cannot be read ({_short(e)}); {_FIX}"
                                      ) from None
     want = meta.get("content_sha256")
     if want is not None:
@@ -92,7 +118,20 @@ def restore_state(mngr, step: int, target: Any) -> dict:
         if got != want:
             raise CheckpointCorruptError(
                 f"checkpoint {workdir} (epoch {step}) is damaged: its arrays' sha256 "
-                f"{got[:16]}... differs from the {want[:16]}... saved with them")
+                f"{got[:16]}... differs from the {want[:16]}... saved with them; {_FIX}")
+        return state
+    bad = [jax.tree_util.keystr(k) for k, a in jax.tree_util.tree_leaves_with_path(state)
+           if np.issubdtype(np.asarray(a).dtype, np.inexact)
+           and not np.all(np.isfinite(np.asarray(a)))]
+    if bad:
+        raise CheckpointCorruptError(
+            f"checkpoint {workdir} (epoch {step}) is damaged: it has no content hash and "
+            f"{len(bad)} array(s) hold NaN or inf (first: {bad[0]}); {_FIX}")
+    if not allow_unverified:
+        raise CheckpointUnverifiedError(
+            f"checkpoint {workdir} (epoch {step}) has no content hash (written by an older "
+            "lens_jax), so its arrays cannot be verified; pass allow_unverified=True to load "
+            "it anyway (its values are finite), or delete the folder to train again")
     return state
 
 

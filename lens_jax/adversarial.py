@@ -10,10 +10,12 @@ of the true label with steps along the L2-normalised gradient (``"l2"``) or its 
 ``[0, 1]`` box after every step. :func:`robust_accuracy` is the fraction of images a
 classifier gets right both clean and under the attack.
 
-The parameters of the attacked model are traced arguments of the jitted attack, so
-attacking new parameters of the same shapes (a training step, another checkpoint)
-reuses the compiled code; ``eps`` and the step size are traced too (the training
-ramp changes them every step without recompiling).
+A model is any form :func:`lens_jax.classifier.as_classifier` accepts (a batched
+callable, ``(apply_fn, params)``, a flax ``nnx.Module``, a ``load_or_train`` function).
+Its parameters are traced arguments of the jitted attack, so attacking new parameters
+of the same shapes (a training step, another checkpoint) reuses the compiled code;
+``eps`` and the step size are traced too (the training ramp changes them every step
+without recompiling).
 """
 from __future__ import annotations
 
@@ -25,7 +27,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["PGD", "DEFAULT_ATTACKS", "pgd_attack", "robust_accuracy", "default_attack"]
+from ._batching import map_chunks
+from .classifier import Classifier, as_classifier, checked_logits, predict
+
+__all__ = ["PGD", "DEFAULT_ATTACKS", "pgd_attack", "robust_accuracy", "default_attack",
+           "attack_core"]
 
 _NORMS = ("l2", "linf")
 
@@ -184,7 +190,7 @@ def _random_delta(key: jax.Array, shape, dtype, eps: jax.Array, norm: str) -> ja
 
 
 def _per_example_loss(apply_fn, params, x, y):
-    logits = apply_fn(params, x).astype(jnp.float32)
+    logits = checked_logits(Classifier(apply_fn, params), x).astype(jnp.float32)
     lse = jax.nn.logsumexp(logits, axis=-1)
     true = jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0]
     wrong = jnp.argmax(logits, axis=-1) != y
@@ -201,9 +207,10 @@ def _pick(mask, a, b):
 
 
 def attack_core(apply_fn: Callable, params: Any, x0: jax.Array, y: jax.Array, eps: jax.Array,
-            alpha: jax.Array, key: jax.Array, *, norm: str, steps: int, restarts: int,
-            random_start: bool | None, track: bool) -> jax.Array:
-    """Traceable PGD core. ``track``: keep the best iterate (all steps, start
+                alpha: jax.Array, key: jax.Array, *, norm: str, steps: int, restarts: int,
+                random_start: bool | None, track: bool) -> jax.Array:
+    """Traceable PGD core against the :class:`lens_jax.classifier.Classifier`
+    ``(apply_fn, params)``.  ``track``: keep the best iterate (all steps, start
     included) per image; otherwise the last iterate of each run (the best run when
     ``restarts > 1``)."""
     eps = jnp.asarray(eps, x0.dtype)
@@ -259,7 +266,7 @@ def attack_core(apply_fn: Callable, params: Any, x0: jax.Array, y: jax.Array, ep
 def _attack_jit(apply_fn, params, x0, y, eps, alpha, key, *, norm, steps, restarts,
                 random_start, track):
     return attack_core(apply_fn, params, x0, y, eps, alpha, key, norm=norm, steps=steps,
-                   restarts=restarts, random_start=random_start, track=track)
+                       restarts=restarts, random_start=random_start, track=track)
 
 
 def _check_attack(attack: Any) -> PGD:
@@ -284,64 +291,38 @@ def _check_batch(images: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     return images, labels.astype(np.int32)
 
 
-def pgd_attack(apply_fn: Callable[[Any, jax.Array], jax.Array], params: Any,
-               images: Any, labels: Any, attack: PGD, key: jax.Array | None = None
-               ) -> jax.Array:
+def _classifier(model: Any, images: np.ndarray) -> Classifier:
+    """``model`` as a Classifier; a plain callable is traced on one image so the arrays it
+    closes over are traced parameters (read afresh on every call)."""
+    example = jax.ShapeDtypeStruct((1,) + images.shape[1:], jnp.float32)
+    return as_classifier(model, example=example)
+
+
+def pgd_attack(model: Any, images: Any, labels: Any, attack: PGD, *,
+               key: jax.Array | None = None) -> jax.Array:
     """Adversarial versions of ``images`` (same shape, in [0, 1], within ``attack.eps``).
 
-    Maximises the cross-entropy of ``apply_fn(params, x)`` at ``labels``; per image
-    and over all iterates (start included) and restarts it keeps the strongest
-    point: a misclassified one if any, otherwise the one with the largest loss. So
-    the result is never weaker than the clean image (when the first run starts
-    there), and more restarts with the same ``key`` are never weaker than fewer.
+    Maximises the cross-entropy of ``model`` (any form
+    :func:`lens_jax.classifier.as_classifier` accepts) at ``labels``; per image and over
+    all iterates (start included) and restarts it keeps the strongest point: a
+    misclassified one if any, otherwise the one with the largest loss. So the result is
+    never weaker than the clean image (when the first run starts there), and more
+    restarts with the same ``key`` are never weaker than fewer.
 
-    ``apply_fn`` must be hashable (it is a static argument of the jitted attack;
-    reuse one object to reuse the compilation); ``params`` is traced. ``key`` (a
-    ``jax.random`` key, default ``PRNGKey(0)``) seeds the random starts.
+    The parameters are traced (new values of the same shapes reuse the compiled
+    attack).  ``key`` (a ``jax.random`` key, default ``PRNGKey(0)``) seeds the random
+    starts.
     """
     attack = _check_attack(attack)
     images, labels = _check_batch(images, labels)
+    clf = _classifier(model, images)
     if key is None:
         key = jax.random.PRNGKey(0)
-    return _attack_jit(apply_fn, params, jnp.asarray(images), jnp.asarray(labels),
-                       np.float32(attack.eps), np.float32(attack.alpha), key,
-                       norm=attack.norm, steps=attack.steps, restarts=attack.restarts,
+    return _attack_jit(clf.apply, clf.params, jnp.asarray(images, jnp.float32),
+                       jnp.asarray(labels), np.float32(attack.eps),
+                       np.float32(attack.alpha), key, norm=attack.norm,
+                       steps=attack.steps, restarts=attack.restarts,
                        random_start=attack.random_start, track=True)
-
-
-@dataclasses.dataclass(frozen=True)
-class ModuleApply:
-    """``apply_fn(params, x)`` for a flax module (hashable: jit caches per module)."""
-
-    module: Any
-
-    def __call__(self, params, x):
-        return self.module.apply({"params": params}, x)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class _CallableApply:
-    """``apply_fn(params, x)`` for a plain ``logits_fn(x)`` (params ignored)."""
-
-    fn: Callable
-
-    def __call__(self, params, x):
-        return self.fn(x)
-
-
-def as_apply(model: Any) -> tuple[Callable, Any]:
-    """``(apply_fn, params)`` for ``(apply_fn, params)``, a flax module's
-    ``logits_fn`` from :func:`lens_jax.models.make_logits_fn` (its params stay
-    traced), or any ``logits_fn(images)`` (treated as parameter-free)."""
-    if isinstance(model, tuple) and len(model) == 2 and callable(model[0]):
-        return model
-    if not callable(model):
-        raise TypeError("model must be (apply_fn, params) or a callable logits_fn(images), "
-                        f"got {type(model).__name__}")
-    module = getattr(model, "model", None)
-    if module is not None and hasattr(model, "params") and hasattr(module, "apply"):
-        return ModuleApply(module), model.params
-    return _CallableApply(model), ()
 
 
 def robust_accuracy(model: Any, images: Any, labels: Any, attack: PGD, *,
@@ -349,53 +330,50 @@ def robust_accuracy(model: Any, images: Any, labels: Any, attack: PGD, *,
                     progress: bool = False) -> float:
     """Fraction of ``images`` classified correctly both clean and under ``attack``.
 
-    ``model`` is ``(apply_fn, params)`` with ``apply_fn(params, images) -> logits``,
-    or a callable ``logits_fn(images)`` (a :func:`lens_jax.models.make_logits_fn` /
-    ``load_or_train`` function is unwrapped so its params stay traced arguments).
-    Images go through in padded batches of ``batch_size`` (one compilation); batch
-    ``i`` uses ``fold_in(key, i)`` for its random starts (``key`` default
+    ``model``: any form :func:`lens_jax.classifier.as_classifier` accepts (its
+    parameters stay traced arguments).  Images go through in batches of ``batch_size``
+    (:func:`lens_jax._batching.map_chunks`: the last one padded, one compilation);
+    batch ``i`` uses ``fold_in(key, i)`` for its random starts (``key`` default
     ``PRNGKey(0)``).
     """
     attack = _check_attack(attack)
     images, labels = _check_batch(images, labels)
-    apply_fn, params = as_apply(model)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
             or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     n = len(images)
     if n == 0:
         raise ValueError("images is empty")
+    images = images.astype(np.float32)
+    clf = _classifier(model, images)
     if key is None:
         key = jax.random.PRNGKey(0)
-    images = images.astype(np.float32)
     bs = min(int(batch_size), n)
+    blocks = np.arange(n) // bs
+
+    def correct(x, y, b):
+        xa = _attack_jit(clf.apply, clf.params, jnp.asarray(x), jnp.asarray(y),
+                         np.float32(attack.eps), np.float32(attack.alpha),
+                         jax.random.fold_in(key, int(b[0])), norm=attack.norm,
+                         steps=attack.steps, restarts=attack.restarts,
+                         random_start=attack.random_start, track=True)
+        clean = jnp.argmax(predict(clf, x), -1)
+        adv = jnp.argmax(predict(clf, xa), -1)
+        return (clean == y) & (adv == y)
+
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm     # only when asked for
         bar = tqdm(total=n, desc=f"robust accuracy {attack.tag}", dynamic_ncols=True)
-    correct = 0
-    for b, i in enumerate(range(0, n, bs)):
-        x, y = images[i:i + bs], labels[i:i + bs]
-        m = len(x)
-        if m < bs:          # pad to one shape; padded rows are dropped below
-            x = np.concatenate([x, np.zeros((bs - m, *x.shape[1:]), x.dtype)])
-            y = np.concatenate([y, np.zeros((bs - m,), y.dtype)])
-        xa = _attack_jit(apply_fn, params, jnp.asarray(x), jnp.asarray(y),
-                         np.float32(attack.eps), np.float32(attack.alpha),
-                         jax.random.fold_in(key, b), norm=attack.norm, steps=attack.steps,
-                         restarts=attack.restarts, random_start=attack.random_start,
-                         track=True)
-        clean, adv = _predict(apply_fn, params, jnp.asarray(x), xa)
-        ok = (np.asarray(clean)[:m] == y[:m]) & (np.asarray(adv)[:m] == y[:m])
-        correct += int(ok.sum())
+    seen = [0]
+
+    def tick(done, total):
+        bar.update(done - seen[0])
+        seen[0] = done
+    try:
+        ok = map_chunks(correct, (images, labels, blocks), chunk=bs,
+                        progress=tick if bar is not None else None)
+    finally:
         if bar is not None:
-            bar.update(m)
-            bar.set_postfix(robust=f"{correct / (i + m):.4f}")
-    if bar is not None:
-        bar.close()
-    return correct / n
-
-
-@functools.partial(jax.jit, static_argnames=("apply_fn",))
-def _predict(apply_fn, params, x, xa):
-    return (jnp.argmax(apply_fn(params, x), -1), jnp.argmax(apply_fn(params, xa), -1))
+            bar.close()
+    return int(np.sum(np.asarray(ok))) / n

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from .classifier import Classifier, as_classifier, fold_params
+from .classifier import Classifier, as_classifier, fold_params, predict
 
 __all__ = ["CNN", "ResNetMini", "TinyMLP", "MODELS", "get_model", "init_params",
            "make_logits_fn", "count_params",
@@ -153,20 +153,22 @@ def init_params(model: nn.Module, key: jax.Array, input_shape: Sequence[int]) ->
 
 
 def make_logits_fn(model: nn.Module, params: Any) -> Callable[[jax.Array], jax.Array]:
-    """``logits_fn(x: (N, H, W, C) in [0, 1]) -> (N, num_classes)``, jitted, pure.
+    """``logits_fn(x: (N, H, W, C) in [0, 1]) -> (N, num_classes)``, pure.
 
-    The params are passed to the jitted apply as arguments (not baked in as
-    constants), so the function is cheap to build and differentiable in ``x``.
+    ``logits_fn(x)`` is :func:`lens_jax.classifier.predict` of the classifier
+    ``(model.apply, {"params": params})``: one jitted program per module, the params
+    passed to it as arguments (never baked in as constants), so the function is cheap to
+    build and differentiable in ``x``.  Every lens_jax entry point reads the classifier
+    itself (``logits_fn.__lens_classifier__``), so the params stay traced there too.
     """
-    apply = jax.jit(model.apply)
+    clf = as_classifier((model.apply, {"params": params}))
 
     def logits_fn(x: jax.Array) -> jax.Array:
-        return apply({"params": params}, x)
+        return predict(clf, x)
 
     logits_fn.model = model  # type: ignore[attr-defined]
     logits_fn.params = params  # type: ignore[attr-defined]
-    # as_classifier reads this: the params stay traced arguments of every lens program
-    logits_fn.__lens_classifier__ = as_classifier((model.apply, {"params": params}))  # type: ignore[attr-defined]
+    logits_fn.__lens_classifier__ = clf  # type: ignore[attr-defined]
     return logits_fn
 
 

@@ -27,6 +27,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -38,13 +39,14 @@ import numpy as np
 import optax
 
 from . import models as _models
-from ._checkpoint import (CheckpointCorruptError, manager, move_aside, read_meta,
-                          restore_meta, restore_state, save)
+from ._checkpoint import (CheckpointCorruptError, CheckpointUnverifiedError, manager,
+                          move_aside, read_meta, restore_meta, restore_state, save)
 from ._io import cache_dir
 from .adversarial import DEFAULT_ATTACKS, PGD, attack_core, robust_accuracy
 from .classifier import as_classifier, predict
 
 __all__ = ["TrainResult", "CheckpointMismatchError", "CheckpointCorruptError",
+           "CheckpointUnverifiedError",
            "train_classifier", "load_or_train",
            "restore_checkpoint", "accuracy_and_loss", "accuracy", "make_optimizer",
            "DEFAULTS", "default_epochs", "default_lr", "PGD", "robust_accuracy",
@@ -252,30 +254,41 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 # Checkpoints (orbax)
 # ----------------------------------------------------------------------------------
 
-def _target_state(config: Mapping[str, Any]):
-    """Freshly initialised (model, tx, state) matching a checkpoint config."""
+def _target_state(config: Mapping[str, Any], *, abstract: bool = False):
+    """(model, tx, state) matching a checkpoint config: freshly initialised, or with
+    ``abstract`` only its structure (``jax.eval_shape``: no initialiser runs or
+    compiles, which made loading a cached model take seconds)."""
     model = _models.get_model(config["model"], config["num_classes"],
                               **config.get("model_kwargs", {}))
-    key = jax.random.PRNGKey(config["seed"])
-    params = _models.init_params(model, key, config["input_shape"])
     tx = _optimizer(float(config["lr"]), int(config["total_steps"]),
                     float(config["weight_decay"]))
-    state = {"params": params, "opt_state": tx.init(params),
-             "rng": jax.random.key_data(key) if hasattr(jax.random, "key_data") else key}
-    return model, tx, state
+
+    def init():
+        key = jax.random.PRNGKey(config["seed"])
+        params = _models.init_params(model, key, config["input_shape"])
+        return {"params": params, "opt_state": tx.init(params),
+                "rng": jax.random.key_data(key)}
+    return model, tx, (jax.eval_shape(init) if abstract else init())
 
 
-def restore_checkpoint(workdir: str | os.PathLike, *, step: int | None = None
-                       ) -> tuple[Any, Any, dict]:
+def restore_checkpoint(workdir: str | os.PathLike, *, step: int | None = None,
+                       allow_unverified: bool = False) -> tuple[Any, Any, dict]:
     """Load ``(params, model, meta)`` from a :func:`train_classifier` workdir.
 
     ``meta`` holds ``epoch``, ``finished``, ``history``, ``test_accuracy``, the
     run's ``config`` and ``content_sha256`` (the hash of the saved arrays, verified
-    here). ``step`` (an epoch number) defaults to the latest checkpoint.
+    here). ``step`` (an epoch number) defaults to the latest checkpoint.  The model's
+    structure comes from ``jax.eval_shape`` (no initialiser runs), so loading takes
+    well under a second.
+
+    A checkpoint without ``content_sha256`` (an older lens_jax) cannot be verified and is
+    refused unless ``allow_unverified=True``; one holding NaN or inf is refused always.
 
     Raises:
       FileNotFoundError: no checkpoint.  CheckpointCorruptError (a ``ValueError``): the
-      checkpoint cannot be read or its arrays differ from the hash saved with them.
+      checkpoint cannot be read or its arrays differ from the hash saved with them (or,
+      without a hash, are not finite).  CheckpointUnverifiedError (a
+      ``CheckpointCorruptError``): no hash and ``allow_unverified`` is false.
     """
     workdir = Path(workdir)
     mngr, latest, meta = read_meta(workdir)
@@ -287,8 +300,8 @@ def restore_checkpoint(workdir: str | os.PathLike, *, step: int | None = None
         if step is not None and step != latest:
             meta = restore_meta(mngr, step, workdir)
         step = latest if step is None else step
-        model, _, target = _target_state(meta["config"])
-        state = restore_state(mngr, step, target)
+        model, _, target = _target_state(meta["config"], abstract=True)
+        state = restore_state(mngr, step, target, allow_unverified=allow_unverified)
     finally:
         mngr.close()
     return state["params"], model, meta
@@ -307,17 +320,41 @@ def _fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
 # ----------------------------------------------------------------------------------
 
 def _as_split(data: Sequence[np.ndarray] | None, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(images float32 (N, H, W, C) in [0, 1], labels int32)``, or a ValueError naming
+    ``name`` and the fix (never a silent cast of 0..255 images or float labels)."""
     if data is None:
         return None
     images, labels = data
-    images = np.asarray(images, np.float32)
-    labels = np.asarray(labels).astype(np.int32)
+    images, labels = np.asarray(images), np.asarray(labels)
+    if not np.issubdtype(images.dtype, np.floating):
+        raise ValueError(f"{name}: images must be floats in [0, 1]; got {images.dtype} "
+                         "(for 0..255 images use images.astype(np.float32) / 255)")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{name}: labels must be integers (class indices); got "
+                         f"{labels.dtype} (cast them with labels.astype(int) if they are "
+                         "whole numbers)")
     if images.ndim == 3:          # (N, H, W) greyscale
         images = images[..., None]
-    if images.ndim != 4 or len(images) != len(labels):
+    if images.ndim != 4 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(f"{name}: expected (N, H, W, C) images and (N,) labels, got "
                          f"{images.shape} and {labels.shape}")
-    return images, labels
+    finite = np.isfinite(images)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite.reshape(len(images), -1).all(1))[0])
+        raise ValueError(f"{name}: images hold NaN or inf ({int((~finite).sum())} values; "
+                         f"first in image {i}); training on them gives NaN weights")
+    if images.size and (images.min() < 0 or images.max() > 1):
+        raise ValueError(f"{name}: images must lie in [0, 1]; got "
+                         f"[{images.min():.4g}, {images.max():.4g}] (for 0..255 images "
+                         "divide by 255)")
+    return images.astype(np.float32), labels.astype(np.int32)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < 1:
+        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+    return int(value)
 
 
 def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
@@ -352,6 +389,14 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
     bit-equal to uninterrupted ones; the attack and ramp are part of the checkpointed
     configuration. ``train_loss``/``train_acc`` are then measured on the adversarial
     batches; ``test_acc`` stays clean accuracy.
+
+    Raises:
+      ValueError: a bad argument, named: ``batch_size``/``epochs`` not an int >= 1,
+        ``lr`` not finite and > 0, images not floats in [0, 1] (0..255 or uint8 images are
+        refused, not rescaled) or holding NaN/inf, labels not integers or outside
+        ``[0, num_classes)``, an unknown model.
+      FloatingPointError: the training loss (or a parameter) turned non-finite; the
+        epoch in which it happened is not saved, so no such run is ever marked finished.
     """
     if adversary is not None and not isinstance(adversary, PGD):
         raise TypeError(f"adversary must be a lens_jax.train.PGD or None, got "
@@ -359,18 +404,28 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
     if isinstance(ramp_epochs, bool) or not isinstance(ramp_epochs, (int, np.integer)) \
             or ramp_epochs < 0:
         raise ValueError(f"ramp_epochs must be an int >= 0, got {ramp_epochs!r}")
+    if model_name not in _models.MODELS:
+        raise ValueError(f"unknown model {model_name!r}; choose from {sorted(_models.MODELS)}")
+    epochs = _positive_int("epochs", epochs)
+    batch_size = _positive_int("batch_size", batch_size)
+    num_classes = _positive_int("num_classes", num_classes)
+    for what, v in (("lr", lr), ("weight_decay", weight_decay)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(v) or v < 0 or (what == "lr" and v == 0):
+            raise ValueError(f"{what} must be a finite number {'> 0' if what == 'lr' else '>= 0'}"
+                             f"; got {v!r}")
     train = _as_split(train_data, "train_data")
     test = _as_split(test_data, "test_data")
     images, labels = train
     n = len(images)
     if n == 0:
         raise ValueError("train_data is empty")
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise ValueError(f"epochs must be an int >= 1; got {epochs!r}")
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(f"labels must lie in [0, {num_classes}), got "
-                         f"[{labels.min()}, {labels.max()}]")
-    bs = min(int(batch_size), n)
+    for what, split in (("train_data", train), ("test_data", test)):
+        if split is not None and len(split[1]) and (split[1].min() < 0
+                                                   or split[1].max() >= num_classes):
+            raise ValueError(f"{what}: labels must lie in [0, {num_classes}), got "
+                             f"[{split[1].min()}, {split[1].max()}]")
+    bs = min(batch_size, n)
     steps_per_epoch = n // bs
     config = {
         "model": model_name, "num_classes": int(num_classes),
@@ -442,6 +497,13 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
             record = {"epoch": epoch + 1,
                       "train_loss": float(np.mean(jax.device_get(losses))),
                       "train_acc": float(np.mean(jax.device_get(accs)))}
+            if not np.isfinite(record["train_loss"]) or not _finite(params):
+                if bar is not None:
+                    bar.close()
+                raise FloatingPointError(
+                    f"training {label} diverged in epoch {epoch + 1}: the loss is "
+                    f"{record['train_loss']} (non-finite); nothing of this epoch was "
+                    f"saved.  Lower lr (now {lr}) or check the data.")
             if eps is not None:
                 record["eps"] = float(eps)
             if test is not None:
@@ -468,6 +530,10 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
                        resumed_from=resumed_from)
 
 
+def _finite(params: Any) -> bool:
+    return bool(all(np.isfinite(np.asarray(a)).all() for a in jax.tree_util.tree_leaves(params)))
+
+
 def _config_diff(old: Mapping, new: Mapping) -> str:
     keys = sorted(set(old) | set(new))
     diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys
@@ -491,7 +557,7 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
                   batch_size: int = 128, lr: float | None = None, progress: bool = True,
                   data_dir: str | os.PathLike | None = None,
                   adversary: PGD | None = None, ramp_epochs: int | None = None,
-                  size: int | None = None,
+                  size: int | None = None, allow_unverified: bool = False,
                   ) -> tuple[Callable[[jax.Array], jax.Array], Any, dict]:
     """A trained ``model_name`` classifier for ``dataset``: ``(logits_fn, params, info)``.
 
@@ -516,8 +582,16 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
 
     A damaged cached model (unreadable, or arrays that differ from the sha256 saved with
     them) is never returned: its folder is renamed ``<folder>.damaged-<UTC time>``, a
-    ``RuntimeWarning`` says so, and a fresh model is trained in its place.
+    ``RuntimeWarning`` says so, and a fresh model is trained in its place.  So is a
+    cached model without a content hash (an older lens_jax), unless ``allow_unverified``
+    (see :func:`restore_checkpoint`).
+
+    ``model_name``, ``dataset`` and ``seed`` become a folder name: they are checked before
+    anything is created (a name with ``..``, a path separator other than a data set's
+    ``name/config``, or an unknown model raise ValueError), and the model's folder is
+    created only once its data has loaded.
     """
+    _check_path_names(model_name, dataset, seed)
     if adversary is not None and not isinstance(adversary, PGD):
         raise TypeError(f"adversary must be a lens_jax.train.PGD or None, got "
                         f"{type(adversary).__name__}")
@@ -541,7 +615,7 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
                                        else f"_ramp{ramp_epochs}")
         adv_config = json.loads(json.dumps({**adversary.to_dict(),
                                             "ramp_epochs": int(ramp_epochs)}))
-    workdir = (Path(cache) / "models" / name) if cache is not None else cache_dir("models", name)
+    workdir = (Path(cache) if cache is not None else cache_dir()) / "models" / name
     wanted = {"model": model_name, "epochs": int(epochs), "seed": int(seed),
               "lr": float(lr)}
     try:
@@ -558,7 +632,8 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
                  == min(batch_size, meta["config"].get("n_train", batch_size)))
     if cached_ok:
         try:
-            params, model, meta = restore_checkpoint(workdir)
+            params, model, meta = restore_checkpoint(workdir,
+                                                     allow_unverified=allow_unverified)
             result = TrainResult(params, model, meta["history"], meta["test_accuracy"],
                                  workdir)
         except CheckpointCorruptError as e:      # never serve damaged weights: retrain
@@ -591,6 +666,24 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
             "test_accuracy": float(result.test_accuracy), "history": result.history,
             "workdir": str(workdir), "adversary": config.get("adversary")}
     return result.logits_fn, result.params, info
+
+
+_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+
+
+def _check_path_names(model_name: Any, dataset: Any, seed: Any) -> None:
+    """Refuse names that would make the model folder escape the cache (``../x``) or
+    create stray folders, before anything is created."""
+    if not isinstance(model_name, str) or model_name not in _models.MODELS:
+        raise ValueError(f"unknown model {model_name!r}; choose from {sorted(_models.MODELS)}")
+    if not isinstance(dataset, str):
+        raise ValueError(f"dataset must be a data set name (str); got {dataset!r}")
+    parts = dataset.split("/")
+    if len(parts) > 2 or any(not _PART.fullmatch(p) or ".." in p for p in parts):
+        raise ValueError(f"{dataset!r} is not a data set name (letters, digits, '_', '.', "
+                         "'-', optionally 'name/config'; no '..' or other path parts)")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an int; got {seed!r}")
 
 
 def _num_classes(data_mod, dataset: str, *label_arrays: np.ndarray) -> int:

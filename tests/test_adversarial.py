@@ -28,7 +28,8 @@ def tiny(digits16):
     r = T.train_classifier("cnn", train, test, num_classes=10, epochs=10, batch_size=64,
                            lr=3e-3, progress=False, model_kwargs=TINY)
     assert r.test_accuracy > 0.8
-    return A.ModuleApply(r.model), r.params, r.model, test
+    clf = lens_jax.classifier.as_classifier((r.model.apply, {"params": r.params}))
+    return clf.apply, clf.params, r.model, test
 
 
 def _losses(apply_fn, params, x, y):
@@ -76,11 +77,11 @@ def test_attack_input_validation(tiny):
     apply_fn, params, _, (x, y) = tiny
     atk = A.PGD("l2", 1.0, 2)
     with pytest.raises(TypeError, match="attack"):
-        A.pgd_attack(apply_fn, params, x[:4], y[:4], {"norm": "l2"})
+        A.pgd_attack((apply_fn, params), x[:4], y[:4], {"norm": "l2"})
     with pytest.raises(ValueError, match="images"):
-        A.pgd_attack(apply_fn, params, x[:4] * 2, y[:4], atk)
+        A.pgd_attack((apply_fn, params), x[:4] * 2, y[:4], atk)
     with pytest.raises(ValueError, match="labels"):
-        A.pgd_attack(apply_fn, params, x[:4], y[:3], atk)
+        A.pgd_attack((apply_fn, params), x[:4], y[:3], atk)
     with pytest.raises(ValueError, match="batch_size"):
         A.robust_accuracy((apply_fn, params), x[:4], y[:4], atk, batch_size=0)
     with pytest.raises(TypeError, match="model"):
@@ -102,7 +103,8 @@ def test_attack_input_validation(tiny):
 def test_attack_stays_in_ball_and_box(tiny, norm, eps, random_start):
     apply_fn, params, _, (x, y) = tiny
     atk = A.PGD(norm, eps, 5, restarts=2, random_start=random_start)
-    xa = np.asarray(A.pgd_attack(apply_fn, params, x[:64], y[:64], atk, jax.random.PRNGKey(3)))
+    xa = np.asarray(A.pgd_attack((apply_fn, params), x[:64], y[:64], atk,
+                                 key=jax.random.PRNGKey(3)))
     assert xa.shape == x[:64].shape and xa.dtype == np.float32
     assert xa.min() >= 0.0 and xa.max() <= 1.0
     d = xa.astype(np.float64) - x[:64]
@@ -118,7 +120,7 @@ def test_attack_stays_in_ball_and_box(tiny, norm, eps, random_start):
 def test_attack_increases_loss_beyond_noise(tiny, norm, eps):
     apply_fn, params, _, (x, y) = tiny
     x, y = x[:100], y[:100]
-    xa = A.pgd_attack(apply_fn, params, x, y, A.PGD(norm, eps, 10))
+    xa = A.pgd_attack((apply_fn, params), x, y, A.PGD(norm, eps, 10))
     clean, _ = _losses(apply_fn, params, x, y)
     adv, adv_wrong = _losses(apply_fn, params, xa, y)
     # random noise of the same size (L2: norm eps; Linf: +-eps in every pixel)
@@ -162,7 +164,7 @@ def test_linear_classifier_matches_analytic_worst_case(norm):
         expected = -eps * np.sign(u)
     apply_fn = _linear
     params = (jnp.asarray(w), jnp.asarray(b))
-    xa = np.asarray(A.pgd_attack(apply_fn, params, x, y, A.PGD(norm, eps, 7)))
+    xa = np.asarray(A.pgd_attack((apply_fn, params), x, y, A.PGD(norm, eps, 7)))
     delta = (xa - x).reshape(n, d)
     np.testing.assert_allclose(delta, expected, atol=2e-5)
     # the analytic worst-case loss: softplus(-(margin - eps ||u||_dual))
@@ -180,8 +182,8 @@ def test_restarts_never_worse_than_one_run(tiny, random_start):
     key = jax.random.PRNGKey(7)
     one = A.PGD("l2", 1.0, 3, restarts=1, random_start=random_start)
     many = one.replace(restarts=4)
-    l1, w1 = _losses(apply_fn, params, A.pgd_attack(apply_fn, params, x, y, one, key), y)
-    l4, w4 = _losses(apply_fn, params, A.pgd_attack(apply_fn, params, x, y, many, key), y)
+    l1, w1 = _losses(apply_fn, params, A.pgd_attack((apply_fn, params), x, y, one, key=key), y)
+    l4, w4 = _losses(apply_fn, params, A.pgd_attack((apply_fn, params), x, y, many, key=key), y)
     assert np.all(w4 >= w1)                          # misclassified stays misclassified
     same = w4 == w1
     assert np.all(l4[same] >= l1[same] - 1e-5)       # and otherwise the loss only grows
@@ -195,13 +197,13 @@ def test_robust_accuracy_limits_and_batching(tiny):
     assert tiny_eps == clean
     atk = A.PGD("l2", 1.5, 5)
     ra = A.robust_accuracy((apply_fn, params), x, y, atk, batch_size=64)   # 200 = 3*64 + 8
-    xa = A.pgd_attack(apply_fn, params, x, y, atk)
+    xa = A.pgd_attack((apply_fn, params), x, y, atk)
     manual = np.mean((np.argmax(np.asarray(apply_fn(params, xa)), -1) == y)
                      & (np.argmax(np.asarray(apply_fn(params, x)), -1) == y))
     assert ra == pytest.approx(manual, abs=1e-12)
     assert ra < clean - 0.1
     # a make_logits_fn function (params unwrapped) and a plain callable agree
-    fn = lens_jax.models.make_logits_fn(model, params)
+    fn = lens_jax.models.make_logits_fn(model, params["params"])
     assert A.robust_accuracy(fn, x, y, atk, batch_size=64) == ra
     assert A.robust_accuracy(lambda z: apply_fn(params, z), x, y, atk, batch_size=64) == ra
 
@@ -209,11 +211,11 @@ def test_robust_accuracy_limits_and_batching(tiny):
 def test_params_are_traced_not_constants(tiny):
     apply_fn, params, _, (x, y) = tiny
     atk = A.PGD("l2", 1.0, 3)
-    A.pgd_attack(apply_fn, params, x[:16], y[:16], atk)
+    A.pgd_attack((apply_fn, params), x[:16], y[:16], atk)
     size = A._attack_jit._cache_size()
     other = jax.tree_util.tree_map(lambda p: p * 0.5 + 0.01, params)
-    xa1 = A.pgd_attack(apply_fn, other, x[:16], y[:16], atk)
-    xa2 = A.pgd_attack(apply_fn, params, x[:16], y[:16], atk.replace(eps=1.3))
+    xa1 = A.pgd_attack((apply_fn, other), x[:16], y[:16], atk)
+    xa2 = A.pgd_attack((apply_fn, params), x[:16], y[:16], atk.replace(eps=1.3))
     assert A._attack_jit._cache_size() == size       # new params and eps: no recompilation
     assert not np.array_equal(np.asarray(xa1), np.asarray(xa2))
 

@@ -208,3 +208,122 @@ def test_load_or_train_sets_a_damaged_model_aside_and_retrains(digits, tmp_path,
     assert len(aside) == 1 and folder.is_dir()
     assert _leaves_equal(params, params2)                    # same seed: the same weights
     T.restore_checkpoint(folder)                             # the fresh one verifies
+
+
+# ----------------------------------------------------------------------------------
+# issue 19: silent NaN weights, weak answers; issue 18: a cached model loads fast
+# ----------------------------------------------------------------------------------
+
+def _tiny_xy(n=64):
+    r = np.random.default_rng(0)
+    x = r.random((n, 8, 8, 1)).astype(np.float32)
+    return x, (x.mean((1, 2, 3)) > 0.5).astype(np.int32)
+
+
+TINY_MLP = dict(num_classes=2, epochs=1, batch_size=32, progress=False,
+                model_kwargs={"width": 16, "depth": 1})
+
+
+def _strip_hash(step_dir):
+    """Make a checkpoint look like one of an older lens_jax (no content_sha256)."""
+    import json
+    meta = step_dir / "meta" / "metadata"
+    d = json.loads(meta.read_text())
+    d.pop("content_sha256")
+    meta.write_text(json.dumps(d))
+
+
+def test_checkpoint_without_hash_is_refused_unless_allowed_and_never_with_nan(tiny_run,
+                                                                               tmp_path):
+    from lens_jax import _checkpoint as C
+    run, res = tiny_run
+    _strip_hash(run / "1")
+    with pytest.raises(T.CheckpointUnverifiedError, match="allow_unverified=True"):
+        T.restore_checkpoint(run)
+    params, _, _ = T.restore_checkpoint(run, allow_unverified=True)
+    assert _leaves_equal(params, res.params)
+    # an old checkpoint whose arrays are NaN: refused even when unverified ones are allowed
+    # (it used to restore NaN weights without a word)
+    meta = T.restore_checkpoint(run, allow_unverified=True)[2]
+    _, _, state = T._target_state(meta["config"])
+    nan = jax.tree_util.tree_map(lambda a: np.full_like(np.asarray(a), np.nan), state["params"])
+    mngr = C.manager(tmp_path / "old")
+    C.save(mngr, 1, nan, state["opt_state"], state["rng"], meta["history"], meta["config"],
+           finished=True, test_accuracy=0.9)
+    mngr.close()
+    _strip_hash(tmp_path / "old" / "1")
+    with pytest.raises(T.CheckpointCorruptError, match="NaN or inf"):
+        T.restore_checkpoint(tmp_path / "old", allow_unverified=True)
+
+
+def test_unreadable_checkpoint_gives_one_line_naming_the_file_and_fix(tiny_run):
+    run, _ = tiny_run
+    for f in _array_files(run / "1"):
+        _flip(f, where=1 / 3)
+    with pytest.raises(T.CheckpointCorruptError) as e:
+        T.restore_checkpoint(run)
+    msg = str(e.value)
+    assert "\n" not in msg and str(run) in msg and "delete the folder" in msg
+    assert len(msg) < 600 and "TensorStore details" not in msg
+
+
+def test_training_refuses_nan_and_stops_when_the_loss_turns_non_finite(tmp_path):
+    x, y = _tiny_xy()
+    bad = x.copy()
+    bad[3, 2, 2, 0] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or inf.*image 3"):
+        T.train_classifier("mlp", (bad, y), **TINY_MLP)
+    with pytest.raises(ValueError, match="lr"):
+        T.train_classifier("mlp", (x, y), lr=float("nan"), **TINY_MLP)
+    # a loss that diverges (finite inputs): an error, and no checkpoint marked finished
+    kw = dict(TINY_MLP, epochs=2)
+    with pytest.raises(FloatingPointError, match="diverged in epoch 1"):
+        T.train_classifier("mlp", (x, y), lr=1e30, workdir=tmp_path / "run", **kw)
+    with pytest.raises(FileNotFoundError):
+        T.restore_checkpoint(tmp_path / "run")
+
+
+def test_training_refuses_weak_inputs_with_named_errors():
+    x, y = _tiny_xy()
+    with pytest.raises(ValueError, match="batch_size"):
+        T.train_classifier("mlp", (x, y), **dict(TINY_MLP, batch_size=0))
+    with pytest.raises(ValueError, match=r"uint8.*255"):
+        T.train_classifier("mlp", ((x * 255).astype(np.uint8), y), **TINY_MLP)
+    with pytest.raises(ValueError, match=r"\[0, 1\].*255"):
+        T.train_classifier("mlp", (x * 255, y), **TINY_MLP)
+    with pytest.raises(ValueError, match="labels must be integers"):
+        T.train_classifier("mlp", (x, y + 0.7), **TINY_MLP)
+
+
+def test_load_or_train_checks_names_before_creating_folders(tmp_path, fake_data):
+    import lens_jax
+    x, y = _tiny_xy()
+    fake_data({"train": (x, y), "test": (x, y)})
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for bad in ("../evil", "a/b/c", "mnist/..", "/abs"):
+        with pytest.raises(ValueError, match="not a data set name"):
+            T.load_or_train("mlp", bad, cache=cache, progress=False)
+    with pytest.raises(ValueError, match="unknown model"):
+        T.load_or_train("mlp2", "toy", cache=cache, progress=False)
+
+    def load(name, split, **kw):      # a mistyped config: the data layer refuses it
+        raise ValueError(f"unknown config in {name!r}")
+    lens_jax.data.load = load
+    with pytest.raises(ValueError, match="unknown config"):
+        T.load_or_train("mlp", "toy/nope", cache=cache, progress=False)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["cache"]
+
+
+def test_restoring_a_model_runs_no_initialiser(tiny_run, monkeypatch):
+    # loading a cached model took 7-12 s, most of it a linen init to rebuild the structure
+    run, res = tiny_run
+
+    real = T._models.init_params
+
+    def abstract_only(model, key, shape):       # only traced (jax.eval_shape), never run
+        assert isinstance(key, jax.core.Tracer), "restore_checkpoint ran the initialiser"
+        return real(model, key, shape)
+    monkeypatch.setattr(T._models, "init_params", abstract_only)
+    params, _, _ = T.restore_checkpoint(run)
+    assert _leaves_equal(params, res.params)
