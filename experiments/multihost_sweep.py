@@ -20,8 +20,9 @@ localhost; JAX uses gloo for CPU collectives)::
     python experiments/multihost_sweep.py --spawn-local 2 --cpu-devices 2 --quick --check
 
 What happens: every process builds the same problem (images, targets, classifier;
-replace ``build_problem`` (:func:`lens_jax.multihost.toy_problem`) with yours: each host must see the same images, e.g. a
-``np.memmap`` on a shared disk or the same tfds split), calls ``jax.distributed.initialize``,
+replace ``build_problem`` (:func:`lens_jax.multihost.toy_problem`) with yours: each host
+must see the same images, e.g. a ``np.memmap`` on a shared disk or the same tfds split),
+calls ``jax.distributed.initialize``,
 and runs one :func:`lens_jax.sweep.run` over ``jax.devices()`` (all hosts).  Each chunk
 is one global array sharded over the ``"images"`` axis; each host fills only the
 shards of its own devices.  Process 0 writes the sweep's Zarr store to ``--out``

@@ -98,8 +98,10 @@ def same_classifier(old: dict, old_logits: np.ndarray, new: dict, new_logits: np
     b = np.asarray(new_logits, np.float64)
     if list(old["probe_index"]) != list(new["probe_index"]) or a.shape != b.shape:
         raise ValueError(f"{path}: the classifier's probe set differs; {_FIX}")
-    scale = 1.0 + float(np.max(np.abs(a), initial=0.0))
-    close = np.isclose(a, b, rtol=1e-3, atol=1e-3 * scale).reshape(len(a), -1).all(1)
+    finite = np.abs(a[np.isfinite(a)])
+    scale = 1.0 + float(finite.max(initial=0.0))
+    close = np.isclose(a, b, rtol=1e-3, atol=1e-3 * scale, equal_nan=True)
+    close = close.reshape(len(a), -1).all(1)
     if not close.all():
         i = int(np.argmin(close))
         at = old["probe_index"][i]

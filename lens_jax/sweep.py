@@ -72,7 +72,6 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -415,10 +414,10 @@ def run(logits_fn: Any, images, targets, *, sources=None,
       TypeError: a classifier or mesh of the wrong kind.
 
     >>> import numpy as np, jax.numpy as jnp
-    >>> from lens_jax import sweep
+    >>> from lens_jax.sweep import run
     >>> f = lambda x: jnp.stack([x.mean((1, 2, 3)), -x.mean((1, 2, 3))], -1)
     >>> imgs = np.full((4, 16, 16), 0.5, np.float32)
-    >>> r = sweep.run(f, imgs, 1, alphas=[0.0, 1.0, 2.0], domain="pixel", progress=False)
+    >>> r = run(f, imgs, 1, alphas=[0.0, 1.0, 2.0], domain="pixel", progress=False)
     >>> r.probs.shape, r.l2.shape, r.frames.shape
     ((4, 3, 2), (4, 3), (0, 3, 16, 16, 1))
     """

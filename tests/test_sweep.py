@@ -155,6 +155,19 @@ def test_margin_loss_with_source_equal_to_target():
     assert np.isnan(r.l2[same]).all() and not r.reached[same].any()
 
 
+def test_a_registered_domain_works_in_a_sweep(monkeypatch):
+    """A domain added with ``register`` (issue 17.4: the sweep checked a frozen list)."""
+    from lens_jax.domains import REGISTRY
+    monkeypatch.setitem(REGISTRY, "my_pixel", REGISTRY["pixel"]._replace(name="my_pixel"))
+    x = images(3, seed=6)
+    kw = dict(alphas=ALPHAS, mesh=one_device(), progress=False)
+    a = run(F, x, 1, domain="my_pixel", **kw)
+    b = run(F, x, 1, domain="pixel", **kw)
+    assert a.info["domain"] == "my_pixel"
+    assert_same(a, b, rtol=0, atol=0)
+    assert set(run(F, x, 1, domain=("my_pixel", "pixel"), **kw)) == {"my_pixel", "pixel"}
+
+
 def test_chunked_matches_unchunked_with_several_targets():
     x = images(10, seed=3)
     t = np.stack([np.arange(10) % K, (np.arange(10) + 1) % K], axis=1)     # (N, T=2)

@@ -13,7 +13,7 @@ import sys
 
 CASES = ("alphas_default_mesh", "budget_default_mesh", "step_cap_user_axis",
          "auto_live_2d_mesh", "budget_live_local", "budgets_alpha_axis",
-         "alphas_alpha_axis", "scalar_budget_alpha_axis_refused")
+         "alphas_alpha_axis", "scalar_budget_alpha_axis_refused", "every_domain")
 
 
 def test_every_schedule_on_8_devices_matches_one_device():
@@ -31,6 +31,7 @@ def _main() -> None:
     import jax.numpy as jnp
     import numpy as np
 
+    from lens_jax.domains import domain_names
     from lens_jax.sweep import run, sweep_mesh
 
     assert len(jax.devices()) == 8, jax.devices()
@@ -85,6 +86,18 @@ def _main() -> None:
     except ValueError as e:
         assert "alpha mesh axis" in str(e), e
         print("ok scalar_budget_alpha_axis_refused", flush=True)
+    # every registered domain (each builds its edit parameters inside the per-device
+    # program: a psum of gradients across devices would show here); one image per device
+    for d in domain_names():
+        a = run(f, x[:8], t[:8], domain=d, alphas=np.array([0.0, 3.0], np.float32),
+                progress=False)
+        b = run(f, x[:8], t[:8], domain=d, alphas=np.array([0.0, 3.0], np.float32),
+                mesh=one, progress=False)
+        for field in ("probs", "l2", "max_change"):
+            np.testing.assert_allclose(getattr(a, field), getattr(b, field), rtol=1e-5,
+                                       atol=1e-6, err_msg=f"{d} {field}")
+        assert np.isfinite(a.probs).all() and a.l2[:, 1].min() > 0, d
+    print("ok every_domain", flush=True)
 
 
 if __name__ == "__main__":
