@@ -175,10 +175,17 @@ def _lock_holder(fd: int) -> str:
 
 
 def clear(path: Path) -> None:
-    """Delete a sweep's files (this format's or the old one's; nothing else) from ``path``."""
+    """Delete a sweep's files (this format's or the old one's; nothing else) from ``path``.
+    A Zarr group that is not a lens_jax sweep is left alone (ValueError)."""
     path = Path(path)
     if not path.is_dir():
         return
+    with contextlib.suppress(OSError, UnicodeDecodeError, json.JSONDecodeError):
+        meta = json.loads((path / GROUP).read_bytes())
+        if isinstance(meta, dict) and "lens_jax" not in (meta.get("attributes") or {}):
+            raise ValueError(f"{path} holds a Zarr group that is not a lens_jax sweep; "
+                             "resume=False deletes only a sweep's own files: use another "
+                             "out_dir")
     for p in path.iterdir():
         if p.name in ARRAYS and p.is_dir() and (p / GROUP).exists():
             shutil.rmtree(p)
@@ -408,11 +415,9 @@ class Writer:
                                _array_attrs(self.rid, self.record["config_hash"]))
             try:
                 t = ts.open(spec, create=True, open=True, context=_context()).result()
-            except ValueError as e:          # e.g. another dtype: the array is rewritten
-                print(f"lens_jax.sweep: {self.path / name} does not fit this sweep "
-                      f"({_short(e)}); rewriting it", file=sys.stderr, flush=True)
-                t = ts.open(spec, create=True, delete_existing=True,
-                            context=_context()).result()
+            except ValueError as e:          # e.g. another dtype than this run computes
+                raise ValueError(f"{self.path / name} does not fit this sweep's results "
+                                 f"({_short(e)}); {_FIX}") from None
             self.arrays[name] = t
         return self.arrays[name]
 

@@ -271,6 +271,14 @@ def test_damaged_record_and_the_old_format_are_named(stored, tmp_path):
             call()
     with pytest.raises(ValueError, match="old format"):
         load(tmp_path)                               # a parent folder: the subfolder named
+    foreign = tmp_path / "foreign"                    # someone else's Zarr group
+    foreign.mkdir()
+    (foreign / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group"}')
+    with pytest.raises(ValueError, match=r"not a lens_jax\.sweep/4 sweep"):
+        run(F, X, T, out_dir=foreign, **KW)
+    with pytest.raises(ValueError, match="not a lens_jax sweep; resume=False deletes only"):
+        run(F, X, T, out_dir=foreign, resume=False, **KW)
+    assert (foreign / "zarr.json").exists()
     shutil.rmtree(stored)
     res = run(F, X, T, out_dir=old, resume=False, **KW)   # the named fix works
     assert not (old / "sweep.json").exists() and not list(old.glob("chunk_*.npz"))
