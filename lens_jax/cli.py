@@ -32,7 +32,8 @@ and channels.  Class names default to the class indices.
 This module parses arguments and calls the library.  User errors (bad arguments, unknown
 class or data set, missing or damaged checkpoint, unreadable image, an output path that
 is a file) end with ONE line ``lens_jax: error: ...`` on stderr and exit status 2,
-without a traceback.
+without a traceback; any other failure (e.g. inside one's own model) ends with one line
+and exit status 1 (``LENS_JAX_TRACEBACK=1`` shows the traceback).
 """
 from __future__ import annotations
 
@@ -939,6 +940,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - anything else: one line, the way to see more
+        import os
+        if os.environ.get("LENS_JAX_TRACEBACK"):
+            raise
+        hint = ""
+        if isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in str(e) \
+                or "out of memory" in str(e).lower():
+            hint = " (out of memory: lower --frames or use smaller images)"
+        print(f"{subs[args.command].prog}: error: {type(e).__name__}: {_one_line(e, 300)}"
+              f"{hint} (LENS_JAX_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -242,6 +242,12 @@ def bare():
 
 def broken():
     raise RuntimeError("weights missing")
+
+
+def explodes():
+    def f(x):
+        raise RuntimeError("boom inside the model")
+    return {"classifier": f, "class_names": ["a", "b"], "input_shape": (16, 16, 1)}
 '''
 
 
@@ -340,6 +346,13 @@ def test_model_file_errors_are_one_line(own, capsys, tmp_path):
             argv = ["morph", "--image", png, "--out", str(tmp_path / "e")]
         err = _err(capsys, argv + extra)
         assert msg in err, (extra, err)
+    # a failure inside one's own model: one line, exit status 1, how to see the traceback
+    capsys.readouterr()
+    rc = cli.main(["morph", "--model", f"{mf}:explodes", "--image", png, "--target", "1",
+                   "--out", str(tmp_path / "e")])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "RuntimeError: boom inside the model" in err and "LENS_JAX_TRACEBACK=1" in err
     bad = own / "syntax.py"
     bad.write_text("def make(:\n")
     err = _err(capsys, ["morph", "--model", f"{bad}:make", "--image", png, "--target", "1"])

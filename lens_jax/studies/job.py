@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import evaluate as ev
+from ..domains import PROTOCOL_DOMAINS
 from . import reference
 from ..tables import record_command, save_json, write_tables
 
@@ -30,7 +31,8 @@ __all__ = ["MAIN_DOMAINS", "NEW_DOMAINS", "NATURAL_DOMAINS", "CAVEAT", "images_j
            "load_driver", "load_drivers", "load_evaluators", "load_classifiers", "gallery",
            "measure", "natural_panel", "write_report", "main_job"]
 
-MAIN_DOMAINS = ("pixel", "fourier_phase", "csp_phase", "csp_joint")
+#: The protocol's four domains (:data:`lens_jax.domains.PROTOCOL_DOMAINS`).
+MAIN_DOMAINS = PROTOCOL_DOMAINS
 #: Domains the main job adds when this build registers them.
 NEW_DOMAINS = ("csp_flow", "csp_flow_joint", "warp")
 #: Domains of the natural-image panel (those registered): pixel, CSP phase and the flows.
