@@ -641,7 +641,7 @@ def test_bad_plans_raise_value_errors():
     with pytest.raises(ValueError, match=r"height=6 .*maximum 5"):
         SteerablePyramid((128, 200), 6)
     with pytest.raises(ValueError, match="height"):
-        SteerablePyramid((128, 200), 0)
+        SteerablePyramid((128, 200), -1)
     with pytest.raises(ValueError, match="height"):
         SteerablePyramid((128, 200), 2.0)
     for order in (-1, 16, 1.5, True):
@@ -679,7 +679,7 @@ def test_bad_inputs_raise_value_errors():
         pyr.inverse(c._replace(highpass=c.highpass[:-1]))
     with pytest.raises(ValueError, match="lowpass has shape"):
         pyr.inverse(c._replace(lowpass=c.lowpass[:-1]))
-    with pytest.raises(ValueError, match="PyramidCoeffs"):
+    with pytest.raises(TypeError, match="PyramidCoeffs"):
         pyr.inverse({"residual_highpass": c.highpass})
     with pytest.raises(ValueError, match="synthesis"):
         pyr.inverse(c, synthesis="pinv")
@@ -695,8 +695,10 @@ def test_bad_inputs_raise_value_errors():
         pyr.inverse(c, bands=[-1])
     with pytest.raises(ValueError, match="bands"):
         pyr.inverse(c, bands="first")
-    # a plain 3-tuple is accepted as coefficients
-    np.testing.assert_allclose(inv(pyr, tuple(c)), x, atol=F64_RECON)
+    # a plain 3-tuple is refused (it has lost its plan); attach() states the plan
+    with pytest.raises(TypeError, match="attach"):
+        pyr.inverse(tuple(c))
+    np.testing.assert_allclose(inv(pyr, pyr.attach(tuple(c))), x, atol=F64_RECON)
 
 
 @pytest.mark.parametrize("kw", [{"levels": 5}, {"bands": 3}], ids=["levels", "bands"])
