@@ -63,14 +63,14 @@ def photo(size: int = 224) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------- torch side
 
-def torch_resnet(sd):
+def torch_resnet(sd, device: str = "cpu"):
     """float32 torch forward of a torchvision-layout ResNet state dict (eval-mode BN)."""
     import torch
     import torch.nn.functional as F
-    t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
+    t = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in sd.items()}
     block, layers, _ = R.infer_arch(sd)
-    mean = torch.tensor(R.IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(R.IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(R.IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(R.IMAGENET_STD, device=device).view(1, 3, 1, 1)
 
     def bn(h, n):
         return F.batch_norm(h, t[n + ".running_mean"], t[n + ".running_var"], t[n + ".weight"],
@@ -111,26 +111,27 @@ def torch_lite0():
 class TorchCSPPhase:
     """plenoptic + torch: a fixed CSP-phase morph of one RGB image, luminance only."""
 
-    def __init__(self, f, size: int, height: int):
+    def __init__(self, f, size: int, height: int, device: str = "cpu"):
         import plenoptic as po
         import torch
-        self.f, self.torch = f, torch
+        self.f, self.torch, self.device = f, torch, device
         self.pyr = po.process.SteerablePyramidFreq((size, size), height=height, order=3,
-                                                   is_complex=True, tight_frame=True)
-        self.yiq = torch.tensor(RGB_TO_YIQ, dtype=torch.float32)
+                                                   is_complex=True, tight_frame=True).to(device)
+        self.yiq = torch.tensor(RGB_TO_YIQ, dtype=torch.float32, device=device)
         self.inv = torch.linalg.inv(self.yiq)
 
     def __call__(self, img: np.ndarray, alphas: np.ndarray, target: int):
         torch = self.torch
-        x = torch.as_tensor(img).permute(2, 0, 1)                  # (3, H, W)
+        x = torch.as_tensor(img, device=self.device).permute(2, 0, 1)   # (3, H, W)
         yiq = torch.einsum("dc,chw->dhw", self.yiq, x)
         c0 = self.pyr.forward(yiq[None, None, 0])
         keys = [k for k in c0 if not isinstance(k, str)]
-        deltas = {k: torch.zeros(c0[k].shape, requires_grad=True) for k in keys}
+        deltas = {k: torch.zeros(c0[k].shape, device=self.device, requires_grad=True)
+                  for k in keys}
 
         def render(d, n):                                          # n frames at once
-            c = {k: (v.expand(n, *v.shape[1:]) if isinstance(k, str) else c0[k] * torch.exp(1j * d[k]))
-                 for k, v in c0.items()}
+            c = {k: (v.expand(n, *v.shape[1:]) if isinstance(k, str)
+                     else v * torch.exp(1j * d[k])) for k, v in c0.items()}
             y = self.pyr.recon_pyr(c)[:, 0]                        # (n, H, W)
             out = torch.stack([y, yiq[1].expand_as(y), yiq[2].expand_as(y)], 1)
             rgb = torch.einsum("cd,ndhw->nchw", self.inv, out)
@@ -139,10 +140,10 @@ class TorchCSPPhase:
         loss = -torch.log_softmax(self.f(render(deltas, 1)), -1)[0, target]
         loss.backward()
         g = {k: deltas[k].grad for k in keys}
-        a = torch.tensor(np.array(alphas, np.float32))
+        a = torch.tensor(np.array(alphas, np.float32), device=self.device)
         with torch.no_grad():
             d = {k: -a.view((-1,) + (1,) * (g[k].ndim - 1)) * g[k] for k in keys}
-            return torch.softmax(self.f(render(d, len(a))), -1)
+            return torch.softmax(self.f(render(d, len(a))), -1).cpu()
 
 
 # ---------------------------------------------------------------------------------- timing

@@ -20,9 +20,16 @@ What it measures (every timing: the fastest of ``--reps`` runs after a warm-up, 
   ``jax.devices("cpu")[0]``; max |diff| of probabilities, relative L2 and pyramid
   reconstruction, against tolerances that allow TF32 matmuls on the accelerator.
 
+* **ResNet-50 at 224x224** (random weights; the cost does not depend on them): one fixed
+  CSP-phase morph of chelsea, 16 frames, against the classifier floor (one gradient +
+  the 16 frames' forward passes, in JAX) and against plenoptic + torch doing the same
+  morph with the same weights (``benchmarks/bench_natural.py``'s pipeline) on the same
+  card when torch sees it (``torch.cuda.is_available()``; otherwise torch runs on the
+  CPU and the row says so); and a ResNet-50 sweep of natural 224x224 crops.
+
 Sizes: on a GPU/TPU, 4096 images of 64x64 (32 alphas) and 224x224 RGB natural images
-(scikit-image samples, random crops; 16 alphas); on CPU or with ``--small``, small
-sizes (a note says so).  Writes a JSON (atomically) with ``--json``.
+(scikit-image samples, random crops; 16 alphas; ResNet-50: 64 images); on CPU or with
+``--small``, small sizes (a note says so).  Writes a JSON (atomically) with ``--json``.
 """
 from __future__ import annotations
 
@@ -41,7 +48,11 @@ import numpy as np  # noqa: E402
 
 from lens_jax._io import atomic_save_json  # noqa: E402
 from lens_jax.domains import default_pyramid  # noqa: E402
-from lens_jax.sweep import sweep, sweep_mesh  # noqa: E402
+import importlib  # noqa: E402
+
+_sweep_mod = importlib.import_module("lens_jax.sweep")
+sweep = getattr(_sweep_mod, "run", None) or getattr(_sweep_mod, "sweep")
+sweep_mesh = _sweep_mod.sweep_mesh
 
 T0 = time.perf_counter()
 K_CLASSES = 10
@@ -171,13 +182,16 @@ def bench_pyramid(n: int, size: int, reps: int, cpu) -> dict:
 # ----------------------------------------------------------------------------------
 
 def bench_sweep(name: str, images: np.ndarray, n_alphas: int, domain: str, chunk: int,
-                alpha_chunk, cpu, n_check: int = 4) -> dict:
+                alpha_chunk, cpu, n_check: int = 4, f=None) -> dict:
     n, size, _, ch = images.shape
     say(f"sweep {name}: {n} images {size}x{size}x{ch}, {n_alphas} alphas, {domain}, "
         f"chunk {chunk}, alpha_chunk {alpha_chunk}, {len(jax.devices())} device(s)")
-    f = conv_classifier(ch)
+    f = conv_classifier(ch) if f is None else f
     alphas = np.linspace(0.0, 3.0, n_alphas).astype(np.float32)
     targets = (np.arange(n) % K_CLASSES).astype(np.int32)
+    if getattr(f, "model", None) is not None:           # an ImageNet classifier
+        alphas = np.linspace(0.0, 0.5, n_alphas).astype(np.float32)
+        targets = (np.arange(n) * 37 % 1000).astype(np.int32)
     kw = dict(domain=domain, alphas=alphas, chunk_size=chunk, alpha_chunk=alpha_chunk,
               keep_frames=0, progress=False)
     t = time.perf_counter()
@@ -208,12 +222,74 @@ def bench_sweep(name: str, images: np.ndarray, n_alphas: int, domain: str, chunk
     return row
 
 
+def bench_resnet_morph(reps: int) -> dict:
+    """ResNet-50 at 224x224: a fixed CSP-phase morph (16 frames) vs the classifier floor
+    and vs plenoptic + torch (same weights; on this card when torch sees it)."""
+    from bench_natural import FRAMES, TARGET, TorchCSPPhase, photo, torch_resnet
+    import lens_jax as lj
+    from lens_jax import pretrained as P
+    from lens_jax import resnet as R
+    from lens_jax.classifier import as_classifier
+    say("ResNet-50 morph: chelsea 224x224, CSP phase, fixed, 16 frames")
+    sd = R.random_state_dict("resnet50", seed=0)
+    module, variables = R.convert_torch_resnet(sd, arch="resnet50")
+    f = P._resnet_classifier(module, variables, label="resnet50 (random)",
+                             class_names=P.imagenet_classes())
+    clf = as_classifier(f)
+    img = photo()
+    x = jnp.asarray(img)
+    src = int(np.argmax(np.asarray(f(x[None]))[0]))
+    m = lj.morph(f, x, target=TARGET, source=src, domain="csp_phase", n_frames=FRAMES,
+                 l2_budget=27.7)
+    alphas = jnp.asarray(np.asarray(m.alphas), jnp.float32)
+
+    def morph():
+        return lj.morph(f, x, target=TARGET, source=src, domain="csp_phase", alphas=alphas).probs
+
+    def nll(p, xi):
+        return -jax.nn.log_softmax(clf.apply(p, xi[None])[0])[TARGET]
+    frames = jnp.broadcast_to(x[None], (FRAMES,) + x.shape)
+    floor = jax.jit(lambda p, fr, xi: (jax.nn.softmax(clf.apply(p, fr), -1),
+                                       jax.grad(nll, argnums=1)(p, xi)))
+    t_morph = timeit(morph, reps=reps)
+    t_floor = timeit(floor, clf.params, frames, x, reps=reps)
+    row = {"kind": "resnet_morph", "size": 224, "frames": FRAMES, "t_morph_s": t_morph,
+           "t_floor_s": t_floor, "morph_over_floor": t_morph / t_floor}
+    try:
+        import torch
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        ref = TorchCSPPhase(torch_resnet(sd, dev), 224, default_pyramid((224, 224)).height, dev)
+        a_np = np.asarray(alphas)
+
+        def run_torch():
+            p = ref(img, a_np, TARGET)
+            if dev == "cuda":
+                torch.cuda.synchronize()
+            return p
+        run_torch()
+        ts = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            run_torch()
+            ts.append(time.perf_counter() - t)
+        row.update(torch_device=dev, t_torch_s=float(np.min(ts)),
+                   torch_over_jax=float(np.min(ts)) / t_morph)
+    except ImportError:                                    # no torch: JAX rows only
+        row.update(torch_device=None, t_torch_s=None, torch_over_jax=None)
+    say(f"  morph {1e3 * t_morph:.1f} ms, floor {1e3 * t_floor:.1f} ms -> "
+        f"{row['morph_over_floor']:.2f}x the floor"
+        + (f"; plenoptic + torch ({row['torch_device']}) {1e3 * row['t_torch_s']:.1f} ms = "
+           f"{row['torch_over_jax']:.2f}x lens_jax" if row.get("t_torch_s") else ""))
+    return row
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", action="store_true", help="small sizes (any machine)")
     ap.add_argument("--json", default=None, help="write the results here (atomically)")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--domain", default="csp_phase")
+    ap.add_argument("--no-resnet", action="store_true", help="skip the ResNet-50 rows")
     args = ap.parse_args(argv)
 
     dev = jax.devices()[0]
@@ -253,6 +329,13 @@ def main(argv=None) -> int:
                                 n_check=2 if small else 4))
     if not small:                         # the pixel domain for scale: no transform at all
         rows.append(bench_sweep("64x64", sweep_cfg[0][1], 32, "pixel", 512, None, cpu))
+    if not args.no_resnet:
+        sys.path.insert(0, os.path.dirname(__file__))
+        from lens_jax import pretrained as P
+        rows.append(bench_resnet_morph(args.reps))
+        n_r = 2 if small else 64
+        rows.append(bench_sweep("224x224 rgb, ResNet-50", nat[:n_r], 16, args.domain,
+                                2 if small else 16, 8, cpu, n_check=2, f=P.resnet50(seed=0)))
 
     print()
     print(f"device: {len(jax.devices())} x {dev.device_kind} ({dev.platform})"
@@ -262,6 +345,14 @@ def main(argv=None) -> int:
     print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         chk = "-" if "check_ok" not in r else ("ok" if r["check_ok"] else "MISMATCH")
+        if r["kind"] == "resnet_morph":
+            tt = "-" if not r.get("t_torch_s") else (
+                f"plenoptic + torch ({r['torch_device']}) {1e3 * r['t_torch_s']:.1f} ms, "
+                f"{r['torch_over_jax']:.2f}x")
+            print(f"| ResNet-50 CSP-phase morph, 16 frames | 224x224x3 | 1 | 16 | - | "
+                  f"morph {1e3 * r['t_morph_s']:.1f} ms | floor {1e3 * r['t_floor_s']:.1f} ms "
+                  f"| {r['morph_over_floor']:.2f}x floor | {tt} |")
+            continue
         if r["kind"] == "pyramid":
             print(f"| pyramid fwd+inv | {r['size']}x{r['size']} | {r['n']} | - | - | "
                   f"{1e3 * r['t_fwd_inv_s']:.2f} | {r['us_per_image_fwd_inv']:.1f} | "

