@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 #: its result against a sweep on process 0's devices)
 STUDIES = {"synthetic": [], "mnist_pairs": [], "protocol": [], "protocol_extended": [],
            "robust_drivers": [], "wrapping": [], "fashion": [],
-           "natural": [], "ablations": [], "reader_study": [],
+           "natural": [], "ablations": [], "reader_study": [], "resolution": [],
            "multihost_sweep": ["--check"]}
 
 
