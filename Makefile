@@ -9,7 +9,10 @@ export LENS_JAX_CACHE ?= $(CURDIR)/.cache
 OUT     ?= outputs/run
 JOBS    ?= 2
 
-.PHONY: all venv sysdeps run test test-fast bench experiments clean
+# extra pytest arguments, e.g. `make test PYTEST_ARGS="-k pyramid"`
+PYTEST_ARGS ?=
+
+.PHONY: all venv sysdeps run test test-fast lint bench experiments clean
 
 all: test
 
@@ -40,11 +43,16 @@ sysdeps:
 run: venv sysdeps
 	$(BIN)/python -m lens_jax run --out $(OUT)
 
+# every test, on $(JOBS) workers; the 15 slowest are listed at the end. Compiled programs
+# are cached in $(LENS_JAX_CACHE)/jax_compile (tests/conftest.py), shared by the workers.
 test: venv sysdeps
-	$(BIN)/python -m pytest -n $(JOBS) -q tests
+	$(BIN)/python -m pytest -n $(JOBS) -q --durations=15 $(PYTEST_ARGS) tests
 
 test-fast: venv
-	$(BIN)/python -m pytest -q -x -m "not slow" tests
+	$(BIN)/python -m pytest -q -x -m "not slow" $(PYTEST_ARGS) tests
+
+lint: venv
+	$(BIN)/ruff check .
 
 bench: venv
 	$(BIN)/python benchmarks/bench_pyramid.py
