@@ -1,9 +1,14 @@
-"""Study 5: a natural photograph through EfficientNet-Lite0: pixel, CSP phase, CSP flow.
+"""Study 5: a natural photograph through an ImageNet classifier: pixel, CSP phase, CSP flow.
 
-scikit-image's ``chelsea`` is resized to 224x224 and morphed toward lynx (287), tiger
-(292), red fox (277) and leopard (288) (add kit fox 278, flamingo 130 with ``--targets``)
-with the pretrained ImageNet EfficientNet-Lite0 as the driver (a standard, not robust,
-model: no robust ImageNet weights install offline).  Target specificity per domain and
+scikit-image's ``chelsea`` (or ``--image``: another scikit-image sample or a photo file)
+is resized to 224x224 (``--crop``: shorter side to 256, centre 224x224 crop, the
+ResNet evaluation transform) and morphed toward lynx (287), tiger (292), red fox (277)
+and leopard (288) (add kit fox 278, flamingo 130 with ``--targets``).  The driver is
+the pretrained ImageNet EfficientNet-Lite0 by default (a standard, not robust, model:
+no robust ImageNet weights install offline); ``--classifier resnet50 --weights PATH``
+drives it with a ResNet-50 torch checkpoint instead, e.g. the paper's adversarially
+trained one (the robustness library's ``imagenet_l2_3_0.pt``), read without torch and
+without running code from the file.  Target specificity per domain and
 mode: the mean cosine between the edits the photo receives toward the different targets
 (near 1: the edit says "less cat", not "more lynx").  Edits are luminance only
 (Y of YIQ, chroma fixed), pixel edits too.  Both the fixed gradient (one gradient at the
@@ -15,6 +20,7 @@ reference (L2 = 27.84).
 
     python experiments/natural.py [--out outputs/natural] [--targets 287,292,277,288]
         [--modes fixed,live] [--budget 27.7] [--frames 12] [--quick]
+        [--classifier efficientnet_lite0 | resnet50 --weights PATH] [--crop]
 """
 from __future__ import annotations
 
@@ -35,14 +41,28 @@ from lens_jax.tables import markdown_table, record_command, write_tables  # noqa
 TARGETS = (287, 292, 277, 288)
 
 
+def _photo(name: str) -> np.ndarray:
+    """A scikit-image sample by name (``chelsea``, ``coffee``, ...) or an image file."""
+    if Path(name).is_file():
+        from PIL import Image
+        with Image.open(name) as im:
+            return np.asarray(im.convert("RGB"))
+    import skimage.data
+    if not callable(getattr(skimage.data, name, None)):
+        raise SystemExit(f"natural.py: error: --image {name!r} is neither a file nor a "
+                         "scikit-image sample (chelsea, coffee, astronaut, ...)")
+    return getattr(skimage.data, name)()
+
+
 def main(argv=None) -> int:
     parser = studies.study_parser(__doc__.splitlines()[0], out="outputs/natural",
                                   image="chelsea", targets=",".join(map(str, TARGETS)),
-                                  domains="pixel,csp_phase,csp_flow,csp_flow_joint", modes="fixed,live", budget=0.0,
-                                  frames=12, size=224, gifs=True)
+                                  domains="pixel,csp_phase,csp_flow,csp_flow_joint",
+                                  modes="fixed,live", budget=0.0,
+                                  frames=12, size=224, gifs=True,
+                                  classifier="efficientnet_lite0", weights=None, crop=False)
     args = studies.parse_study_args(parser, argv)
     import jax
-    import skimage.data
     from lens_jax import morph, pretrained, viz
     from lens_jax.compare import morph_figure
     out = Path(args.out)
@@ -54,13 +74,20 @@ def main(argv=None) -> int:
         targets, modes, frames, size, gifs = targets[:2], modes[:1], 3, 32, False
     B = args.budget if args.budget > 0 else 2.0 / 28.0 * math.sqrt(size * size * 3)
     t0 = time.perf_counter()
-    fn, _ = pretrained.efficientnet_lite0()
-    names = [n.split(",")[0] for n in pretrained.imagenet_classes()]
-    img = np.asarray(pretrained.imagenet_preprocess(getattr(skimage.data, args.image)(),
-                                                    size=size), np.float32)
-    src = int(ev.predict(fn, img[None]).argmax())
-    print(f"[natural] {args.image} {size}x{size}: top-1 {names[src]}; L2 budget {B:.2f}; "
-          f"writing to {out}/", flush=True)
+    try:
+        loaded = pretrained.load_pretrained(args.classifier, weights=args.weights)
+    except KeyError as e:
+        parser.error(str(e.args[0]))
+    if loaded.input_shape[-1] != 3:
+        parser.error(f"--classifier {args.classifier} is not an RGB ImageNet classifier")
+    fn, label = loaded.logits_fn, loaded.label
+    names = [n.split(",")[0] for n in loaded.class_names]
+    img = np.asarray(pretrained.imagenet_preprocess(_photo(args.image), size=size,
+                                                    mode="crop" if args.crop else "resize"),
+                     np.float32)
+    src = int(np.asarray(ev.predict(fn, img[None])).argmax())
+    print(f"[natural] {label}; {args.image} {size}x{size}: top-1 {names[src]}; L2 budget "
+          f"{B:.2f}; writing to {out}/", flush=True)
     rows, grid, ends = [], [], {}
     for t in targets:
         morphs, cls, grow = {}, {t: names[t], src: names[src]}, [(img, f"-> {names[t]}")]
@@ -73,7 +100,8 @@ def main(argv=None) -> int:
                 morphs[lab] = m
                 ends.setdefault((d, mode), []).append(m.frames[-1] - img)
                 pt, pred = m.probs[:, t], int(m.probs[-1].argmax())
-                rows.append({"image": args.image, "target": t, "target_name": names[t],
+                rows.append({"classifier": args.classifier, "image": args.image, "target": t,
+                             "target_name": names[t],
                              "domain": d, "mode": mode, "reached": bool(m.reached[-1]),
                              "l2": float(m.l2[-1]), "p_target_0": float(pt[0]),
                              "p_target": float(pt[-1]), "p_target_max": float(pt.max()),
@@ -103,7 +131,7 @@ def main(argv=None) -> int:
                         path=out / f"{args.image}_to{t}_prob_vs_l2.png",
                         logy=max(float(m.probs[:, t].max()) for m in morphs.values()) < 0.3)
     ov = studies.grid_figure(out / f"{args.image}_overview.png", grid, panel_size=2.0,
-                             suptitle=f"EfficientNet-Lite0: {args.image} -> ImageNet targets "
+                             suptitle=f"{label}: {args.image} -> ImageNet targets "
                                       f"at the same L2 = {B:.1f}")
     paths = write_tables(rows, out / "results")
     spec = [{"domain": d, "mode": mode, "targets": len(e),
