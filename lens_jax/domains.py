@@ -254,9 +254,9 @@ def _csp_render(dom, c: PyramidCoeffs, params, shape):
             continue
         f = None
         if la is not None:
-            f = jnp.exp(jnp.clip(la[i], -LOGAMP_MAX, LOGAMP_MAX))
+            f = jnp.exp(jnp.clip(la[i], -LOGAMP_MAX, LOGAMP_MAX)).astype(b.dtype)
         if ph is not None:
-            rot = rotation(ph[i])
+            rot = rotation(ph[i]).astype(b.dtype)
             f = rot if f is None else f * rot
         bands.append(b * f)
     return dom.pyramid.inverse(c._replace(bands=tuple(bands)))

@@ -41,6 +41,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _grid
+from ._grid import interp_matrix   # noqa: F401  (re-exported: the control grid's weights)
 from .pyramid import PyramidCoeffs, SteerablePyramid, modulate_phase
 
 __all__ = ["local_frequency", "nominal_frequencies", "interp_matrix", "band_flow",
@@ -105,8 +107,13 @@ def local_frequency(c: jax.Array, nominal: jax.Array | None = None) -> tuple[jax
     else:
         nominal = jnp.asarray(nominal, rdt)
         ny, nx = nominal[..., 0, None, None], nominal[..., 1, None, None]
-    zy = zy + eps * jnp.exp(1j * ny)
-    zx = zx + eps * jnp.exp(1j * nx)
+    cdt = zy.dtype
+
+    def phasor(v):                 # exp(i v), lifted to the bands' rank
+        v = v.reshape((1,) * (eps.ndim - v.ndim) + v.shape)
+        return eps.astype(cdt) * jax.lax.complex(jnp.cos(v), jnp.sin(v))
+    zy = zy + phasor(ny)
+    zx = zx + phasor(nx)
     return _angle(zy), _angle(zx)
 
 
@@ -161,35 +168,13 @@ def nominal_frequencies(pyr: SteerablePyramid) -> tuple[np.ndarray, ...]:
 # the control grid
 # ----------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=256)
-def interp_matrix(n_out: int, n_img: int, grid: int) -> np.ndarray:
-    """``(n_out, grid)`` bilinear weights of a corner-aligned control grid (control point
-    ``j`` at image position ``j (n_img - 1) / (grid - 1)``), sampled at the positions
-    ``i n_img / n_out`` of a band downsampled to ``n_out`` samples (its sample ``i``
-    sits at image pixel ``i * n_img / n_out``).  Rows sum to one."""
-    m = np.zeros((n_out, grid), np.float64)
-    if grid == 1:
-        m[:, 0] = 1.0
-        return m
-    pos = np.arange(n_out, dtype=np.float64) * n_img / n_out
-    t = np.clip(pos * (grid - 1) / max(n_img - 1, 1), 0.0, grid - 1)
-    i0 = np.clip(np.floor(t).astype(int), 0, grid - 2)
-    w = t - i0
-    m[np.arange(n_out), i0] = 1.0 - w
-    m[np.arange(n_out), i0 + 1] += w
-    return m
-
-
 def band_flow(flow: jax.Array, band_shape: tuple[int, int],
               image_shape: tuple[int, int]) -> jax.Array:
     """Control flow ``(2, G, G)`` in image pixels -> ``(2, h, w)`` at a band's sample
     positions, in *band* pixels (divided by the downsampling factor per axis)."""
     h, w = band_shape
     H, W = image_shape
-    G0, G1 = flow.shape[-2:]
-    uy = jnp.asarray(interp_matrix(h, H, G0), flow.dtype)
-    ux = jnp.asarray(interp_matrix(w, W, G1), flow.dtype)
-    d = jnp.einsum("hg,cgk,wk->chw", uy, flow, ux)
+    d = _grid.upsample(flow, (h, w), (H, W))
     scale = jnp.asarray([h / H, w / W], flow.dtype)[:, None, None]
     return d * scale
 
@@ -257,13 +242,25 @@ def _analyse_flow(pyr: SteerablePyramid, x: jax.Array, *, residuals: str = "move
     if residuals == "fixed":
         return FlowState(c, freq, None, None, None, one, amp, None)
     ws, hp_nom = _hp_masks(pyr)
-    cdt = jnp.result_type(rdt, jnp.complex64)
-    hp_parts = jnp.fft.ifft2(jnp.fft.fft2(c.highpass)[..., None, :, :]
-                             * jnp.asarray(ws, rdt)).astype(cdt)
+    cdt = c.bands[0].dtype if c.bands else jnp.fft.fft2(c.highpass).dtype
+    hp_spec = jnp.fft.fft2(c.highpass)[..., None, :, :]
+    hp_parts = jnp.fft.ifft2(hp_spec * _lift(jnp.asarray(ws, hp_spec.dtype),
+                                             hp_spec.ndim)).astype(cdt)
     hp_freq = jnp.stack(local_frequency(hp_parts, hp_nom))
     hp_amp = _polar_split(hp_parts) if move else None
     lp_spec = jnp.fft.fft2(c.lowpass)
     return FlowState(c, freq, hp_parts, hp_freq, lp_spec, one, amp, hp_amp)
+
+
+def _lift(v: jax.Array, ndim: int) -> jax.Array:
+    """``v`` with leading unit axes up to rank ``ndim`` (explicit broadcasting)."""
+    return v.reshape((1,) * (ndim - v.ndim) + v.shape)
+
+
+def _phase_of(f: jax.Array, d: jax.Array) -> jax.Array:
+    """``-<omega, d>``: frequencies ``f`` ``(2, ..., K, h, w)``, displacement ``d``
+    ``(2, h, w)`` broadcast over the leading dims and ``K``."""
+    return -(f[0] * _lift(d[0], f[0].ndim) + f[1] * _lift(d[1], f[1].ndim))
 
 
 def flow_phases(pyr: SteerablePyramid, state: FlowState, flow: jax.Array) -> tuple:
@@ -272,8 +269,7 @@ def flow_phases(pyr: SteerablePyramid, state: FlowState, flow: jax.Array) -> tup
     out = []
     for s, f in enumerate(state.freq):
         d = band_flow(d_img, f.shape[-2:], pyr.image_shape)
-        # f: (2, ..., K, h, w); d: (2, h, w) broadcast over the leading dims and K
-        out.append(-(f[0] * d[0] + f[1] * d[1]))
+        out.append(_phase_of(f, d))
     return tuple(out)
 
 
@@ -289,8 +285,10 @@ def trig_resample(spec: jax.Array, disp: jax.Array) -> jax.Array:
     fx = jnp.asarray(2 * np.pi * np.fft.fftfreq(w), rdt)
     py = jnp.arange(h, dtype=rdt)[:, None] - disp[0]           # (h, w)
     px = jnp.arange(w, dtype=rdt)[None, :] - disp[1]
-    ey = jnp.exp(1j * (py[..., None] * fy))                    # (h, w, h')
-    ex = jnp.exp(1j * (px[..., None] * fx))                    # (h, w, w')
+    ty = py[..., None] * fy[None, None, :]                      # (h, w, h')
+    tx = px[..., None] * fx[None, None, :]                      # (h, w, w')
+    ey = jax.lax.complex(jnp.cos(ty), jnp.sin(ty))
+    ex = jax.lax.complex(jnp.cos(tx), jnp.sin(tx))
     val = jnp.einsum("pqa,...ab,pqb->...pq", ey, spec.astype(ey.dtype), ex)
     return jnp.real(val) / (h * w)
 
@@ -298,7 +296,8 @@ def trig_resample(spec: jax.Array, disp: jax.Array) -> jax.Array:
 def _polar_split(c: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``(|c|, c / |c|)``, the phasor 0 where ``c == 0``."""
     a = jnp.abs(c)
-    return a, jnp.where(a > 0, c / jnp.where(a > 0, a, 1.0), 0.0)
+    safe = jnp.where(a > 0, a, jnp.ones_like(a)).astype(c.dtype)
+    return a, jnp.where(a > 0, c / safe, jnp.zeros_like(c))
 
 
 def resample_periodic(a: jax.Array, disp: jax.Array) -> jax.Array:
@@ -307,18 +306,7 @@ def resample_periodic(a: jax.Array, disp: jax.Array) -> jax.Array:
     h, w = a.shape[-2:]
     yy = jnp.arange(h, dtype=disp.dtype)[:, None] - disp[0]
     xx = jnp.arange(w, dtype=disp.dtype)[None, :] - disp[1]
-    y0, x0 = jnp.floor(yy), jnp.floor(xx)
-    wy, wx = _cubic_weights(yy - y0), _cubic_weights(xx - x0)
-    y0, x0 = y0.astype(jnp.int32), x0.astype(jnp.int32)
-    out = None
-    for i in range(4):
-        yi = jnp.mod(y0 + (i - 1), h)
-        row = None
-        for j in range(4):
-            t = a[..., yi, jnp.mod(x0 + (j - 1), w)] * wx[j]
-            row = t if row is None else row + t
-        out = row * wy[i] if out is None else out + row * wy[i]
-    return out
+    return _grid.sample(a, yy, xx, interp="cubic", edge="periodic")
 
 
 def render_flow(pyr: SteerablePyramid, state: FlowState, flow: jax.Array,
@@ -334,10 +322,10 @@ def render_flow(pyr: SteerablePyramid, state: FlowState, flow: jax.Array,
         f = state.freq[s]
         if state.amps is not None:
             amp, ph = state.amps[s]
-            b = resample_periodic(amp, d) * ph
-        e = modulate_phase(b, -(f[0] * d[0] + f[1] * d[1]))
+            b = resample_periodic(amp, d).astype(ph.dtype) * ph
+        e = modulate_phase(b, _phase_of(f, d))
         if logamp is not None:
-            e = e * jnp.exp(jnp.clip(logamp[s], -clip_logamp, clip_logamp))
+            e = e * jnp.exp(jnp.clip(logamp[s], -clip_logamp, clip_logamp)).astype(e.dtype)
         bands.append(e)
     hp, lp = c.highpass, c.lowpass
     if state.hp_parts is not None:
@@ -345,8 +333,9 @@ def render_flow(pyr: SteerablePyramid, state: FlowState, flow: jax.Array,
         f = state.hp_freq
         parts = state.hp_parts
         if state.hp_amps is not None:
-            parts = resample_periodic(state.hp_amps[0], d) * state.hp_amps[1]
-        parts = modulate_phase(parts, -(f[0] * d[0] + f[1] * d[1]))
+            parts = resample_periodic(state.hp_amps[0], d).astype(parts.dtype) \
+                * state.hp_amps[1]
+        parts = modulate_phase(parts, _phase_of(f, d))
         hp = jnp.sum(jnp.real(parts), axis=-3)
         dl = band_flow(d_img, state.lp_spec.shape[-2:], (H, W))
         lp = trig_resample(state.lp_spec, dl).astype(c.lowpass.dtype)
@@ -369,13 +358,6 @@ def wrapped_fraction(pyr: SteerablePyramid, state: FlowState, flow: jax.Array) -
 # pixel-space warp
 # ----------------------------------------------------------------------------------
 
-def _cubic_weights(t: jax.Array) -> tuple:
-    """Catmull-Rom (Keys a = -1/2) weights of the samples at offsets -1, 0, 1, 2."""
-    t2, t3 = t * t, t * t * t
-    return (0.5 * (-t3 + 2 * t2 - t), 0.5 * (3 * t3 - 5 * t2 + 2),
-            0.5 * (-3 * t3 + 4 * t2 + t), 0.5 * (t3 - t2))
-
-
 def warp_channels(x: jax.Array, flow: jax.Array, *, interp: str = "cubic") -> jax.Array:
     """Resample channels ``x`` ``(..., H, W)`` at ``u - d(u)`` (content moves by ``+d``),
     ``d`` the bilinear upsampling of the control flow ``(2, G, G)`` (image pixels); edges
@@ -388,24 +370,7 @@ def warp_channels(x: jax.Array, flow: jax.Array, *, interp: str = "cubic") -> ja
     d = band_flow(flow, (H, W), (H, W))
     yy = jnp.arange(H, dtype=x.dtype)[:, None] - d[0]
     xx = jnp.arange(W, dtype=x.dtype)[None, :] - d[1]
-    y0, x0 = jnp.floor(yy), jnp.floor(xx)
-    ty, tx = yy - y0, xx - x0
-    y0, x0 = y0.astype(jnp.int32), x0.astype(jnp.int32)
-    if interp == "linear":
-        offs, wy, wx = (0, 1), (1 - ty, ty), (1 - tx, tx)
-    elif interp == "cubic":
-        offs, wy, wx = (-1, 0, 1, 2), _cubic_weights(ty), _cubic_weights(tx)
-    else:
-        raise ValueError(f"interp must be 'cubic' or 'linear'; got {interp!r}")
-    out = jnp.zeros(x.shape, x.dtype)
-    for i, oy in enumerate(offs):
-        yi = jnp.clip(y0 + oy, 0, H - 1)
-        row = jnp.zeros(x.shape, x.dtype)
-        for j, ox in enumerate(offs):
-            xi = jnp.clip(x0 + ox, 0, W - 1)
-            row = row + x[..., yi, xi] * wx[j]
-        out = out + row * wy[i]
-    return out
+    return _grid.sample(x, yy, xx, interp=interp, edge="nearest")
 
 
 # ----------------------------------------------------------------------------------

@@ -19,54 +19,30 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from . import _grid
 from ._image import Array, ArrayLike, check_pair, filter_hw, float_dtype, gaussian_kernel
 
 __all__ = ["warp_image", "WarpFit", "warp_explained_energy", "Translation", "best_translation"]
 
 
 def _upsample_matrix(n: int, grid: int) -> np.ndarray:
-    """``(n, grid)`` bilinear interpolation weights, control points at linspace(0, n-1, grid).
-
-    The control grid spans the image corner to corner ("align corners"); each row sums to 1.
-    """
-    m = np.zeros((n, grid), np.float64)
-    if grid == 1:
-        m[:, 0] = 1.0
-        return m
-    t = np.arange(n, dtype=np.float64) * (grid - 1) / max(n - 1, 1)
-    i0 = np.clip(np.floor(t).astype(int), 0, grid - 2)
-    w = t - i0
-    m[np.arange(n), i0] = 1.0 - w
-    m[np.arange(n), i0 + 1] += w
-    return m
+    """``(n, grid)`` bilinear weights of a corner-aligned control grid (rows sum to 1)."""
+    return _grid.interp_matrix(n, n, grid)
 
 
 def _upsample(field: Array, h: int, w: int) -> Array:
     """Control values ``(g, g, ...)`` -> full resolution ``(h, w, ...)`` (bilinear)."""
-    gy, gx = field.shape[:2]
-    uy = jnp.asarray(_upsample_matrix(h, gy), field.dtype)
-    ux = jnp.asarray(_upsample_matrix(w, gx), field.dtype)
-    return jnp.einsum("hg,gk...,wk->hw...", uy, field, ux)
+    lead = field.ndim - 2
+    moved = jnp.moveaxis(field, (0, 1), (lead, lead + 1))   # (..., g, g)
+    return jnp.moveaxis(_grid.upsample(moved, (h, w)), (lead, lead + 1), (0, 1))
 
 
 def _bilinear(img: Array, yy: Array, xx: Array) -> Array:
-    """Sample ``img`` (H, W, C) at real coordinates (yy, xx), bilinear, edges 'nearest'.
-
-    Same values as ``jax.scipy.ndimage.map_coordinates(order=1, mode='nearest')`` per channel;
-    differentiable in the coordinates.
-    """
-    h, w = img.shape[:2]
-    y0 = jnp.floor(yy)
-    x0 = jnp.floor(xx)
-    wy = (yy - y0)[..., None]
-    wx = (xx - x0)[..., None]
-    y0 = y0.astype(jnp.int32)
-    x0 = x0.astype(jnp.int32)
-    y0c, y1c = jnp.clip(y0, 0, h - 1), jnp.clip(y0 + 1, 0, h - 1)
-    x0c, x1c = jnp.clip(x0, 0, w - 1), jnp.clip(x0 + 1, 0, w - 1)
-    top = img[y0c, x0c] * (1 - wx) + img[y0c, x1c] * wx
-    bot = img[y1c, x0c] * (1 - wx) + img[y1c, x1c] * wx
-    return top * (1 - wy) + bot * wy
+    """Sample ``img`` (H, W, C) at real coordinates (yy, xx), bilinear, edges 'nearest'
+    (the same values as ``jax.scipy.ndimage.map_coordinates(order=1, mode='nearest')``
+    per channel); differentiable in the coordinates."""
+    out = _grid.sample(jnp.moveaxis(img, -1, 0), yy, xx, interp="linear", edge="nearest")
+    return jnp.moveaxis(out, 0, -1)
 
 
 def warp_image(source: ArrayLike, displacement: ArrayLike,
