@@ -191,7 +191,8 @@ def _resolve_local(name: str, data_dir: Path) -> tuple[str, str | None] | None:
         return base, config
     if base in ALIASES:
         target = ALIASES[base]
-        if fashion_mnist_dir() is not None or _is_prepared(_local_builder(target, config, data_dir)):
+        if (fashion_mnist_dir() is not None
+                or _is_prepared(_local_builder(target, config, data_dir))):
             return target, config
     return None
 
@@ -624,7 +625,8 @@ def class_names(name: str, *, data_dir: str | os.PathLike | None = None) -> list
         except Exception:  # noqa: BLE001 - any failure means: not known offline
             raise _not_prepared_error(name, roots) from None
         feats = cls(data_dir=os.fspath(roots[0]), config=config).info.features
-    label = feats.get("label")
+    # tfds' FeaturesDict supports ``in`` and ``[]`` but has no ``.get``
+    label = feats["label"] if "label" in feats else None  # noqa: SIM401
     if label is None or not hasattr(label, "names"):
         raise ValueError(f"{name!r} has no 'label' ClassLabel feature")
     return list(label.names)
