@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import jax
 import numpy as np
 
 def _ocp():
+    # orbax (and TensorStore) load on first use: ``import lens_jax.train`` stays light
     import orbax.checkpoint as ocp
     return ocp
 
@@ -149,7 +151,6 @@ def save(mngr, step, params, opt_state, rng, history, config, *, finished, test_
 
 def move_aside(workdir: Path, err: Exception) -> Path:
     """Rename a damaged model folder to ``<name>.damaged-<UTC time>`` and warn."""
-    import warnings
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     dest = workdir.with_name(f"{workdir.name}.damaged-{stamp}")
     k = 1

@@ -26,6 +26,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 from ._batching import map_chunks
 from .classifier import Classifier, as_classifier, checked_logits, predict
@@ -363,7 +364,6 @@ def robust_accuracy(model: Any, images: Any, labels: Any, attack: PGD, *,
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm     # only when asked for
         bar = tqdm(total=n, desc=f"robust accuracy {attack.tag}", dynamic_ncols=True)
     seen = [0]
 

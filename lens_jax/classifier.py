@@ -23,22 +23,47 @@ closed-over arrays sit inside a nested ``jax.jit`` cannot be hoisted; it is keye
 fingerprint of those arrays instead (see :func:`fold_params`), so changed weights are
 still noticed (one compile per distinct set of weights).
 
+What a closure freezes, exactly.  A plain callable (``lambda x: model((x - m) / s)``)
+is traced afresh on every call of a lens_jax entry point (``morph``, ``morph_batch``,
+``sweep``, ``predict``, ``metrics.transfer``, ...): every array it reads at that moment
+(its closed-over arrays, an nnx module's weights) becomes a traced parameter, so an
+update between two calls is seen.  Inside a function *you* transform (``jax.jit``,
+``jax.vmap``, ``jax.grad``), the closure is traced when your function is traced, and
+what it reads is frozen there, as for any ``jax.jit``: a jitted
+``lambda img: lj.morph(closure, img, ...)`` keeps the weights of its first trace.  To
+see updates there, pass the parameters as an argument of your function
+(``jax.jit(lambda params, img: lj.morph((apply_fn, params), img, ...))``, or an nnx
+``State`` with ``nnx.merge``).
+
+Preprocessing without closures: :func:`with_preprocess` attaches a :class:`Preprocess`
+(per-channel ``mean``/``std`` as pytree leaves, a static ``size`` to resize to and a
+static ``channels_first`` for NCHW models) to any classifier form; the result is
+normalised on every call like the form it wraps (an nnx module updated in place is
+seen), with the preprocessing arrays traced parameters too.
+
+Errors: a classifier that JAX cannot trace (NumPy on its input), an nnx module left in
+training mode, and one that ignores the batch size of its input get a message that says
+so (see :func:`checked_logits`).
+
 Only ``jax`` and ``numpy`` are imported here (flax is recognised by duck typing).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.core import ClosedJaxpr, Jaxpr
 
 from ._batching import map_chunks
 
 __all__ = ["Classifier", "as_classifier", "carries_params", "fold_params",
            "params_fingerprint", "guarded_softmax", "checked_logits", "predict",
-           "predict_proba"]
+           "predict_proba", "Preprocess", "WithPreprocess", "with_preprocess",
+           "ClassifierError"]
 
 
 class Classifier(NamedTuple):
@@ -66,7 +91,8 @@ class _CallApply:
     fn: Callable
 
     def __call__(self, params, x):
-        return self.fn(x)
+        with _explained():
+            return self.fn(x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,8 +101,9 @@ class _NNXApply:
     graphdef: Any
 
     def __call__(self, state, x):
-        from flax import nnx
-        return nnx.merge(self.graphdef, state)(x)
+        from flax import nnx       # flax is loaded when an nnx module is given
+        with _explained():
+            return nnx.merge(self.graphdef, state)(x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,7 +185,6 @@ def _is_nnx_module(obj: Any) -> bool:
 def _nested_consts(jaxpr) -> list:
     """The constants carried by sub-jaxprs of ``jaxpr`` (e.g. a jitted closure's
     arrays): :func:`jax.make_jaxpr` does not hoist those."""
-    from jax.extend.core import ClosedJaxpr, Jaxpr
     found: list = []
 
     def visit(v) -> None:
@@ -269,7 +295,8 @@ def _hoist(fn: Callable, example) -> Classifier:
     ``make_jaxpr`` caches traces by the function object (as ``jax.jit`` does), which
     would freeze the closed-over arrays at the first trace; a fresh wrapper per call
     reads them afresh (a module updated in place, a dict entry replaced)."""
-    cj = jax.make_jaxpr(lambda x: fn(x))(example)
+    with _explained():
+        cj = jax.make_jaxpr(lambda x: fn(x))(example)
     if len(cj.out_avals) != 1:
         raise ValueError("logits_fn must return one array of logits (N, num_classes); "
                          f"it returned {len(cj.out_avals)} outputs")
@@ -293,7 +320,7 @@ def carries_params(model: Any) -> bool:
     >>> carries_params(lambda x: x), carries_params((lambda p, x: x, ()))
     (False, True)
     """
-    return (isinstance(model, (Classifier, tuple)) or _is_nnx_module(model)
+    return (isinstance(model, (Classifier, tuple, WithPreprocess)) or _is_nnx_module(model)
             or isinstance(getattr(model, "__lens_classifier__", None), Classifier))
 
 
@@ -319,8 +346,14 @@ def as_classifier(model: Any, *, example: Any = None) -> Classifier:
         callable is wrapped as is (its closed-over arrays are compile-time constants,
         programs keyed by the function object).
 
+    With ``example`` given and nothing traced, the classifier is also checked once per
+    program and shapes (``jax.eval_shape`` on a batch of 2): it must be traceable by JAX,
+    return float logits ``(N, num_classes)`` and keep the batch size of its input.
+
     Raises:
-      TypeError: ``model`` is none of the accepted forms.
+      TypeError: ``model`` is none of the accepted forms, or is not traceable by JAX.
+      ValueError: (with ``example``) it ignores the batch size, returns non-float
+        logits, or is an nnx module in training mode (call ``model.eval()``).
 
     >>> import jax.numpy as jnp
     >>> clf = as_classifier((lambda p, x: x.reshape(len(x), -1) @ p, jnp.ones((4, 2))))
@@ -332,8 +365,21 @@ def as_classifier(model: Any, *, example: Any = None) -> Classifier:
     >>> clf.params[0] is w
     True
     """
+    clf = _normalise(model, example)
+    if example is not None:
+        _check_batched(clf, example)
+    return clf
+
+
+def _normalise(model: Any, example: Any) -> Classifier:
+    """:func:`as_classifier` without the check."""
     if isinstance(model, Classifier):
         return model
+    if isinstance(model, WithPreprocess):
+        pre = model.preprocess
+        inner_example = None if example is None else jax.eval_shape(pre, example)
+        inner = as_classifier(model.model, example=inner_example)
+        return Classifier(_PreprocessedApply(inner.apply), (inner.params, pre))
     if isinstance(model, tuple):
         if len(model) != 2 or not callable(model[0]):
             raise TypeError("a classifier tuple must be (apply_fn, params) with "
@@ -347,7 +393,7 @@ def as_classifier(model: Any, *, example: Any = None) -> Classifier:
             return Classifier(_LinenApply(module), params)
         return Classifier(apply_fn, params)
     if _is_nnx_module(model):
-        from flax import nnx
+        from flax import nnx       # flax is loaded when an nnx module is given
         graphdef, state = nnx.split(model)
         return Classifier(_NNXApply(graphdef), state)
     made = getattr(model, "__lens_classifier__", None)
@@ -392,22 +438,71 @@ def guarded_softmax(logits: jax.Array, *, where: Any = None) -> tuple[jax.Array,
     return jnp.where(ok[..., None], probs, jnp.nan), ok
 
 
+_CHECKED: dict = {}
+
+
+def _check_batched(clf: Classifier, example: Any) -> None:
+    """Once per (apply, parameter shapes, image shape): the classifier maps a batch of 2
+    to float logits (2, K) (abstractly: ``jax.eval_shape``).  Skipped under a trace."""
+    leaves, treedef = jax.tree.flatten(clf.params)
+    if isinstance(example, jax.core.Tracer) or any(isinstance(l, jax.core.Tracer)
+                                                   for l in leaves):
+        return
+    try:
+        key = (clf.apply, treedef, tuple((jnp.shape(l), str(jnp.result_type(l)))
+                                         for l in leaves),
+               tuple(example.shape), str(example.dtype))
+        hash(key)
+    except TypeError:
+        key = None
+    if key is not None and key in _CHECKED:
+        return
+    two = jax.ShapeDtypeStruct((2,) + tuple(example.shape[1:]), example.dtype)
+    with _explained():
+        out = jax.eval_shape(clf.apply, clf.params, two)
+    _check_logits(out, two.shape)
+    if key is not None:
+        if len(_CHECKED) > 256:
+            _CHECKED.clear()
+        _CHECKED[key] = True
+
+
 _UNTRACEABLE = ("TracerArrayConversionError", "ConcretizationTypeError",
                 "TracerBoolConversionError", "TracerIntegerConversionError")
+
+
+@contextlib.contextmanager
+def _explained():
+    """Re-raise the classifier mistakes JAX and flax report obscurely with a message
+    that names the fix (see :func:`_explain`)."""
+    try:
+        yield
+    except ClassifierError:
+        raise
+    except Exception as e:                                  # re-raised, explained
+        better = _explain(e)
+        if better is None:
+            raise
+        raise better from e
+
+
+class ClassifierError(TypeError, ValueError):
+    """A classifier JAX cannot use as given (not traceable, an nnx module in training
+    mode), with the fix in its message.  Both a TypeError and a ValueError."""
 
 
 def _explain(err: Exception) -> Exception | None:
     """A clear error for the classifier mistakes JAX and flax report obscurely."""
     name = type(err).__name__
     if name in _UNTRACEABLE:
-        return TypeError(
+        return ClassifierError(
             "the classifier must be traceable with JAX: it converted a traced array to a "
             f"NumPy/Python value ({name}: e.g. np.asarray, .numpy(), float() or an `if` on "
             "an array inside the classifier).  Write it with jax.numpy operations (the "
             "lens differentiates it), or wrap NumPy code in jax.pure_callback (no "
             "gradient).")
     if name == "TraceContextError" and type(err).__module__.startswith("flax"):
-        return ValueError(
+        return ClassifierError(
             "the flax nnx classifier updates its state while called (a BatchNorm or "
             "Dropout in training mode): call model.eval() before passing it to lens_jax "
             f"(and model.train() to resume training).  flax said: {str(err).splitlines()[0]}")
@@ -432,13 +527,8 @@ def checked_logits(classifier: Any, images: jax.Array) -> jax.Array:
     """
     clf = as_classifier(classifier)
     images = jnp.asarray(images)
-    try:
+    with _explained():
         z = clf.apply(clf.params, images)
-    except Exception as e:                                  # re-raised, explained
-        better = _explain(e)
-        if better is None:
-            raise
-        raise better from e
     return _check_logits(z, images.shape)
 
 
@@ -472,13 +562,8 @@ def _prepare(classifier: Any, images: Any) -> tuple[Classifier, Any]:
     if images.ndim != 4:
         raise ValueError(f"images must be a batch (N, H, W, C); got shape {images.shape}")
     example = jax.ShapeDtypeStruct((1,) + tuple(images.shape[1:]), images.dtype)
-    try:
+    with _explained():
         clf = as_classifier(classifier, example=example)
-    except Exception as e:                                  # re-raised, explained
-        better = _explain(e)
-        if better is None:
-            raise
-        raise better from e
     return clf, images
 
 
@@ -528,3 +613,135 @@ def predict_proba(classifier: Any, images: Any, *,
     [[0.5, 0.5]]
     """
     return guarded_softmax(predict(classifier, images, batch_size=batch_size))[0]
+
+
+# ----------------------------------------------------------------------------------
+# preprocessing as part of the pytree
+# ----------------------------------------------------------------------------------
+
+_RESIZE = ("nearest", "linear", "cubic", "lanczos3", "lanczos5")
+
+
+@jax.tree_util.register_pytree_node_class
+@dataclasses.dataclass(frozen=True)
+class Preprocess:
+    """Preprocessing between lens_jax's images and a model, as a pytree.
+
+    ``images (N, H, W, C)`` in [0, 1] -> resized to ``size`` (``jax.image.resize``,
+    ``method``, antialiased when shrinking) -> ``(x - mean) / std`` per channel ->
+    transposed to ``(N, C, H, W)`` when ``channels_first`` (torch-style models).
+
+    ``mean`` and ``std`` (scalars or ``(C,)``) are pytree leaves: traced parameters,
+    never compiled in (new values reuse the compiled program, and ``jax.grad`` reaches
+    them).  ``size``, ``channels_first`` and ``method`` are static (they change shapes).
+
+    >>> import jax.numpy as jnp
+    >>> pre = Preprocess(mean=[0.5], std=[0.25], size=(2, 2), channels_first=True)
+    >>> out = pre(jnp.ones((1, 4, 4, 1)))
+    >>> out.shape, round(float(out[0, 0, 0, 0]), 4)
+    ((1, 1, 2, 2), 2.0)
+    """
+    mean: Any = None
+    std: Any = None
+    size: Any = None
+    channels_first: bool = False
+    method: str = "linear"
+
+    def __post_init__(self):
+        for name in ("mean", "std"):
+            v = getattr(self, name)
+            if v is None or isinstance(v, jax.core.Tracer) or type(v) is object:
+                continue
+            a = np.asarray(v)
+            if a.ndim > 1 or not np.issubdtype(a.dtype, np.number) \
+                    or np.issubdtype(a.dtype, np.complexfloating):
+                raise ValueError(f"Preprocess {name} must be a real scalar or one value per "
+                                 f"channel (C,); got {v!r}")
+            if not np.all(np.isfinite(a)) or (name == "std" and np.any(a <= 0)):
+                raise ValueError(f"Preprocess {name} must be finite{' and > 0' if name == 'std' else ''}"
+                                 f"; got {v!r}")
+            object.__setattr__(self, name, jnp.asarray(v, jnp.float32) if not isinstance(
+                v, jax.Array) else v)
+        if self.size is not None:
+            size = (self.size, self.size) if isinstance(self.size, (int, np.integer)) \
+                else tuple(self.size)
+            if len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                                     or v < 1 for v in size):
+                raise ValueError(f"Preprocess size must be an int or (height, width) of "
+                                 f"positive ints; got {self.size!r}")
+            object.__setattr__(self, "size", tuple(int(v) for v in size))
+        if not isinstance(self.channels_first, (bool, np.bool_)):
+            raise ValueError(f"Preprocess channels_first must be a bool; got "
+                             f"{self.channels_first!r}")
+        if self.method not in _RESIZE:
+            raise ValueError(f"Preprocess method must be one of {_RESIZE}; got {self.method!r}")
+
+    def tree_flatten(self):
+        return (self.mean, self.std), (self.size, bool(self.channels_first), self.method)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        obj = object.__new__(cls)
+        for k, v in zip(("mean", "std", "size", "channels_first", "method"),
+                        (*children, *aux)):
+            object.__setattr__(obj, k, v)
+        return obj
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        x = jnp.asarray(images)
+        if x.ndim != 4:
+            raise ValueError(f"Preprocess expects a batch (N, H, W, C); got shape {x.shape}")
+        if self.size is not None and tuple(x.shape[1:3]) != self.size:
+            x = jax.image.resize(x, (x.shape[0], *self.size, x.shape[3]), method=self.method)
+        c = x.shape[-1]
+        for v, op in ((self.mean, jnp.subtract), (self.std, jnp.divide)):
+            if v is None:
+                continue
+            v = jnp.asarray(v).astype(x.dtype)
+            if v.ndim == 1 and v.shape[0] not in (1, c):
+                raise ValueError(f"Preprocess mean/std have {v.shape[0]} values; the images "
+                                 f"have {c} channels")
+            x = op(x, v.reshape((1, 1, 1, -1)))
+        if self.channels_first:
+            x = jnp.transpose(x, (0, 3, 1, 2))
+        return x
+
+
+@dataclasses.dataclass(frozen=True)
+class _PreprocessedApply:
+    """``apply((params, preprocess), x) = inner(params, preprocess(x))``."""
+    apply: Any
+
+    def __call__(self, params, x):
+        inner, pre = params
+        return self.apply(inner, pre(x))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class WithPreprocess:
+    """A classifier form: ``model`` (any form :func:`as_classifier` accepts) behind a
+    :class:`Preprocess`.  Normalised on every call like ``model`` itself (an nnx module
+    updated in place is seen); build it with :func:`with_preprocess`."""
+    model: Any
+    preprocess: Preprocess
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        return as_classifier(self)(images)
+
+
+def with_preprocess(model: Any, *, mean: Any = None, std: Any = None, size: Any = None,
+                    channels_first: bool = False, method: str = "linear") -> WithPreprocess:
+    """``model`` with its preprocessing attached as part of the pytree (no closure).
+
+    ``model``: any form :func:`as_classifier` accepts (``(apply_fn, params)``, an nnx
+    module, a batched callable, a Classifier).  Images go through :class:`Preprocess`
+    (resize to ``size``, ``(x - mean) / std`` per channel, NCHW when ``channels_first``)
+    before the model; ``mean`` and ``std`` are traced parameters.
+
+    >>> import jax.numpy as jnp
+    >>> net = (lambda p, x: x.reshape(len(x), -1) @ p, jnp.ones((4, 2)))
+    >>> clf = with_preprocess(net, mean=0.5, std=0.5)
+    >>> clf(jnp.ones((1, 2, 2, 1))).tolist()
+    [[4.0, 4.0]]
+    """
+    return WithPreprocess(model, Preprocess(mean, std, size, channels_first, method))

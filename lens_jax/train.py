@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from tqdm.auto import tqdm
 
 from . import models as _models
 from ._checkpoint import (CheckpointCorruptError, CheckpointUnverifiedError, manager,
@@ -544,7 +545,6 @@ def _config_diff(old: Mapping, new: Mapping) -> str:
 def _progress(total: int, desc: str, enabled: bool):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc, leave=True, dynamic_ncols=True)
 
 

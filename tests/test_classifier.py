@@ -103,3 +103,104 @@ def test_predict_refuses_numpy_classifier_and_batch_ignoring_classifier():
         C.predict(lambda a: jnp.argsort(a.reshape(len(a), -1), axis=1), x)
     with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
         C.predict(_linear(w), x[0])
+
+
+# ------------------------------------------------------------------ preprocessing
+def test_preprocess_matches_a_hand_written_closure_and_is_traced():
+    rng = np.random.default_rng(2)
+    x = rng.uniform(size=(3, 8, 6, 3)).astype(np.float32)
+    mean = np.array([0.4, 0.5, 0.6], np.float32)
+    std = np.array([0.2, 0.25, 0.3], np.float32)
+    w = jnp.asarray(rng.normal(size=(3 * 4 * 4, 2)), jnp.float32)
+    nchw = (lambda p, a: a.reshape(len(a), -1) @ p, w)        # a torch-style NCHW model
+    clf = C.with_preprocess(nchw, mean=mean, std=std, size=4, channels_first=True)
+    ref_in = (np.asarray(jax.image.resize(x, (3, 4, 4, 3), "linear")) - mean) / std
+    ref = np.transpose(ref_in, (0, 3, 1, 2)).reshape(3, -1) @ np.asarray(w)
+    np.testing.assert_allclose(np.asarray(C.predict(clf, x)), ref, rtol=1e-4, atol=1e-4)
+    # mean/std are pytree leaves: new values reuse the compiled program
+    n = C._apply_jit._cache_size()
+    other = C.with_preprocess(nchw, mean=mean + 0.1, std=std, size=4, channels_first=True)
+    z = np.asarray(C.predict(other, x))
+    assert C._apply_jit._cache_size() == n and not np.allclose(z, ref, atol=1e-3)
+    leaves = jax.tree.leaves(C.as_classifier(clf).params)
+    assert any(leaf.shape == (3,) and np.allclose(leaf, mean) for leaf in leaves)
+    for bad in (dict(std=[0.0]), dict(mean=[[1.0]]), dict(size=0), dict(method="bogus"),
+                dict(channels_first="yes")):
+        with pytest.raises(ValueError, match="Preprocess"):
+            C.with_preprocess(nchw, **bad)
+
+
+def test_every_documented_pattern_sees_nnx_weights_updated_in_place():
+    # issue 18: a closure over an nnx model updated in place gave the old weights' results
+    # (make_jaxpr cached the closure's trace by function object)
+    nnx = pytest.importorskip("flax.nnx")
+    import lens_jax as lj
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.lin = nnx.Linear(36, 3, rngs=rngs)
+
+        def __call__(self, x):
+            return self.lin(x.reshape(len(x), -1))
+
+    img = np.random.default_rng(3).uniform(size=(6, 6, 1)).astype(np.float32)
+    mean, std = 0.5, 0.25
+    model = Net(nnx.Rngs(0))
+    graphdef = nnx.split(model)[0]
+
+    def apply(state, x):
+        return nnx.merge(graphdef, state)((x - mean) / std)
+    closure = lambda x: model((x - mean) / std)                # noqa: E731
+    attached = C.with_preprocess(model, mean=mean, std=std)
+    jitted = jax.jit(lambda state, im: lj.morph((apply, state), im, target=2,
+                                                alphas=[0.0, 1.0]).probs)
+    kw = dict(target=2, alphas=[0.0, 1.0])
+    patterns = {
+        "closure": lambda: lj.morph(closure, img, **kw).probs,
+        "with_preprocess": lambda: lj.morph(attached, img, **kw).probs,
+        "pair": lambda: lj.morph((apply, nnx.state(model)), img, **kw).probs,
+        "jit, state as argument": lambda: jitted(nnx.state(model), img),
+        "predict(closure)": lambda: C.predict_proba(closure, img[None]),
+    }
+    frozen = jax.jit(lambda im: lj.morph(closure, im, **kw).probs)   # documented: frozen
+    before = {k: np.asarray(f()) for k, f in patterns.items()}
+    old_frozen = np.asarray(frozen(img))
+    model.lin.kernel.value = model.lin.kernel.value[::-1] * 3.0   # update in place
+    fresh = Net(nnx.Rngs(0))
+    fresh.lin.kernel.value = model.lin.kernel.value
+    truth = np.asarray(lj.morph(lambda x: fresh((x - mean) / std), img, **kw).probs)
+    for name, f in patterns.items():
+        got = np.asarray(f())
+        want = truth[:1] if name.startswith("predict") else truth
+        assert not np.allclose(got, before[name], atol=1e-4), name
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=name)
+    # inside the caller's own jit the closure is frozen at the first trace, as documented
+    np.testing.assert_array_equal(np.asarray(frozen(img)), old_frozen)
+
+
+def test_classifier_mistakes_are_named_in_every_entry_point():
+    nnx = pytest.importorskip("flax.nnx")
+    import lens_jax as lj
+
+    class BN(nnx.Module):
+        def __init__(self, rngs):
+            self.bn = nnx.BatchNorm(36, rngs=rngs)
+            self.lin = nnx.Linear(36, 3, rngs=rngs)
+
+        def __call__(self, x):
+            return self.lin(self.bn(x.reshape(len(x), -1)))
+
+    img = np.random.default_rng(4).uniform(size=(6, 6, 1)).astype(np.float32)
+    w = np.ones((36, 3), np.float32)
+    net = BN(nnx.Rngs(0))                                   # left in training mode
+    with pytest.raises(C.ClassifierError, match=r"model\.eval\(\)"):
+        lj.morph(net, img, target=1, alphas=[0.0, 1.0])
+    with pytest.raises(C.ClassifierError, match=r"model\.eval\(\)"):
+        C.predict(lambda x: net(x), img[None])
+    net.eval()
+    assert C.predict(net, img[None]).shape == (1, 3)
+    with pytest.raises(TypeError, match="traceable with JAX"):
+        lj.morph(lambda x: jnp.asarray(np.asarray(x).reshape(len(x), -1) @ w), img,
+                 target=1, alphas=[0.0, 1.0])
+    with pytest.raises(ValueError, match="keep the batch size"):
+        lj.morph(lambda x: x[:1].reshape(1, -1) @ w, img, target=1, alphas=[0.0, 1.0])
