@@ -76,6 +76,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from . import _store
+from ._io import progress_bar
 from . import _sweep_plan as _plan
 from ._store import FORMAT
 from ._sweep_plan import sweep_mesh
@@ -397,7 +398,8 @@ def run(logits_fn: Any, images, targets, *, sources=None,
       out_dir: a folder: stream the sweep there as a Zarr v3 store and resume from it.
       resume: with ``out_dir``: skip finished chunks and recompute damaged ones
         (``False``: delete this sweep's files there and start afresh).
-      progress: a tqdm bar over chunks (process 0 only).
+      progress: a bar over chunks on a terminal, plain lines in a log (process 0
+        only).
       on_chunk: ``on_chunk(k, arrays)`` after chunk ``k`` is stored (or kept).
 
     Returns:
@@ -521,11 +523,10 @@ def _sweep_one(clf: Classifier, images, targets, *, domain: str, out_dir, opts: 
         todo = [k for k in range(len(done)) if not done[k]]
         kept: list[dict] = []
         bar = None
-        if progress and primary:
-            from tqdm.auto import tqdm
-            bar = stack.enter_context(tqdm(total=len(done), initial=len(done) - len(todo),
-                                           unit="chunk", desc=f"sweep {domain}",
-                                           leave=False))
+        if progress and primary:          # a bar on a terminal, plain lines in a log
+            bar = stack.enter_context(progress_bar(len(done), desc=f"sweep {domain}",
+                                                   initial=len(done) - len(todo),
+                                                   unit="chunk", leave=False))
 
         def store(k: int, arrays: dict) -> None:
             if outp is None:
