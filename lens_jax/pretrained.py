@@ -209,6 +209,9 @@ class _Foreign:
     def append(self, value):
         pass
 
+    def add(self, value):
+        pass
+
     def extend(self, values):
         pass
 
@@ -724,7 +727,13 @@ def efficientnet_lite0(*, image_size: int | None = None) -> tuple[LogitsFn, dict
 
 def imagenet_preprocess(image: np.ndarray, *, size: int = 224, mode: str = "resize",
                         crop_from: int = 256) -> np.ndarray:
-    """Photograph -> (size, size, 3) float32 RGB in [0, 1] for :func:`efficientnet_lite0`.
+    """Photograph -> (size, size, 3) float32 RGB in [0, 1] for the ImageNet classifiers
+    (:func:`efficientnet_lite0`, :func:`resnet50`, :func:`resnet18`).
+
+    This is where a photo of any size is brought to the model's size; the classifiers
+    themselves only normalise (mean/std) and are fully convolutional.  For the ResNets
+    ``mode="crop"`` is the usual evaluation transform (torchvision resizes with
+    bilinear interpolation instead of bicubic).
 
     ``mode="resize"`` (default) resizes the whole image to ``size`` x ``size`` (PIL
     bilinear, which antialiases when shrinking; the aspect ratio is not kept).
@@ -860,8 +869,15 @@ def load_resnet(weights: str | os.PathLike | None, *, arch: str = "resnet50", se
         flat, skipped = _load_flat(path, skip_foreign=True)
         root = _find_resnet_root(flat, path)
         sd = {k[len(root):]: v for k, v in flat.items() if k.startswith(root)}
-        module, variables = R.convert_torch_resnet(
-            sd, arch=arch, where=f"{path} (tensors under {root!r})" if root else str(path))
+        try:
+            module, variables = R.convert_torch_resnet(
+                sd, arch=arch, where=f"{path} (tensors under {root!r})" if root else str(path))
+        except ValueError as e:
+            near = [s for s in skipped if s.startswith(root)]
+            if near:     # tensors of a class the reader does not admit: say which
+                raise ValueError(f"{e}; entries skipped because they need classes the "
+                                 f"reader does not admit: {', '.join(near[:4])}") from None
+            raise
         norm = _normaliser(flat, root, path)
         label = f"{arch} ({path.name})"
     if norm is not None:

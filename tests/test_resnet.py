@@ -80,7 +80,8 @@ class TorchResNet(tnn.Module):
             w, blocks = 64 * 2 ** s, []
             for b in range(n):
                 stride = 2 if (s > 0 and b == 0) else 1
-                blocks.append(block(cin, w, stride, b == 0 and (stride != 1 or cin != w * block.expansion)))
+                down = b == 0 and (stride != 1 or cin != w * block.expansion)
+                blocks.append(block(cin, w, stride, down))
                 cin = w * block.expansion
             setattr(self, f"layer{s + 1}", tnn.Sequential(*blocks))
         self.avgpool = tnn.AdaptiveAvgPool2d(1)
@@ -261,6 +262,18 @@ def test_missing_and_misshapen_tensors_are_listed_by_key(tmp_path, r18_sd):
     assert "missing tensor(s): layer3.1.bn2.running_var" in msg
     assert "layer2.0.conv2.weight (128, 128, 5, 5) (expected (128, 128, 3, 3))" in msg
     assert "unexpected tensor(s): extra.weight" in msg
+
+
+def test_tensor_needing_another_class_is_named_not_run(tmp_path, r18_sd):
+    sd = dict(r18_sd)
+    marker = tmp_path / "pwned"
+    sd["layer1.0.bn1.bias"] = _NeverRun(marker)
+    path = tmp_path / "odd.pth"
+    torch.save(sd, path)
+    with pytest.raises(ValueError, match=r"odd\.pth.*missing tensor\(s\): layer1\.0\.bn1\.bias"
+                       r".*skipped.*layer1\.0\.bn1\.bias \(<skipped posix\.system>\)"):
+        P.resnet18(weights=path)
+    assert not marker.exists()
 
 
 def test_not_a_resnet_and_pickled_module_are_named(tmp_path, r18_sd):
