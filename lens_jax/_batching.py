@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["map_chunks"]
+__all__ = ["map_chunks", "pad_index"]
 
 
 def _count(name: str, value: Any) -> int:
@@ -33,6 +33,18 @@ def _concat(parts: Sequence[Any], n: int) -> Any:
             return np.concatenate(p)[:n]
         return jnp.concatenate(p)[:n]
     return jax.tree.map(cat, *parts)
+
+
+def pad_index(start: int, stop: int, rows: int) -> np.ndarray:
+    """Row indices ``start .. stop-1`` padded to ``rows`` entries with ``start`` (the
+    chunk's first row), so every call sees one shape; :func:`map_chunks` and the sweep's
+    sharded chunks pad this way.
+
+    >>> pad_index(4, 6, 4).tolist()
+    [4, 5, 4, 4]
+    """
+    idx = np.arange(start, start + rows)
+    return np.where(idx < stop, idx, start)
 
 
 def map_chunks(fn: Callable[..., Any], arrays: Sequence[Any], *, chunk: int | None,
@@ -86,8 +98,7 @@ def map_chunks(fn: Callable[..., Any], arrays: Sequence[Any], *, chunk: int | No
         return out
     parts = []
     for i in range(0, n, chunk):
-        idx = np.arange(i, i + chunk)
-        idx = np.where(idx < n, idx, i)                     # pad with the chunk's first row
+        idx = pad_index(i, n, chunk)                        # pad with the chunk's first row
         sel = idx if i + chunk > n else slice(i, i + chunk)
         parts.append(fn(*(None if a is None else a[sel] for a in arrays)))
     if progress is not None:

@@ -76,6 +76,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from . import _store
+from ._batching import pad_index
 from ._io import progress_bar
 from . import _sweep_plan as _plan
 from ._store import FORMAT
@@ -312,9 +313,9 @@ class _Chunks:
         _plan.check_values(xu, pairs[0] // T)
         D = plan.devices
         bp = -(-self.cs // D) * D                 # every chunk has one shape: one compile
-        if bp != len(pairs):                      # pad with the chunk's first pair
-            pad = np.zeros(bp - len(pairs), np.int64)
-            x, t, sv = (np.concatenate([v, v[pad]]) for v in (x, t, sv))
+        if bp != len(pairs):                      # padded as map_chunks pads (first pair)
+            sel = pad_index(0, len(pairs), bp)
+            x, t, sv = (v[sel] for v in (x, t, sv))
         want = bool(self.keep_set[pairs // T].any())
         fn, shardings = _chunk_fn(self.clf.apply, plan.mesh, plan.image_axis,
                                   plan.alpha_axis, plan.sched.ndim, want_frames=want,
