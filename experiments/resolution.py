@@ -26,11 +26,11 @@ SIZES = {"mnist5k": "28,56,112", "fashion_mnist": "28,112"}
 PAIRS = {"mnist5k": reference.MNIST_PAIRS, "fashion_mnist": reference.FASHION_PAIRS}
 
 
-def load_driver(spec: str, dataset: str, size: int, quick: bool):
-    atk, kw = default_attack(dataset), {} if size == BASE else {"size": size}
+def load_driver(spec: str, dataset: str, size: int, args):   # --epochs-large: S > 28 only
+    kw = {} if size == BASE else {"size": size, "epochs": args.epochs_large or None}
     if spec.endswith("+robust"):
-        kw["adversary"] = dataclasses.replace(atk, eps=atk.eps * size / BASE)
-    fn, _, info = job.load_model(spec.split("+")[0], dataset, quick=quick, **kw)
+        kw["adversary"] = dataclasses.replace(a := default_attack(dataset), eps=a.eps * size / BASE)
+    fn, _, info = job.load_model(spec.split("+")[0], dataset, quick=args.quick, **kw)
     print(f"   {spec} at {size} px: test accuracy {info['test_accuracy']:.4f}", flush=True)
     return fn
 
@@ -64,11 +64,11 @@ def run_dataset(dataset: str, args, out: Path) -> None:
     evaluators, _ = job.load_evaluators(dataset, models=("mlp",) if args.quick else (
         "resnet_mini", "mlp"), ccexam=dataset == "mnist5k", quick=args.quick)
     src28 = ev.select_sources(*data.load(dataset, "test"), PAIRS[dataset], n_per_pair=args.n,
-                              seed=None, driver=load_driver("cnn", dataset, BASE, args.quick))
+                              seed=None, driver=load_driver("cnn", dataset, BASE, args))
     args.first = np.unique(src28.pair, return_index=True)[1]     # first source of each pair
     budgets, records = [float(b) for b in args.budgets.split(",")], []
     for size in map(int, (args.sizes or ("28,56" if args.quick else SIZES[dataset])).split(",")):
-        drivers = {d[0]: load_driver(d[0], dataset, size, args.quick) for d in (
+        drivers = {d[0]: load_driver(d[0], dataset, size, args) for d in (
             s.split("@") for s in args.drivers.split(",")) if d[1:] in ([], [str(size)])}
         src = src28._replace(images=np.asarray(data.resize(src28.images, size)))
         for (dname, fn), mode in itertools.product(drivers.items(), args.modes.split(",")):
@@ -131,7 +131,7 @@ def main(argv=None) -> int:
         __doc__.splitlines()[0], out="outputs/resolution", datasets="mnist5k,fashion_mnist",
         sizes="", drivers="cnn,cnn+robust", modes="fixed,live", budgets="2,4,6",
         domains=",".join(job.default_domains()), n=30, n_specificity=3, reader=0, cells="",
-        reader_budget="4")     # --sizes default: 28,56,112 (MNIST), 28,112 (Fashion-MNIST)
+        reader_budget="4", epochs_large=0)   # --sizes: 28,56,112 (MNIST), 28,112 (Fashion)
     args = protocol.parse_study_args(p, argv)
     if args.reader:            # sheets of --reader sources per pair of each of --cells
         return make_reader(args, Path(args.out)) or 0
