@@ -28,7 +28,8 @@ is one global array sharded over the ``"images"`` axis; each host fills only the
 shards of its own devices.  Process 0 writes the sweep's Zarr store to ``--out``
 (put it on a shared disk to resume from any host) and ``summary.json``; rerunning the
 same command resumes.  ``--check`` recomputes the sweep on process 0's devices alone
-and records the largest difference.
+(one device in a single-process run) and records the largest difference.
+``--l2-budget B`` sweeps to a matched image change instead of raw alphas.
 """
 from __future__ import annotations
 
@@ -51,8 +52,8 @@ def main(argv=None) -> int:
         "Lens sweep over all devices of all hosts (jax.distributed)",
         out="outputs/multihost_sweep", coordinator=None, num_processes=0, process_id=-1,
         spawn_local=0, spawn_timeout=600, cpu_devices=0, n_images=512, size=32,
-        n_alphas=8, alpha_max=6.0, alpha_shards=1, domain="csp_phase", chunk_size=128,
-        keep=4, check=False, resume=True), argv)
+        n_alphas=8, alpha_max=6.0, l2_budget=0.0, alpha_shards=1, domain="csp_phase",
+        chunk_size=128, keep=4, check=False, resume=True), argv)
     if args.quick:
         args.n_images, args.size, args.n_alphas, args.chunk_size = 24, 16, 4, 8
     if args.spawn_local > 0:
@@ -71,14 +72,17 @@ def main(argv=None) -> int:
     print(f"[process {pid}/{nproc}] {len(jax.local_devices())} local of "
           f"{len(jax.devices())} devices ({jax.default_backend()})", flush=True)
     images, targets, logits_fn = build_problem(args.n_images, args.size, args.seed)
-    alphas = np.linspace(0.0, args.alpha_max, args.n_alphas).astype(np.float32)
+    # --l2-budget B > 0: n_alphas frames from the source to L2 distance B for every image
+    # (a scalar budget, on any mesh); else n_alphas raw alphas up to --alpha-max
+    schedule = dict(l2_budget=args.l2_budget, n_frames=args.n_alphas) if args.l2_budget > 0 \
+        else dict(alphas=np.linspace(0.0, args.alpha_max, args.n_alphas).astype(np.float32))
     mesh = sweep_mesh(alpha_shards=args.alpha_shards)
     out = Path(args.out)
-    kw = dict(domain=args.domain, alphas=alphas, chunk_size=args.chunk_size,
-              keep_frames=args.keep)
+    kw = dict(domain=args.domain, chunk_size=args.chunk_size, keep_frames=args.keep,
+              **schedule)
     t0 = time.perf_counter()
     res = run(logits_fn, images, targets, mesh=mesh, out_dir=out / "sweep",
-                resume=args.resume, progress=pid == 0, **kw)
+              resume=args.resume, progress=pid == 0, **kw)
     wall = time.perf_counter() - t0
     summary = None
     if pid == 0:

@@ -148,14 +148,16 @@ def sweep_summary(res: Any, mesh: Any, wall: float, **info: Any) -> dict:
 
 def check_on_local_devices(res: Any, logits_fn: Callable, images: Any, targets: Any,
                            **sweep_kw: Any) -> dict[str, float]:
-    """Recompute a sweep on this process's devices alone (no collectives) and return the
-    largest absolute difference per result field."""
+    """Recompute a sweep on this process's devices alone (no collectives; one device
+    when this is the only process) and return the largest absolute difference per result
+    field."""
     import jax
     import numpy as np
 
     from .sweep import run, sweep_mesh
-    ref = run(logits_fn, images, targets, mesh=sweep_mesh(devices=jax.local_devices()),
-                progress=False, **sweep_kw)
+    devices = jax.local_devices() if jax.process_count() > 1 else jax.local_devices()[:1]
+    ref = run(logits_fn, images, targets, mesh=sweep_mesh(devices=devices),
+              progress=False, **sweep_kw)
     return {f: float(np.max(np.abs(np.asarray(getattr(res, f), np.float64)
                                    - np.asarray(getattr(ref, f), np.float64))))
             for f in ("probs", "l2", "alphas", "frames", "target", "source")}
