@@ -69,7 +69,7 @@ def l2(frames: ArrayLike, source: ArrayLike) -> Array:
     return jnp.sqrt(sum_hwc(jnp.square(frames - source)))
 
 
-def psnr(frames: ArrayLike, source: ArrayLike, max_val: float = 1.0) -> Array:
+def psnr(frames: ArrayLike, source: ArrayLike, *, max_val: float = 1.0) -> Array:
     """Peak signal-to-noise ratio in dB, ``10 log10(max_val^2 / MSE)``; ``+inf`` if equal."""
     frames, source = as_images(frames, source)
     mse = jnp.mean(jnp.square(frames - source), axis=(-3, -2, -1))
@@ -137,7 +137,7 @@ def target_prob(probs: ArrayLike, target: ArrayLike) -> Array:
     return jnp.where(inside, p, jnp.nan)[..., 0]
 
 
-def flip_index(probs: ArrayLike, source: ArrayLike | None = None,
+def flip_index(probs: ArrayLike, *, source: ArrayLike | None = None,
                target: ArrayLike | None = None) -> Array:
     """Index of the first frame whose prediction (argmax) flips; ``-1`` if it never does.
 
@@ -170,7 +170,7 @@ def flip_index(probs: ArrayLike, source: ArrayLike | None = None,
 
 def first_flip_alpha(alphas: ArrayLike, probs: ArrayLike, target: ArrayLike | None, *,
                      source: ArrayLike | None = None) -> Array:
-    """``alphas[flip_index(probs, source, target)]``, ``NaN`` when the prediction never flips.
+    """``alphas[flip_index(probs, source=source, target=target)]``, ``NaN`` when the prediction never flips.
 
     Args:
       alphas: ``(n_alpha,)`` (or ``(..., n_alpha)`` matching ``probs``), increasing.
@@ -179,7 +179,7 @@ def first_flip_alpha(alphas: ArrayLike, probs: ArrayLike, target: ArrayLike | No
     """
     alphas = jnp.asarray(alphas)
     alphas = jnp.asarray(alphas, float_dtype(alphas))
-    idx = flip_index(probs, source, target)
+    idx = flip_index(probs, source=source, target=target)
     alphas = jnp.broadcast_to(alphas, idx.shape + alphas.shape[-1:])
     val = jnp.take_along_axis(alphas, jnp.maximum(idx, 0)[..., None], axis=-1)[..., 0]
     return jnp.where(idx >= 0, val, jnp.asarray(jnp.nan, alphas.dtype))

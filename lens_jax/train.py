@@ -248,6 +248,7 @@ def accuracy_and_loss(model, params, images: np.ndarray, labels: np.ndarray, *,
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of rows whose argmax of ``logits`` equals ``labels``."""
     return float(np.mean(np.argmax(np.asarray(logits), axis=-1) == np.asarray(labels)))
 
 
@@ -359,14 +360,15 @@ def _positive_int(name: str, value: Any) -> int:
 
 
 def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
-                     test_data: Sequence[np.ndarray] | None = None, *, num_classes: int,
+                     test_data: Sequence[np.ndarray] | None, *, num_classes: int,
                      epochs: int, batch_size: int = 128, lr: float = 1e-3,
                      weight_decay: float = 1e-4, seed: int = 0,
                      workdir: str | os.PathLike | None = None, resume: bool = True,
                      progress: bool = True, model_kwargs: Mapping[str, Any] | None = None,
                      callback: Callable[[int, dict], None] | None = None,
                      adversary: PGD | None = None, ramp_epochs: int = 3) -> TrainResult:
-    """Train ``get_model(model_name, num_classes)`` on ``train_data = (images, labels)``.
+    """Train ``get_model(model_name, num_classes)`` on ``train_data = (images, labels)``,
+    evaluating on ``test_data`` (``(images, labels)`` or None) after every epoch.
 
     Images are (N, H, W, C) float in [0, 1] (or (N, H, W)); labels int in
     ``[0, num_classes)``. Each epoch visits a ``(seed, epoch)``-seeded permutation in

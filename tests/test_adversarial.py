@@ -87,10 +87,10 @@ def test_attack_input_validation(tiny):
     with pytest.raises(TypeError, match="model"):
         A.robust_accuracy(3, x[:4], y[:4], atk)
     with pytest.raises(TypeError, match="adversary"):
-        T.train_classifier("mlp", (x[:8], y[:8]), num_classes=10, epochs=1, progress=False,
+        T.train_classifier("mlp", (x[:8], y[:8]), None, num_classes=10, epochs=1, progress=False,
                            adversary=("l2", 1.0, 3))
     with pytest.raises(ValueError, match="ramp_epochs"):
-        T.train_classifier("mlp", (x[:8], y[:8]), num_classes=10, epochs=1, progress=False,
+        T.train_classifier("mlp", (x[:8], y[:8]), None, num_classes=10, epochs=1, progress=False,
                            adversary=atk, ramp_epochs=-1)
 
 

@@ -74,12 +74,14 @@ def test_target_prob_and_flip():
     probs = _onehot_probs([[0, 0, 2, 1, 1], [0, 0, 0, 0, 0]])  # (2, 5, 4)
     np.testing.assert_allclose(M.target_prob(probs, 1)[0], [0.1, 0.1, 0.1, 0.7, 0.7])
     np.testing.assert_allclose(M.target_prob(probs, np.array([[1], [0]]))[1], [0.7] * 5)
-    idx = M.flip_index(probs, 0, 1)
+    idx = M.flip_index(probs, source=0, target=1)
     assert idx.dtype == jnp.int32
     np.testing.assert_array_equal(idx, [3, -1])
     np.testing.assert_array_equal(M.flip_index(probs, source=0), [2, -1])   # untargeted
-    np.testing.assert_array_equal(M.flip_index(probs, 0, np.array([1, 0])), [3, 0])
-    np.testing.assert_array_equal(jax.jit(M.flip_index)(probs, 0, 1), [3, -1])
+    np.testing.assert_array_equal(M.flip_index(probs, source=0, target=np.array([1, 0])),
+                                  [3, 0])
+    jitted = jax.jit(lambda p, s, t: M.flip_index(p, source=s, target=t))
+    np.testing.assert_array_equal(jitted(probs, 0, 1), [3, -1])
     alphas = np.linspace(0.0, 4.0, 5)
     a = M.first_flip_alpha(alphas, probs, 1)
     assert a[0] == 3.0 and np.isnan(a[1])
@@ -340,4 +342,4 @@ def test_ssim_and_psnr_match_dm_pix(shape):
         ours = M.ssim(x, x0)
         assert ours.dtype == dt
         np.testing.assert_allclose(ours, ref_ssim, rtol=tol, atol=tol)
-        np.testing.assert_allclose(M.psnr(x, x0, 2.0), ref_psnr, rtol=tol)
+        np.testing.assert_allclose(M.psnr(x, x0, max_val=2.0), ref_psnr, rtol=tol)

@@ -37,9 +37,9 @@ def test_deterministic_given_seed(digits):
     train, _ = digits
     small = (train[0][:128], train[1][:128])
     kw = dict(num_classes=10, epochs=1, batch_size=32, progress=False)
-    a = T.train_classifier("mlp", small, **kw, seed=3)
-    b = T.train_classifier("mlp", small, **kw, seed=3)
-    c = T.train_classifier("mlp", small, **kw, seed=4)
+    a = T.train_classifier("mlp", small, None, **kw, seed=3)
+    b = T.train_classifier("mlp", small, None, **kw, seed=3)
+    c = T.train_classifier("mlp", small, None, **kw, seed=4)
     assert _leaves_equal(a.params, b.params)
     assert not _leaves_equal(a.params, c.params)
 
@@ -93,10 +93,10 @@ def test_config_mismatch(digits, tmp_path):
     train, _ = digits
     small = (train[0][:128], train[1][:128])
     kw = dict(num_classes=10, epochs=1, batch_size=64, progress=False, workdir=tmp_path)
-    T.train_classifier("mlp", small, lr=1e-3, **kw)
+    T.train_classifier("mlp", small, None, lr=1e-3, **kw)
     with pytest.raises(T.CheckpointMismatchError, match="lr"):
-        T.train_classifier("mlp", small, lr=2e-3, **kw)
-    r = T.train_classifier("mlp", small, lr=2e-3, resume=False, **kw)
+        T.train_classifier("mlp", small, None, lr=2e-3, **kw)
+    r = T.train_classifier("mlp", small, None, lr=2e-3, resume=False, **kw)
     assert r.resumed_from == 0
     assert T.restore_checkpoint(tmp_path)[2]["config"]["lr"] == 2e-3
 
@@ -104,9 +104,9 @@ def test_config_mismatch(digits, tmp_path):
 def test_bad_inputs():
     x = np.zeros((10, 8, 8, 1), np.float32)
     with pytest.raises(ValueError, match="labels"):
-        T.train_classifier("mlp", (x, np.full(10, 5)), num_classes=3, epochs=1, progress=False)
+        T.train_classifier("mlp", (x, np.full(10, 5)), None, num_classes=3, epochs=1, progress=False)
     with pytest.raises(ValueError, match="images"):
-        T.train_classifier("mlp", (x, np.zeros(9, int)), num_classes=3, epochs=1,
+        T.train_classifier("mlp", (x, np.zeros(9, int)), None, num_classes=3, epochs=1,
                            progress=False)
 
 
@@ -189,7 +189,7 @@ def test_train_zero_epochs_is_refused():
     x = np.zeros((8, 8, 8, 1), np.float32)
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="epochs"):
-            T.train_classifier("mlp", (x, np.zeros(8, int)), num_classes=2, epochs=bad,
+            T.train_classifier("mlp", (x, np.zeros(8, int)), None, num_classes=2, epochs=bad,
                                progress=False)
 
 
@@ -272,13 +272,13 @@ def test_training_refuses_nan_and_stops_when_the_loss_turns_non_finite(tmp_path)
     bad = x.copy()
     bad[3, 2, 2, 0] = np.nan
     with pytest.raises(ValueError, match=r"NaN or inf.*image 3"):
-        T.train_classifier("mlp", (bad, y), **TINY_MLP)
+        T.train_classifier("mlp", (bad, y), None, **TINY_MLP)
     with pytest.raises(ValueError, match="lr"):
-        T.train_classifier("mlp", (x, y), lr=float("nan"), **TINY_MLP)
+        T.train_classifier("mlp", (x, y), None, lr=float("nan"), **TINY_MLP)
     # a loss that diverges (finite inputs): an error, and no checkpoint marked finished
     kw = dict(TINY_MLP, epochs=2)
     with pytest.raises(FloatingPointError, match="diverged in epoch 1"):
-        T.train_classifier("mlp", (x, y), lr=1e30, workdir=tmp_path / "run", **kw)
+        T.train_classifier("mlp", (x, y), None, lr=1e30, workdir=tmp_path / "run", **kw)
     with pytest.raises(FileNotFoundError):
         T.restore_checkpoint(tmp_path / "run")
 
@@ -286,13 +286,13 @@ def test_training_refuses_nan_and_stops_when_the_loss_turns_non_finite(tmp_path)
 def test_training_refuses_weak_inputs_with_named_errors():
     x, y = _tiny_xy()
     with pytest.raises(ValueError, match="batch_size"):
-        T.train_classifier("mlp", (x, y), **dict(TINY_MLP, batch_size=0))
+        T.train_classifier("mlp", (x, y), None, **dict(TINY_MLP, batch_size=0))
     with pytest.raises(ValueError, match=r"uint8.*255"):
-        T.train_classifier("mlp", ((x * 255).astype(np.uint8), y), **TINY_MLP)
+        T.train_classifier("mlp", ((x * 255).astype(np.uint8), y), None, **TINY_MLP)
     with pytest.raises(ValueError, match=r"\[0, 1\].*255"):
-        T.train_classifier("mlp", (x * 255, y), **TINY_MLP)
+        T.train_classifier("mlp", (x * 255, y), None, **TINY_MLP)
     with pytest.raises(ValueError, match="labels must be integers"):
-        T.train_classifier("mlp", (x, y + 0.7), **TINY_MLP)
+        T.train_classifier("mlp", (x, y + 0.7), None, **TINY_MLP)
 
 
 def test_load_or_train_checks_names_before_creating_folders(tmp_path, fake_data):

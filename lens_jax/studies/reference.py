@@ -47,7 +47,7 @@ FOLLOWUP_MNIST: tuple[dict, ...] = (
 FOLLOWUP_N = 300
 
 
-def side_by_side(rows: Sequence[Mapping], followup: Sequence[Mapping] = FOLLOWUP_MNIST,
+def side_by_side(rows: Sequence[Mapping], followup: Sequence[Mapping], *,
                  n_followup: int = FOLLOWUP_N) -> list[dict]:
     """Our ``(B, method)`` rows beside the follow-up's ("ours | follow-up"); ``all`` is
     compared with the follow-up's "both" (O and O2 together)."""
