@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from .tables import format_cell, is_number, scalar
+from .tables import html_table
 
 if TYPE_CHECKING:
     from lens_jax.report import MorphGroup
@@ -17,22 +17,10 @@ if TYPE_CHECKING:
 
 # ----------------------------------------------------------------------------- tables
 def table_html(rows: Sequence[Mapping[str, Any]], floatfmt: str) -> str:
-    if isinstance(rows, Mapping) or not all(isinstance(r, Mapping) for r in rows):
-        raise TypeError("table rows must be a sequence of dicts")
-    cols: list[str] = []
-    for r in rows:
-        cols.extend(k for k in r if k not in cols)
-    num = {c: all(is_number(scalar(r.get(c))) for r in rows if r.get(c) is not None)
-           for c in cols}
-    head = "".join(f'<th scope="col"{" class=num" if num[c] else ""}>{html.escape(str(c))}'
-                   "</th>" for c in cols)
-    body = []
-    for r in rows:
-        cells = "".join(f'<td{" class=num" if num[c] else ""}>'
-                        f"{html.escape(format_cell(r.get(c), floatfmt))}</td>" for c in cols)
-        body.append(f"<tr>{cells}</tr>")
-    return (f'<div class="lj-table"><table><thead><tr>{head}</tr></thead><tbody>'
-            + "".join(body) + "</tbody></table></div>")
+    """A result table for the page (:func:`lens_jax.tables.html_table`, numeric columns
+    marked ``class=num``) in its scrolling wrapper."""
+    return ('<div class="lj-table">' + html_table(rows, floatfmt=floatfmt, numeric_class="num")
+            + "</div>")
 
 
 # ----------------------------------------------------------------------------- plot

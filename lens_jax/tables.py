@@ -2,12 +2,13 @@
 
 >>> print(markdown_table([{"a": 1, "b": 0.123456}]))
 | a | b |
-|---|---|
+|---:|---:|
 | 1 | 0.1235 |
 """
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import math
@@ -23,8 +24,8 @@ import numpy as np
 
 from ._io import atomic_write_text
 
-__all__ = ["plain", "markdown_table", "write_tables", "write_csv", "save_json",
-           "read_json", "record_command"]
+__all__ = ["plain", "markdown_table", "html_table", "write_tables", "write_csv",
+           "save_json", "read_json", "record_command"]
 
 
 def plain(v: Any) -> Any:
@@ -79,27 +80,60 @@ def _columns(rows: Sequence[Mapping], columns: Sequence[str] | None) -> list[str
     return list(dict.fromkeys(k for r in rows for k in r))
 
 
-def _cell(v: Any, floatfmt: str) -> str:
-    v = plain(v)
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, float):
-        return format(v, floatfmt)
-    return str(v).replace("|", "\\|").replace("\n", " ")
+def _numeric_columns(rows: Sequence[Mapping], cols: Sequence[str]) -> dict[str, bool]:
+    """Columns whose present values are all numbers (right-aligned)."""
+    out = {}
+    for c in cols:
+        vals = [scalar(r.get(c)) for r in rows if scalar(r.get(c)) is not None]
+        out[c] = bool(vals) and all(is_number(v) for v in vals)
+    return out
 
 
 def markdown_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, *,
                    floatfmt: str = ".4g") -> str:
-    """A GitHub markdown table of ``rows`` (dicts); missing cells are empty."""
+    """A GitHub-flavoured markdown table of ``rows`` (dicts); the one table renderer
+    of lens_jax (:func:`html_table` is the same table as HTML).
+
+    Columns default to the keys in order of first appearance; a missing key or None is an
+    empty cell; floats use ``floatfmt`` (NaN -> "nan"); numeric columns are right-aligned
+    (``---:``); "|" in text is escaped and newlines become spaces.  No trailing newline.
+    """
     cols = _columns(rows, columns)
     if not cols:
         return ""
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+
+    def text(v: Any) -> str:
+        return format_cell(v, floatfmt).replace("|", "\\|").replace("\n", " ")
+
+    num = _numeric_columns(rows, cols)
+    lines = ["| " + " | ".join(text(c) for c in cols) + " |",
+             "|" + "|".join("---:" if num[c] else "---" for c in cols) + "|"]
     for r in rows:
-        lines.append("| " + " | ".join(_cell(r.get(c), floatfmt) for c in cols) + " |")
+        lines.append("| " + " | ".join(text(r.get(c)) for c in cols) + " |")
     return "\n".join(lines)
+
+
+def html_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, *,
+               floatfmt: str = ".4g", numeric_class: str | None = None) -> str:
+    """The table of :func:`markdown_table` as escaped HTML.  Numeric columns are
+    right-aligned: inline, or with ``numeric_class`` by that CSS class (the report page)."""
+    if isinstance(rows, Mapping) or not all(isinstance(r, Mapping) for r in rows):
+        raise TypeError("table rows must be a sequence of dicts")
+    cols = _columns(rows, columns)
+    num = _numeric_columns(rows, cols)
+
+    def attr(c: str) -> str:
+        if not num[c]:
+            return ""
+        return f" class={numeric_class}" if numeric_class else ' style="text-align:right"'
+
+    scope = ' scope="col"' if numeric_class else ""
+    head = "".join(f"<th{scope}{attr(c) if numeric_class else ''}>{html.escape(str(c))}</th>"
+                   for c in cols)
+    body = ["<tr>" + "".join(f"<td{attr(c)}>{html.escape(format_cell(r.get(c), floatfmt))}"
+                             "</td>" for c in cols) + "</tr>" for r in rows]
+    return ("<table>\n<thead><tr>" + head + "</tr></thead>\n<tbody>\n"
+            + "\n".join(body) + "\n</tbody>\n</table>")
 
 
 def write_csv(path: str | os.PathLike, rows: Sequence[Mapping],

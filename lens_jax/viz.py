@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 from lens_jax._io import atomic_write_bytes, atomic_write_text
-from lens_jax.tables import format_cell, is_number, scalar
+from lens_jax import tables as _tables
 
 __all__ = ["strip", "gif", "mp4", "prob_curves", "image_grid", "pyramid_figure",
            "markdown_table", "html_table", "report", "save_figure"]
@@ -350,12 +350,13 @@ def mp4(frames: Any, path: PathLike, *, fps: float = 4.0, probs: Any = None,
         class_names: Sequence[str] | Mapping[int, str] | None = None,
         scale: int | None = None, boomerang: bool = True, annotate: bool = True,
         diff: bool = False, source_image: Any = None, diff_vmax: float | None = None,
-        diff_cmap: str = "RdBu_r", quality: float = 8.0) -> Path:
+        diff_cmap: str = "RdBu_r", quality: float = 7.0) -> Path:
     """An MP4 (H.264) of a morph: the frames of :func:`gif` (same options) at ``fps``.
 
     Uses the ffmpeg binary shipped in the ``imageio-ffmpeg`` wheel (``pip install
-    imageio-ffmpeg``; nothing else to install).  Written to a temporary file beside
-    ``path`` and renamed (atomic).
+    imageio-ffmpeg``; nothing else to install).  ``quality`` 0..10 maps to x264's CRF
+    ``51 - 5.1 * quality`` (7: CRF 15).  Written to a temporary file beside ``path`` and
+    renamed (atomic).
 
     Raises:
       ImportError: ``imageio-ffmpeg`` is not installed (the message says how).
@@ -375,19 +376,22 @@ def mp4(frames: Any, path: PathLike, *, fps: float = 4.0, probs: Any = None,
         ims = ims + ims[-2:0:-1]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    import subprocess
     import tempfile
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".mp4", dir=path.parent)
     os.close(fd)
+    w, h = ims[0].size
+    raw = b"".join(np.ascontiguousarray(np.asarray(im.convert("RGB"), np.uint8)).tobytes()
+                   for im in ims)
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo",
+           "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{float(fps):g}", "-i", "-",
+           "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf",
+           str(int(round(51 - 5.1 * float(quality)))), "-f", "mp4", tmp]
     try:
-        w, h = ims[0].size
-        writer = imageio_ffmpeg.write_frames(tmp, (w, h), fps=float(fps), codec="libx264",
-                                             pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
-                                             quality=quality, macro_block_size=1,
-                                             output_params=["-loglevel", "error"])
-        writer.send(None)
-        for im in ims:
-            writer.send(np.ascontiguousarray(np.asarray(im.convert("RGB"), np.uint8)))
-        writer.close()
+        done = subprocess.run(cmd, input=raw, capture_output=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"ffmpeg could not write {path}: "
+                               + done.stderr.decode(errors="replace").strip()[-300:])
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -570,50 +574,18 @@ def _columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None) -
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
                    *, floatfmt: str = ".4g") -> str:
-    """A GitHub-flavoured markdown table from a list of dicts.
-
-    Columns default to the keys in order of first appearance; a missing key or None is an
-    empty cell; floats use ``floatfmt`` (NaN -> "nan"); numeric columns are right-aligned
-    (``---:``); "|" in text is escaped and newlines become spaces. Ends with a newline.
+    """:func:`lens_jax.tables.markdown_table` ending with a newline.
 
     >>> print(markdown_table([{"method": "pixel", "E": 0.382}]), end="")
     | method | E |
     |---|---:|
     | pixel | 0.382 |
     """
-    cols = _columns(rows, columns)
-    if not cols:
-        return ""
-
-    def text(v: Any) -> str:
-        return format_cell(v, floatfmt).replace("|", "\\|").replace("\n", " ")
-
-    align = []
-    for c in cols:
-        vals = [scalar(r.get(c)) for r in rows if scalar(r.get(c)) is not None]
-        align.append("---:" if vals and all(is_number(v) for v in vals) else "---")
-    lines = ["| " + " | ".join(text(c) for c in cols) + " |",
-             "|" + "|".join(align) + "|"]
-    for r in rows:
-        lines.append("| " + " | ".join(text(r.get(c)) for c in cols) + " |")
-    return "\n".join(lines) + "\n"
+    text = _tables.markdown_table(rows, columns, floatfmt=floatfmt)
+    return text + "\n" if text else ""
 
 
-def html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
-               *, floatfmt: str = ".4g") -> str:
-    """The same table as :func:`markdown_table`, as escaped HTML."""
-    cols = _columns(rows, columns)
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
-    body = []
-    for r in rows:
-        cells = []
-        for c in cols:
-            v = scalar(r.get(c))
-            style = ' style="text-align:right"' if is_number(v) else ""
-            cells.append(f"<td{style}>{html.escape(format_cell(v, floatfmt))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return ("<table>\n<thead><tr>" + head + "</tr></thead>\n<tbody>\n"
-            + "\n".join(body) + "\n</tbody>\n</table>")
+html_table = _tables.html_table
 
 
 # ----------------------------------------------------------------------------- report

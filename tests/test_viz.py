@@ -220,12 +220,8 @@ def test_mp4_has_every_frame(tmp_path):
     imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="pip install imageio-ffmpeg")
     f, p = _frames(size=11, c=3), _probs()                 # odd size: padded for H.264
     path = V.mp4(_morph_of(f, p), tmp_path / "m.mp4", fps=5, boomerang=False)
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
-    frames = [np.frombuffer(fr, np.uint8) for fr in reader]
-    assert len(frames) == N_FR and meta["fps"] == 5
-    w, h = meta["size"]
-    assert w % 2 == 0 and h % 2 == 0
+    n, secs = imageio_ffmpeg.count_frames_and_secs(str(path))   # ffmpeg decodes it
+    assert n == N_FR and secs == pytest.approx(N_FR / 5, abs=0.05)
     assert not list(tmp_path.glob(".*.mp4"))             # no temporary file left
 
 
