@@ -173,7 +173,9 @@ def write_tables(rows: Sequence[Mapping], stem: str | os.PathLike,
     ``stem.json`` (every key); atomically.  Returns ``{"md", "csv", "json"}`` paths."""
     stem = Path(stem)
     paths = {k: stem.with_name(stem.name + "." + k) for k in ("md", "csv", "json")}
-    atomic_write_text(paths["md"], markdown_table(rows, columns, floatfmt=floatfmt) + "\n")
+    # the .md says what the .csv and .json say: a non-finite value is an empty cell
+    atomic_write_text(paths["md"], markdown_table([plain(dict(r)) for r in rows], columns,
+                                                  floatfmt=floatfmt) + "\n")
     write_csv(paths["csv"], rows, columns)
     save_json(paths["json"], list(rows))
     return paths
