@@ -27,9 +27,21 @@ autograd ``backward()`` for plenoptic; the floor's VJP for the floor).
 
 Targets (issue): >= 1.5x faster than plenoptic in both cases; <= 1.3x the FFT floor.
 
+``--against REV``: the pyramid of git revision ``REV`` (its ``pyramid.py``,
+``_pyramid_plan.py``, ``_trig.py``, loaded as a separate package) is timed in the same
+interleaved rounds (``lens_jax@REV ...``), and the ratios ``t(now) / t(REV)`` printed:
+the check that a change brought no speed regression, free of the machine's drift.  The
+number of instructions (and FFTs) of each compiled program, now and at ``REV``, is
+printed too: a load-independent check.
+
+``--recon-errors``: instead of timing, the reconstruction error (max abs, on a uniform
+[0, 1] image) of lens_jax, plenoptic and pyrtools at even, odd and non-square sizes.
+
 Usage::
 
     python benchmarks/bench_pyramid.py [--repeats 30] [--warmup 3] [--json out.json]
+    python benchmarks/bench_pyramid.py --no-pyrtools --against HEAD~1
+    python benchmarks/bench_pyramid.py --recon-errors
 """
 from __future__ import annotations
 
@@ -103,6 +115,33 @@ def floor_with_grad(fft_only):
 
 
 # ----------------------------------------------------------------------- contenders
+def load_base(rev: str):
+    """The pyramid module of git revision ``rev``, as the package ``lens_jax_base``."""
+    import importlib
+    import subprocess
+    import tempfile
+    root = Path(__file__).resolve().parent.parent
+    pkg = Path(tempfile.mkdtemp()) / "lens_jax_base"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for f in ("pyramid.py", "_pyramid_plan.py", "_trig.py"):
+        src = subprocess.run(["git", "-C", str(root), "show", f"{rev}:lens_jax/{f}"],
+                             capture_output=True, text=True, check=True).stdout
+        (pkg / f).write_text(src)
+    sys.path.insert(0, str(pkg.parent))
+    return importlib.import_module("lens_jax_base.pyramid")
+
+
+def hlo_size(pyr, x, synthesis, grad=False) -> tuple[int, int]:
+    """(instructions, FFTs) of the compiled ``inverse(forward(x))`` (or its gradient)."""
+    f = lambda x: pyr.inverse(pyr.forward(x), synthesis=synthesis)
+    if grad:
+        f = jax.grad(lambda x, g=f: jnp.sum(g(x) ** 2))
+    lines = [ln for ln in jax.jit(f).lower(x).compile().as_text().splitlines()
+             if " = " in ln and "(" in ln]
+    return len(lines), sum(" fft(" in ln for ln in lines)
+
+
 def lens_jax_fns(pyr: SteerablePyramid, x: jax.Array, synthesis: str):
     def recon(x):
         return pyr.inverse(pyr.forward(x), synthesis=synthesis)
@@ -152,7 +191,7 @@ def pyrtools_fn(x_np):
     return fi
 
 
-def run_case(name, batch, H, W, repeats, warmup, with_pyrtools=True):
+def run_case(name, batch, H, W, repeats, warmup, with_pyrtools=True, base=None):
     shape = (H, W)
     x_np = np.random.default_rng(1).uniform(size=(batch, H, W)).astype(np.float32)
     x = jax.device_put(x_np if batch > 1 else x_np[0])
@@ -181,6 +220,19 @@ def run_case(name, batch, H, W, repeats, warmup, with_pyrtools=True):
     grad = {"lens_jax": real_g, "lens_jax adjoint": adj_g, "lens_jax tight+adjoint": tight_g,
             "floor": floors["real"][1], "floor adjoint": floors["adjoint"][1],
             "plenoptic": pl_g, "plenoptic 1thr": pl1_g}
+    if base is not None:
+        mod, rev = base
+        bpyr = mod.SteerablePyramid(shape, HEIGHT, ORDER)
+        for label, bp, synthesis in (("", bpyr, "real"), (" adjoint", bpyr, "adjoint"),
+                                     (" tight+adjoint", bpyr.replace(tight_frame=True),
+                                      "adjoint")):
+            fi, fg = lens_jax_fns(bp, x, synthesis)
+            inv[f"lens_jax@{rev}{label}"], grad[f"lens_jax@{rev}{label}"] = fi, fg
+            now = pyr.replace(tight_frame=bp.tight_frame)
+            for g in (False, True):
+                print(f"compiled instructions (total, FFTs), lens_jax{label}"
+                      f"{' +gradient' if g else ''}: now {hlo_size(now, x, synthesis, g)}, "
+                      f"{rev} {hlo_size(bp, x, synthesis, g)}", flush=True)
     results = {}
     for group, funcs in (("forward+inverse", inv), ("forward+inverse+gradient", grad)):
         times = interleaved(funcs, repeats=repeats, warmup=warmup)
@@ -194,6 +246,11 @@ def run_case(name, batch, H, W, repeats, warmup, with_pyrtools=True):
         title = (f"case {name}: {batch} x {H}x{W}, height {HEIGHT}, order {ORDER}, complex, "
                  f"float32 (pyrtools float64) -- {group}")
         print(format_summary(rows, title), flush=True)
+        if base is not None:
+            for label in ("", " adjoint", " tight+adjoint"):
+                now, then = med[f"lens_jax{label}"], med[f"lens_jax@{base[1]}{label}"]
+                print(f"  lens_jax{label}: t(now) / t({base[1]}) = {now / then:.3f} "
+                      f"({now:.2f} / {then:.2f} ms)", flush=True)
         print(flush=True)
         results[group] = {"rows": rows, "times_s": times}
     return results
@@ -216,6 +273,50 @@ def check_targets(results) -> list[str]:
     return lines
 
 
+def recon_errors(shapes=((256, 256), (255, 255), (240, 320), (256, 255))):
+    """Max abs reconstruction error of each implementation (height 4, order 3, complex,
+    default normalisation) on a uniform [0, 1] image, float64 and float32."""
+    import warnings
+
+    import plenoptic as po
+    import pyrtools as pt
+    import torch
+    jax.config.update("jax_enable_x64", True)
+    rows = []
+    for shape in shapes:
+        x = np.random.default_rng(0).uniform(size=shape)
+        row = {"shape": f"{shape[0]}x{shape[1]}"}
+        for dt in (np.float64, np.float32):
+            xd = x.astype(dt)
+            for name, kw in (("lens_jax", {}), ("lens_jax lut+peers",
+                                                 {"masks": "lut", "grid": "peers"})):
+                pyr = SteerablePyramid(shape, HEIGHT, ORDER, **kw)
+                rec = jax.jit(lambda a, p=pyr: p.inverse(p.forward(a)))(xd)
+                row[f"{name} {np.dtype(dt).name}"] = float(np.abs(np.asarray(rec) - xd).max())
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ppyr = po.process.SteerablePyramidFreq(shape, HEIGHT, ORDER, is_complex=True)
+            tdt = torch.float64 if dt == np.float64 else torch.float32
+            ppyr = ppyr.to(tdt)
+            t = torch.as_tensor(xd[None, None])
+            with torch.no_grad():
+                rec = ppyr.recon_pyr(ppyr(t)).numpy()[0, 0]
+            row[f"plenoptic {np.dtype(dt).name}"] = float(np.abs(rec - xd).max())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pp = pt.pyramids.SteerablePyramidFreq(x, HEIGHT, ORDER, 1, is_complex=True)
+        row["pyrtools float64"] = float(np.abs(pp.recon_pyr() - x).max())
+        rows.append(row)
+    cols = [k for k in rows[0] if k != "shape"]
+    print(f"reconstruction error, max abs on a uniform [0, 1] image (height {HEIGHT}, "
+          f"order {ORDER}, complex)")
+    print("| size | " + " | ".join(cols) + " |")
+    print("|---" * (len(cols) + 1) + "|")
+    for r in rows:
+        print(f"| {r['shape']} | " + " | ".join(f"{r[c]:.1e}" for c in cols) + " |")
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=30)
@@ -223,7 +324,15 @@ def main(argv=None):
     ap.add_argument("--cases", default="S,B", help="comma-separated subset of S,B")
     ap.add_argument("--no-pyrtools", action="store_true", help="skip the (slow) pyrtools runs")
     ap.add_argument("--json", type=Path, default=None, help="save the results (atomically)")
+    ap.add_argument("--against", metavar="REV", default=None,
+                    help="also time the pyramid of git revision REV, interleaved")
+    ap.add_argument("--recon-errors", action="store_true",
+                    help="print reconstruction errors of lens_jax, plenoptic, pyrtools; no timing")
     args = ap.parse_args(argv)
+    if args.recon_errors:
+        recon_errors()
+        return
+    base = (load_base(args.against), args.against) if args.against else None
 
     info = machine_info()
     info["jax_backend"] = jax.default_backend()
@@ -238,7 +347,7 @@ def main(argv=None):
     for case in args.cases.split(","):
         batch, H, W = CASES[case]
         results[case] = run_case(case, batch, H, W, args.repeats, args.warmup,
-                                 with_pyrtools=not args.no_pyrtools)
+                                 with_pyrtools=not args.no_pyrtools, base=base)
     lines = check_targets(results)
     print("\n".join(lines))
     info["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]

@@ -44,10 +44,12 @@ their names and meaning: :meth:`~SteerablePyramid.forward` (with ``scales``),
 :func:`modulate_phase` *adds* a phase) and its ``expand`` is :func:`expand`.  The
 deliberate differences:
 
+* ``is_complex`` defaults to ``True`` (plenoptic: ``False``): pass it explicitly;
 * images are ``(..., H, W)`` with any leading dims (plenoptic: exactly ``(B, C, H, W)``);
 * coefficients are a :class:`PyramidCoeffs` pytree (``c.highpass``, ``c.bands[i]``,
-  ``c.lowpass``), not an OrderedDict; :func:`to_plenoptic` / :func:`from_plenoptic`
-  convert; scales not computed by ``forward(x, scales=...)`` are ``None``;
+  ``c.lowpass``; plenoptic's ``coeffs[i]`` is ``c.bands[i]``, while ``c[i]`` indexes the
+  3-tuple), not an OrderedDict; :func:`to_plenoptic` / :func:`from_plenoptic` convert;
+  scales not computed by ``forward(x, scales=...)`` are ``None``;
 * the default frequency grid is centred (exact reconstruction at odd sizes) and DC
   always belongs to the low-pass; ``grid="peers"`` (with ``masks="lut"``) reproduces
   the peers' coefficients at odd sizes and ``twidth >= 2``;
@@ -203,10 +205,11 @@ def modulate_phase(c: jax.Array, dphi: jax.Array) -> jax.Array:
     """Add ``dphi`` (real) to the phase of ``c``, keeping its amplitude: ``c*exp(i*dphi)``.
 
     Not plenoptic's ``modulate_phase(x, k)``, which *multiplies* the phase by ``k``:
-    that is :func:`scale_phase` here.  ``dphi`` is cast to ``c``'s precision."""
+    that is :func:`scale_phase` here.  The result has ``c``'s precision (real ``c``
+    becomes complex); ``dphi`` is cast to it."""
     c = jnp.asarray(c)
     if not jnp.issubdtype(c.dtype, jnp.complexfloating):
-        raise TypeError(f"modulate_phase takes complex coefficients; got dtype {c.dtype}")
+        c = c.astype(jnp.result_type(c.dtype, jnp.complex64))
     return c * rotation(jnp.asarray(dphi).astype(_real_dtype(c.dtype)))
 
 
@@ -434,7 +437,10 @@ class SteerablePyramid:
                 f"order={self.order}, num_orientations={self.num_orientations}, "
                 f"twidth={self.twidth:g}, is_complex={self.is_complex}, "
                 f"downsample={self.downsample}, tight_frame={self.tight_frame}, "
-                f"masks={self.masks!r}, synthesis={self.synthesis!r}, grid={self.grid!r})")
+                f"masks={self.masks!r}, synthesis={self.synthesis!r}"
+                # the default grid is left out: reprs (hashed into sweep configurations)
+                # stay as they were before the option existed
+                + (f", grid={self.grid!r})" if self.grid != "centred" else ")"))
 
     def tree_flatten(self):
         return (), self._key() + (self.synthesis,)
