@@ -360,6 +360,13 @@ def test_model_file_errors_are_one_line(own, capsys, tmp_path):
     err = _err(capsys, ["run", "--model", f"{mf}:bare", "--images", str(tmp_path / "none"),
                         "--target", "1"])
     assert "no such image file or folder" in err
+    # --weights: only with resnet50/resnet18, and the file must exist (checked before loading)
+    err = _err(capsys, ["morph", "--classifier", "ccexam", "--weights", str(mf), "--image", png,
+                        "--target", "1"])
+    assert "--weights goes with --classifier resnet50 or resnet18" in err
+    err = _err(capsys, ["morph", "--classifier", "resnet50", "--weights",
+                        str(tmp_path / "missing.pt"), "--image", png, "--target", "1"])
+    assert "missing.pt" in err and "no such file" in err
 
 
 def test_decompression_bomb_and_experiment_paths_refused(capsys, tmp_path):
