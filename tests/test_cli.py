@@ -419,3 +419,44 @@ def test_choices_and_help_come_from_the_registry(capsys):
         assert "pixel_reg_test" in cli.build_parser()[1]["morph"].format_help()
     finally:
         domains.REGISTRY.pop(spec.name)
+
+
+def test_model_file_return_forms(tmp_path):
+    """What FUNCTION() may return: a dict, (classifier, class_names), (apply_fn, params)
+    (not mistaken for names), attributes on the classifier or the function."""
+    (tmp_path / "forms.py").write_text('''
+import jax.numpy as jnp
+w = jnp.ones((4, 2))
+def apply(p, x):
+    return x.reshape(x.shape[0], -1) @ p
+def as_dict():
+    return {"classifier": (apply, w), "class_names": ["a", "b"], "input_shape": [2, 2, 1]}
+def as_pair_with_names():
+    return (lambda x: apply(w, x)), ["yes", "no"]
+def as_apply_params():
+    return (apply, w)
+def with_attrs():
+    f = lambda x: apply(w, x)
+    f.class_names = ("u", "v")
+    return f
+with_attrs.input_shape = (2, 2, 1)
+def bad_shape():
+    return {"classifier": (apply, w), "input_shape": (2, 2, 5)}
+def bad_key():
+    return {"classifier": (apply, w), "names": ["a", "b"]}
+def not_a_classifier():
+    return 42
+''')
+    f = str(tmp_path / "forms.py")
+    c = cli.load_model_file(f"{f}:as_dict")
+    assert c.class_names == ["a", "b"] and c.input_shape == (2, 2, 1)
+    c = cli.load_model_file(f"{f}:as_pair_with_names")
+    assert c.class_names == ["yes", "no"] and c.input_shape is None and callable(c.logits_fn)
+    c = cli.load_model_file(f"{f}:as_apply_params")
+    assert c.class_names is None and isinstance(c.logits_fn, tuple)
+    c = cli.load_model_file(f"{f}:with_attrs")
+    assert c.class_names == ["u", "v"] and c.input_shape == (2, 2, 1)
+    for name, msg in (("bad_shape", "input_shape must be"), ("bad_key", "not \\['names'\\]"),
+                      ("not_a_classifier", "returned int, which is not a classifier")):
+        with pytest.raises(cli.CLIError, match=msg):
+            cli.load_model_file(f"{f}:{name}")
