@@ -138,12 +138,12 @@ def test_every_documented_pattern_sees_nnx_weights_updated_in_place():
 
     class Net(nnx.Module):
         def __init__(self, rngs):
-            self.lin = nnx.Linear(36, 3, rngs=rngs)
+            self.lin = nnx.Linear(64, 3, rngs=rngs)
 
         def __call__(self, x):
             return self.lin(x.reshape(len(x), -1))
 
-    img = np.random.default_rng(3).uniform(size=(6, 6, 1)).astype(np.float32)
+    img = np.random.default_rng(3).uniform(size=(8, 8, 1)).astype(np.float32)
     mean, std = 0.5, 0.25
     model = Net(nnx.Rngs(0))
     graphdef = nnx.split(model)[0]
@@ -152,9 +152,8 @@ def test_every_documented_pattern_sees_nnx_weights_updated_in_place():
         return nnx.merge(graphdef, state)((x - mean) / std)
     closure = lambda x: model((x - mean) / std)                # noqa: E731
     attached = C.with_preprocess(model, mean=mean, std=std)
-    jitted = jax.jit(lambda state, im: lj.morph((apply, state), im, target=2,
-                                                alphas=[0.0, 1.0]).probs)
-    kw = dict(target=2, alphas=[0.0, 1.0])
+    kw = dict(target=2, alphas=[0.0, 1.0], domain="pixel")
+    jitted = jax.jit(lambda state, im: lj.morph((apply, state), im, **kw).probs)
     patterns = {
         "closure": lambda: lj.morph(closure, img, **kw).probs,
         "with_preprocess": lambda: lj.morph(attached, img, **kw).probs,
@@ -165,9 +164,9 @@ def test_every_documented_pattern_sees_nnx_weights_updated_in_place():
     frozen = jax.jit(lambda im: lj.morph(closure, im, **kw).probs)   # documented: frozen
     before = {k: np.asarray(f()) for k, f in patterns.items()}
     old_frozen = np.asarray(frozen(img))
-    model.lin.kernel.value = model.lin.kernel.value[::-1] * 3.0   # update in place
+    model.lin.kernel[...] = model.lin.kernel[...][::-1] * 3.0     # update in place
     fresh = Net(nnx.Rngs(0))
-    fresh.lin.kernel.value = model.lin.kernel.value
+    fresh.lin.kernel[...] = model.lin.kernel[...]
     truth = np.asarray(lj.morph(lambda x: fresh((x - mean) / std), img, **kw).probs)
     for name, f in patterns.items():
         got = np.asarray(f())
@@ -184,14 +183,14 @@ def test_classifier_mistakes_are_named_in_every_entry_point():
 
     class BN(nnx.Module):
         def __init__(self, rngs):
-            self.bn = nnx.BatchNorm(36, rngs=rngs)
-            self.lin = nnx.Linear(36, 3, rngs=rngs)
+            self.bn = nnx.BatchNorm(64, rngs=rngs)
+            self.lin = nnx.Linear(64, 3, rngs=rngs)
 
         def __call__(self, x):
             return self.lin(self.bn(x.reshape(len(x), -1)))
 
-    img = np.random.default_rng(4).uniform(size=(6, 6, 1)).astype(np.float32)
-    w = np.ones((36, 3), np.float32)
+    img = np.random.default_rng(4).uniform(size=(8, 8, 1)).astype(np.float32)
+    w = np.ones((64, 3), np.float32)
     net = BN(nnx.Rngs(0))                                   # left in training mode
     with pytest.raises(C.ClassifierError, match=r"model\.eval\(\)"):
         lj.morph(net, img, target=1, alphas=[0.0, 1.0])
