@@ -550,7 +550,8 @@ def _cmd_morph(args) -> int:
     from .classifier import predict_proba
     p0 = np.asarray(predict_proba(clf.logits_fn, np.asarray(image, np.float32)[None]))[0]
     if not np.all(np.isfinite(p0)):
-        raise CLIError(f"classifier {clf.label} gives non-finite logits on {args.image or 'the image'}")
+        raise CLIError(f"classifier {clf.label} gives non-finite logits on "
+                       f"{args.image or 'the image'}")
     pred = int(p0.argmax())
     tname = clf.class_names[target]
     _say(f"classifier: {clf.label}; prediction {clf.class_names[pred]} (p={p0[pred]:.3f}); "

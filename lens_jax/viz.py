@@ -264,8 +264,8 @@ def gif(frames: Any, path: PathLike, *, probs: Any = None, target: int | None = 
     to the right of each frame in ``diff_cmap`` on one symmetric scale ``[-v, v]`` for all
     frames (``v = diff_vmax`` or the largest |change|; white = no change). With
     ``boomerang`` the sequence plays forward then backward without repeating its ends:
-    ``n`` frames become ``2n - 2`` (``n > 2``). (Pillow merges consecutive identical frames into one longer frame; annotated
-    frames always differ by their α/index text.)
+    ``n`` frames become ``2n - 2`` (``n > 2``). (Pillow merges consecutive identical
+    frames into one longer frame; annotated frames always differ by their α/index text.)
 
     Args:
       frames: ``(n, H, W, C)`` or ``(n, H, W)`` in [0, 1], or a :class:`lens_jax.Morph`.

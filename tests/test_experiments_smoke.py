@@ -8,7 +8,6 @@ ablations.py are smoke-tested offline in ``test_protocol_smoke.py``.
 import ast
 import json
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest

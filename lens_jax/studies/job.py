@@ -27,7 +27,8 @@ from ..domains import PROTOCOL_DOMAINS
 from . import reference
 from ..tables import record_command, save_json, write_tables
 
-__all__ = ["MAIN_DOMAINS", "NEW_DOMAINS", "NATURAL_DOMAINS", "CAVEAT", "images_job", "default_domains", "load_model",
+__all__ = ["MAIN_DOMAINS", "NEW_DOMAINS", "NATURAL_DOMAINS", "CAVEAT", "images_job",
+           "default_domains", "load_model",
            "load_driver", "load_drivers", "load_evaluators", "load_classifiers", "gallery",
            "measure", "natural_panel", "write_report", "main_job"]
 

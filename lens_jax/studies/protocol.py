@@ -112,7 +112,8 @@ def endpoint_rows(src: ev.Sources, results: Mapping, keys: Sequence[tuple],
 def protocol_study(out: str | Path, *, dataset: str, pairs: Sequence[tuple[int, int]],
                    n_per_pair: int, load: Callable | None = None, ccexam: bool = False,
                    quick: bool = False, methods: Sequence[str] = ev.METHODS,
-                   budgets: Sequence[float] = reference.BUDGETS, n_boot: int = 2000, chunk: int = 64,
+                   budgets: Sequence[float] = reference.BUDGETS, n_boot: int = 2000,
+                   chunk: int = 64,
                    seed: int = 0, followup: Sequence[Mapping] = (), title: str = "",
                    notes: str = "", progress: bool = True) -> dict:
     """The protocol table on ``dataset``; everything written under ``out``.
