@@ -225,7 +225,8 @@ def _checksum(leaves):
         w = w ^ (w >> 16)
         i = jnp.arange(w.size, dtype=jnp.uint32)
         h1 = h1 * _MIX + jnp.sum(w * (2 * i + 1))
-        h2 = h2 * jnp.uint32(0x27D4EB2F) + jnp.sum((w * _MIX) * (2 * (i ^ jnp.uint32(0x5bd1e995)) + 1))
+        h2 = h2 * jnp.uint32(0x27D4EB2F) + jnp.sum(
+            (w * _MIX) * (2 * (i ^ jnp.uint32(0x5bd1e995)) + 1))
     return h1, h2
 
 
@@ -658,8 +659,8 @@ class Preprocess:
                 raise ValueError(f"Preprocess {name} must be a real scalar or one value per "
                                  f"channel (C,); got {v!r}")
             if not np.all(np.isfinite(a)) or (name == "std" and np.any(a <= 0)):
-                raise ValueError(f"Preprocess {name} must be finite{' and > 0' if name == 'std' else ''}"
-                                 f"; got {v!r}")
+                must = "finite and > 0" if name == "std" else "finite"
+                raise ValueError(f"Preprocess {name} must be {must}; got {v!r}")
             object.__setattr__(self, name, jnp.asarray(v, jnp.float32) if not isinstance(
                 v, jax.Array) else v)
         if self.size is not None:

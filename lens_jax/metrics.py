@@ -170,7 +170,8 @@ def flip_index(probs: ArrayLike, *, source: ArrayLike | None = None,
 
 def first_flip_alpha(alphas: ArrayLike, probs: ArrayLike, target: ArrayLike | None, *,
                      source: ArrayLike | None = None) -> Array:
-    """``alphas[flip_index(probs, source=source, target=target)]``, ``NaN`` when the prediction never flips.
+    """``alphas[flip_index(probs, source=source, target=target)]``; ``NaN`` when the
+    prediction never flips.
 
     Args:
       alphas: ``(n_alpha,)`` (or ``(..., n_alpha)`` matching ``probs``), increasing.

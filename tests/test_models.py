@@ -59,7 +59,6 @@ def test_registry_and_kwargs():
 # classifiers as pytrees: every form, traced parameters, no stale or extra programs
 # ----------------------------------------------------------------------------------
 
-import lens_jax as lj                                    # noqa: E402
 from lens_jax import classifier as C                     # noqa: E402
 from lens_jax import lens as L                           # noqa: E402
 

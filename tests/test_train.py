@@ -104,7 +104,8 @@ def test_config_mismatch(digits, tmp_path):
 def test_bad_inputs():
     x = np.zeros((10, 8, 8, 1), np.float32)
     with pytest.raises(ValueError, match="labels"):
-        T.train_classifier("mlp", (x, np.full(10, 5)), None, num_classes=3, epochs=1, progress=False)
+        T.train_classifier("mlp", (x, np.full(10, 5)), None, num_classes=3, epochs=1,
+                           progress=False)
     with pytest.raises(ValueError, match="images"):
         T.train_classifier("mlp", (x, np.zeros(9, int)), None, num_classes=3, epochs=1,
                            progress=False)
@@ -140,7 +141,8 @@ def test_load_or_train_caches(digits, tmp_path, fake_data):
 
 def test_defaults_table():
     assert T.default_epochs("mnist5k", "cnn") >= 8
-    assert T.default_epochs("fashion_mnist_local", "cnn") == T.default_epochs("fashion_mnist", "cnn")
+    assert T.default_epochs("fashion_mnist_local", "cnn") \
+        == T.default_epochs("fashion_mnist", "cnn")
     assert T.default_epochs("unknown", "cnn") > 0 and T.default_lr("unknown", "mlp") == 1e-3
 
 
