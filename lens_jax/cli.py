@@ -601,6 +601,11 @@ def _cmd_morph(args) -> int:
     viz.strip(m, class_names=names, diff=True, path=strip_p,
               title=f"{names[s]} → {names[target]} · {domain} · {args.mode}")
     gif_p = viz.gif(m, out / f"{name}.gif", class_names=names, diff=True)
+    if args.mp4:
+        try:
+            gif_p = f"{gif_p}, {viz.mp4(m, out / f'{name}.mp4', class_names=names, diff=True)}"
+        except ImportError as e:
+            raise CLIError(f"--mp4: {e}") from None
     curve_p = out / f"{name}_probs.png"
     viz.prob_curves(m.l2, {domain: m.probs}, target=target, source=s, path=curve_p,
                     xlabel="L2 distance to the source", class_names=names)
@@ -910,6 +915,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     m.add_argument("--frames", type=_at_least(1), default=12,
                    help=f"frames (default 12; at most {MAX_FRAMES})")
     m.add_argument("--no-warp", action="store_true", help="with several domains: skip warp fits")
+    m.add_argument("--mp4", action="store_true",
+                   help="also write an MP4 beside the GIF (ffmpeg from the imageio-ffmpeg wheel)")
     m.add_argument("--seed", type=_at_least(0), default=0, help="seed of the trained classifier")
     m.add_argument("--out", default="outputs/morph", help="output folder (default outputs/morph)")
     m.set_defaults(func=_cmd_morph)

