@@ -57,7 +57,6 @@ def run_cell(path: Path, fn, judges, src, *, domain, mode, size, budgets, args):
             ep.l2.shape + small.shape[1:]), gallery=ep.frames[args.first])
     save_json(path, {"seconds": time.perf_counter() - t0, "records": recs})
     print(f"   {path.stem}: {time.perf_counter() - t0:.0f} s", flush=True)
-    return recs
 
 
 def run_dataset(dataset: str, args, out: Path) -> None:
@@ -66,7 +65,7 @@ def run_dataset(dataset: str, args, out: Path) -> None:
     src28 = ev.select_sources(*data.load(dataset, "test"), PAIRS[dataset], n_per_pair=args.n,
                               seed=None, driver=load_driver("cnn", dataset, BASE, args))
     args.first = np.unique(src28.pair, return_index=True)[1]     # first source of each pair
-    budgets, records = [float(b) for b in args.budgets.split(",")], []
+    budgets = [float(b) for b in args.budgets.split(",")]
     for size in map(int, (args.sizes or ("28,56" if args.quick else SIZES[dataset])).split(",")):
         drivers = {d[0]: load_driver(d[0], dataset, size, args) for d in (
             s.split("@") for s in args.drivers.split(",")) if d[1:] in ([], [str(size)])}
@@ -76,12 +75,10 @@ def run_dataset(dataset: str, args, out: Path) -> None:
                 ["other driver"], [f for k, f in drivers.items() if k != dname]))   # if any
             for domain in args.domains.split(","):
                 path = out / "cells" / f"{size}px_{dname}_{mode}_{domain}.json"
-                recs = read_json(path)["records"] if path.with_suffix(".npz").is_file() and \
-                    path.is_file() else run_cell(path, fn, judges, src, domain=domain, mode=mode,
-                                                 size=size, budgets=budgets, args=args)
-                records += [{**{k: np.nan if v is None else v for k, v in r.items()},
-                             "driver": dname} for r in recs]           # null: NaN
-            summarise(records, list(evaluators), out, args)
+                if not (path.is_file() and path.with_suffix(".npz").is_file()):   # else: done
+                    run_cell(path, fn, judges, src, domain=domain, mode=mode, size=size,
+                             budgets=budgets, args=args)
+            summarise(list(evaluators), out, args)
             protocol.grid_figure(out / f"gallery_{size}px_{dname}_{mode}.png", [
                 [(src.images[i], f"source ({size} px)")] + [
                     (np.load(out / "cells" / f"{size}px_{dname}_{mode}_{d}.npz")["gallery"][
@@ -90,7 +87,10 @@ def run_dataset(dataset: str, args, out: Path) -> None:
                 suptitle=f"{dname} at {size} px, {mode} (L2 at 28 px)")
 
 
-def summarise(records, evaluators, out: Path, args) -> None:   # per (size, driver, mode)
+def summarise(evaluators, out: Path, args) -> None:   # all cells on disk, by size/driver/mode
+    paths = sorted((out / "cells").glob("*.json"), key=lambda p: (p.stem.index("px"), p.stem))
+    records = [{**{k: np.nan if v is None else v for k, v in r.items()},   # null: NaN
+                "driver": p.stem.split("_")[1]} for p in paths for r in read_json(p)["records"]]
     rows, shown = [], []
     for blk in dict.fromkeys(tuple(r[k] for k in LEAD[:3]) for r in records):
         rs = [r for r in records if tuple(r[k] for k in LEAD[:3]) == blk]
