@@ -29,6 +29,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -84,6 +85,14 @@ def params_hash(leaves: list) -> str | None:
     return h.hexdigest()
 
 
+def code_hash(jaxpr_text: str, consts: list) -> str:
+    """sha256 of a classifier's traced program (function addresses masked, so the same
+    code hashes alike in every process) and of the constants it holds."""
+    h = hashlib.sha256(re.sub(r" at 0x[0-9a-fA-F]+", "", jaxpr_text).encode())
+    h.update((params_hash(consts) or "").encode())
+    return h.hexdigest()
+
+
 def same_classifier(old: dict, old_logits: np.ndarray, new: dict, new_logits: np.ndarray,
                     path: Path) -> None:
     """Compare two fingerprints (``{"params": hash|None, "probe_index": [...]}`` and the
@@ -94,6 +103,10 @@ def same_classifier(old: dict, old_logits: np.ndarray, new: dict, new_logits: np
         now = "none" if new.get("params") is None else new["params"][:12] + "..."
         raise ValueError(f"{path}: the classifier differs from the one that started this "
                          f"sweep (its parameters' sha256 {then} then, {now} now); {_FIX}")
+    if old.get("code") != new.get("code"):
+        raise ValueError(f"{path}: the classifier differs from the one that started this "
+                         f"sweep (its traced program differs: other code or layers, or "
+                         f"another JAX version); {_FIX}")
     a = np.asarray(old_logits, np.float64)
     b = np.asarray(new_logits, np.float64)
     if list(old["probe_index"]) != list(new["probe_index"]) or a.shape != b.shape:

@@ -19,7 +19,7 @@ from .classifier import Classifier
 from .pyramid import SteerablePyramid
 
 __all__ = ["Plan", "make_plan", "sweep_mesh", "resolve_mesh", "auto_chunk_size",
-           "chunk_inputs", "chunk_hash", "check_values"]
+           "chunk_inputs", "chunk_hash", "check_values", "check_images"]
 
 # default chunk: about this many bytes of frames (times a factor for the transform's
 # intermediates) per chunk on the devices
@@ -101,7 +101,8 @@ class Plan(NamedTuple):
         return 1 if self.alpha_axis is None else int(self.mesh.shape[self.alpha_axis])
 
 
-def _check_images(images) -> tuple[Any, tuple, np.dtype]:
+def check_images(images) -> tuple[Any, tuple, np.dtype]:
+    """``(images, (N, H, W, C), compute dtype)``; ValueError for a bad rank or dtype."""
     if not hasattr(images, "shape") or not hasattr(images, "dtype"):
         images = np.asarray(images)
     if len(images.shape) not in (3, 4):
@@ -155,7 +156,7 @@ def make_plan(clf: Classifier, images, targets, *, sources, domain, alphas, l2_b
         raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
-    images, shape, dtype = _check_images(images)
+    images, shape, dtype = check_images(images)
     N, H, W, C = shape
     get_domain(domain, (H, W), pyramid)             # pyramid and size fit the domain
     K = num_classes(clf, jax.ShapeDtypeStruct((1, H, W, C), dtype))

@@ -47,9 +47,10 @@ over a device mesh, chunked, streamed to a Zarr store and resumable.
   configuration, classifier or data with a ``ValueError``; an edited record is refused
   on load and resume; one process at a time may write a folder (a lock; a second
   writer gets a ``RuntimeError``).  ``zarr.open_group(out_dir)`` reads the arrays.
-* **Classifier fingerprint** (resume): the sha256 of its parameters where it has any,
-  plus its logits on probe images (8 spread over the data with parameters; up to
-  1024 without, where the logits are all there is) and 4 fixed random images.
+* **Classifier fingerprint** (resume): the sha256 of its parameters where it has any
+  (for a plain function, the arrays it closes over), of its traced program, and its
+  logits on probe images (8 spread over the data with parameters; up to 1024 without)
+  and 4 fixed random images.
 
 Multi-host (TPU pods, several GPU hosts): call ``jax.distributed.initialize()`` on every
 host first, then run the same :func:`run` call everywhere with the same ``images``
@@ -159,13 +160,17 @@ class SweepResult(NamedTuple):
 # ----------------------------------------------------------------------------------
 
 def _fingerprint(clf: Classifier, images, plan: _plan.Plan) -> tuple[dict, np.ndarray]:
-    """The classifier's identity for resume: ``({"params": sha256 | None,
-    "probe_index": [...]}, probe logits)``.  Probes: images spread over the data (8 when
-    the classifier has parameters, whose hash is compared too; up to 1024 when it has
-    none) and a few fixed random images (index ``-1, -2, ...``)."""
+    """The classifier's identity for resume: ``({"params": sha256 | None, "code":
+    sha256 of its traced program, "probe_index": [...]}, probe logits)``.  Probes:
+    images spread over the data (8 when the classifier has parameters, whose hash is
+    compared too; up to 1024 when it has none) and a few fixed random images (index
+    ``-1, -2, ...``)."""
     N, H, W, C = plan.shape
     leaves = [np.asarray(v) for v in jax.tree.leaves(clf.params)]
     ph = _store.params_hash(leaves)
+    jaxpr = jax.make_jaxpr(clf.apply)(clf.params,
+                                      jax.ShapeDtypeStruct((2, H, W, C), plan.dtype))
+    code = _store.code_hash(str(jaxpr.jaxpr), [np.asarray(c) for c in jaxpr.consts])
     m = min(N, _N_PROBE if ph is not None else _N_PROBE_NO_PARAMS)
     idx = np.unique(np.linspace(0, N - 1, m).round().astype(np.int64))
     x = np.stack([np.asarray(images[int(i)]) for i in idx]).astype(plan.dtype)
@@ -175,7 +180,7 @@ def _fingerprint(clf: Classifier, images, plan: _plan.Plan) -> tuple[dict, np.nd
     x = np.concatenate([x, rnd])
     logits = np.asarray(predict(clf, x, batch_size=min(len(x), 64)), np.float64)
     index = idx.tolist() + [-1 - i for i in range(_N_RANDOM_PROBES)]
-    return {"params": ph, "probe_index": index,
+    return {"params": ph, "code": code, "probe_index": index,
             "probe_sha256": _store.hash_arrays(logits)}, logits
 
 
@@ -424,7 +429,10 @@ def run(logits_fn: Any, images, targets, *, sources=None,
     >>> r.probs.shape, r.l2.shape, r.frames.shape
     ((4, 3, 2), (4, 3), (0, 3, 16, 16, 1))
     """
-    clf = as_classifier(logits_fn)
+    # a plain callable is traced once on an example image: the arrays it closes over
+    # become traced parameters (as in morph), so an updated model is never stale
+    images, (_, H, W, C), dtype = _plan.check_images(images)
+    clf = as_classifier(logits_fn, example=jax.ShapeDtypeStruct((1, H, W, C), dtype))
     if chunk_size is not None:
         chunk_size = check_count("chunk_size", chunk_size)
     opts = dict(sources=sources, alphas=alphas, l2_budget=l2_budget, step_cap=step_cap,

@@ -7,10 +7,12 @@ all named.  One tiny configuration (pixel domain, 16x16, one device) throughout,
 chunk program compiles once.
 """
 import json
+import os
 import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -215,17 +217,18 @@ def test_resume_refuses_a_different_sweep(stored):
 
 
 def test_resume_refuses_a_classifier_that_agrees_on_the_probe_images(stored):
-    """Case 13: a closure equal to F on the eight images the old fingerprint probed
-    (0, 2, 3, 5, 6, 8, 9, 11 of 12) but not on image 1."""
+    """Case 13: a function equal to F on the eight images the old fingerprint probed
+    (0, 2, 3, 5, 6, 8, 9, 11 of 12) but not on image 1; it closes over the same weights,
+    so the hash of its arrays matches and its traced program tells them apart."""
     m1 = float(X[1].mean())
 
     def g(v):
         hit = jnp.abs(v.mean((1, 2, 3)) - m1) < 1e-6
-        return F(v) + jnp.where(hit, 5.0, 0.0)[:, None] * jnp.arange(K, dtype=jnp.float32)
+        return F(v) + jnp.where(hit, 5.0, 0.0)[:, None] * jnp.arange(K, dtype=jnp.float32)[None]
     old_probes = np.unique(np.linspace(0, 11, 8).round().astype(int))
     xs = jnp.asarray(X[old_probes, ..., None])
     np.testing.assert_allclose(g(xs), F(xs), atol=1e-6)
-    with pytest.raises(ValueError, match=r"classifier differs.*logits at image 1:"):
+    with pytest.raises(ValueError, match=r"classifier differs .*traced program differs"):
         run(g, X, T, out_dir=stored, **KW)
     # with parameters their sha256 decides, even when every logit agrees
     apply = lambda p, v: F(v) + 0.0 * p                 # noqa: E731
@@ -233,6 +236,49 @@ def test_resume_refuses_a_classifier_that_agrees_on_the_probe_images(stored):
     run((apply, jnp.zeros(())), X, T, out_dir=out, **KW)
     with pytest.raises(ValueError, match="parameters' sha256"):
         run((apply, jnp.ones(())), X, T, out_dir=out, **KW)
+
+
+def test_a_function_without_arrays_is_probed_on_every_image():
+    """Without parameters the logits are all there is: every image (up to 1024) and four
+    fixed random images are probed, not eight."""
+    import importlib
+    from lens_jax import _sweep_plan
+    sweep_mod = importlib.import_module("lens_jax.sweep")
+    from lens_jax.classifier import as_classifier
+    h = lambda v: jnp.stack([v[:, :8].mean((1, 2, 3)), v[:, 8:].mean((1, 2, 3)),  # noqa
+                             v.std((1, 2, 3))], -1)
+    clf = as_classifier(h, example=jnp.zeros((1, H, W, 1), jnp.float32))
+    assert jax.tree.leaves(clf.params) == []
+    plan, _ = _sweep_plan.make_plan(clf, X, T, sources=None, domain="pixel", alphas=ALPHAS,
+                                    l2_budget=None, step_cap=None, n_frames=12, loss="nll",
+                                    mode="fixed", color="luminance", pyramid=None,
+                                    mesh=KW["mesh"], image_axis=None, alpha_axis=None,
+                                    alpha_chunk=None, keep_frames=0)
+    fp, logits = sweep_mod._fingerprint(clf, X, plan)
+    assert fp["params"] is None and fp["probe_index"] == list(range(12)) + [-1, -2, -3, -4]
+    np.testing.assert_allclose(logits[:12], h(jnp.asarray(X[..., None])), rtol=1e-6)
+
+
+def test_resume_from_another_process(stored):
+    """The fingerprint (parameters, traced program, probes) is the same in a fresh
+    process: a finished sweep resumes there with nothing to compute."""
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import test_sweep_store as t
+        from lens_jax.sweep import run
+        done = []
+        r = run(t.F, t.X, t.T, out_dir={str(stored)!r}, on_chunk=lambda k, a: done.append(k),
+                **t.KW)
+        assert done == [] and r.probs.shape == (12, 4, 3), done
+        print("resumed")
+    """)
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               JAX_ENABLE_X64=str(bool(jax.config.jax_enable_x64)))
+    env.pop("XLA_FLAGS", None)
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0 and "resumed" in p.stdout, p.stderr[-3000:]
 
 
 @pytest.mark.parametrize("damage", ["crc", "truncate", "garbage"])
