@@ -33,6 +33,7 @@ def test_every_entry_is_complete(name):
     assert name in lj.DOMAINS or name in D.REGISTRY
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("name", list(D.REGISTRY))
 def test_identity_edit_reproduces_the_source(name):
     """zeros -> render equals the analysed image (tight-frame pyramid: up to round-off)."""
@@ -47,6 +48,7 @@ def test_identity_edit_reproduces_the_source(name):
     assert w == 0.0 or (math.isnan(w) and D.REGISTRY[name].wrapped is None)
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("name", ["fourier_phase", "csp_phase", "csp_joint"])
 def test_wrapped_and_change_of_a_known_edit(name):
     x = _image()
@@ -65,6 +67,7 @@ def test_wrapped_and_change_of_a_known_edit(name):
                                max(float(np.abs(l).max()) for l in leaves), rtol=1e-12)
 
 
+@pytest.mark.x64
 def test_phase_rotation_by_two_pi_is_the_identity():
     """An independent check of the phase parameterisation: rotating every coefficient by
     2 pi changes nothing."""

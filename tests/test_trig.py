@@ -39,6 +39,7 @@ def test_sincos_huge_and_nonfinite():
     assert np.all(np.isnan(s[~fin])) and np.all(np.isnan(c[~fin]))
 
 
+@pytest.mark.x64
 def test_sincos_float64_and_low_precision():
     x64 = np.linspace(-50, 50, 1001)
     s, c = sincos(jnp.asarray(x64, jnp.float64))
