@@ -73,7 +73,7 @@ YIQ_TO_RGB = np.linalg.inv(RGB_TO_YIQ)
 # colour
 # ----------------------------------------------------------------------------------
 
-def split_color(image: jax.Array, color: str) -> tuple[jax.Array, Any]:
+def split_color(image: jax.Array, *, color: str) -> tuple[jax.Array, Any]:
     """``(H, W, C)`` image -> edited channels ``(Ce, H, W)`` and the fixed rest."""
     C = image.shape[-1]
     if color == "gray" and C != 1:
@@ -87,7 +87,7 @@ def split_color(image: jax.Array, color: str) -> tuple[jax.Array, Any]:
     return jnp.moveaxis(image, -1, 0), None
 
 
-def merge_color(x: jax.Array, rest: Any, color: str) -> jax.Array:
+def merge_color(x: jax.Array, rest: Any, *, color: str) -> jax.Array:
     """Inverse of :func:`split_color` (no clipping)."""
     if rest is not None:
         yiq = jnp.concatenate([x, rest], axis=0)
@@ -507,6 +507,11 @@ def get_domain(name: "str | Domain", shape: tuple[int, int],
         if not pyramid.is_complex:
             raise ValueError("phase and amplitude edits need a complex pyramid "
                              "(is_complex=True)")
+        if pyramid.height < 1:
+            raise ValueError(f"domain {name!r} edits band-pass scales, but the pyramid for "
+                             f"{tuple(shape)} images has height {pyramid.height} (no "
+                             "scales): use images of at least 8x8 pixels, or a domain "
+                             "without a pyramid ('pixel', 'fourier_phase', 'warp')")
         off = [f"{k}={getattr(pyramid, k)!r}" for k, v in _CONVENTIONS
                if getattr(pyramid, k) != v]
         if off:

@@ -18,6 +18,9 @@ Classifiers: any form :func:`lens_jax.classifier.as_classifier` accepts (a calla
 programs: new weights of the same shapes reuse them, and a module updated in place is
 seen.  Run eagerly, the frames and the classifier pass are two programs.
 
+The edit's pieces live in :mod:`lens_jax._edit`, the live modes in
+:mod:`lens_jax._live`.
+
 Clipping: frames are clipped to [0, 1].  At zero edit the synthesis equals the source
 only up to round-off, so pixels at exactly 0 or 1 land a hair outside [0, 1] and a hard
 clip would zero their gradient.  The gradient therefore passes the clip *straight
@@ -44,8 +47,11 @@ import numpy as np
 from .checks import (check_bool, check_classes, check_count, check_image, check_margin,
                      check_memory, concrete, num_classes)
 from ._batching import map_chunks
+from ._edit import (Edit, build, descend, in_groups, l2_distance, loss_value, max_abs,
+                    nan_like, safe_inv)
+from ._live import live_frames
 from .classifier import Classifier, as_classifier, fold_params, guarded_softmax
-from .domains import COLORS, Domain, get_domain, merge_color, split_color
+from .domains import COLORS, Domain, get_domain
 from .pyramid import SteerablePyramid
 from .schedule import DEFAULT_FINAL_CHANGE, Schedule, budget_alphas, implicit_alphas
 
@@ -131,24 +137,6 @@ class Morph(NamedTuple):
         return jnp.argmax(self.logits, axis=-1)
 
 
-class Edit(NamedTuple):
-    """The pieces of a lens edit for one image (see :func:`prepare_edit`).
-
-    ``render(params, straight_through=True) -> (H, W, C)`` clipped image;
-    ``loss(params) -> ()``; ``zeros``: the identity edit; ``domain``; ``source``;
-    ``change(params)`` and ``wrapped(params)``: the domain's edit size and wrapped
-    fraction (see :class:`Morph`).
-    """
-    render: Callable
-    loss: Callable
-    zeros: Any
-    domain: Domain
-    source: jax.Array
-    num_classes: int
-    change: Callable | None = None
-    wrapped: Callable | None = None
-
-
 class _Setup(NamedTuple):
     clf: Classifier
     images: jax.Array
@@ -194,45 +182,6 @@ def _setup(model, image, *, batch, domain, domain_options, loss, color, pyramid,
     return _Setup(clf, images, dom, K, sched)
 
 
-def _clip(x, straight_through: bool):
-    y = jnp.clip(x, 0.0, 1.0)
-    return x + jax.lax.stop_gradient(y - x) if straight_through else y
-
-
-def _loss_value(z, target, source, loss):
-    if loss == "nll":
-        return -jax.nn.log_softmax(z)[target]
-    return -(z[target] - z[source])
-
-
-def _build(clf: Classifier, image, target, source, dom: Domain, loss: str, color: str,
-           K: int) -> Edit:
-    """The Edit of one (validated) image.  A traced target/source outside the classes
-    makes ``loss`` NaN (never a clamped class); :func:`morph_frames` flags it too."""
-    H, W, _ = image.shape
-    t = jnp.clip(target, 0, K - 1)
-    valid = (target >= 0) & (target < K)
-    if source is None:
-        s = jnp.argmax(clf(image[None])[0]).astype(jnp.int32)
-    else:
-        s = jnp.clip(source, 0, K - 1)
-        valid = valid & (source >= 0) & (source < K)
-    x, rest = split_color(image, color)
-    state = dom.analyse(x)
-    zeros = dom.zeros(state)
-
-    def render(params, straight_through: bool = True):
-        y = merge_color(dom.render(state, params, (H, W)), rest, color)
-        return _clip(y.astype(image.dtype), straight_through)
-
-    def loss_fn(params, straight_through: bool = True):
-        val = _loss_value(clf(render(params, straight_through)[None])[0], t, s, loss)
-        return jnp.where(valid, val, jnp.nan)
-
-    return Edit(render, loss_fn, zeros, dom, s, K,
-                lambda p: dom.change(state, p), lambda p: dom.wrapped(state, p))
-
-
 def prepare_edit(logits_fn: Any, image, *, target, source=None,
                  domain: "str | Domain" = "csp_phase", loss: str = "nll",
                  color: str = "luminance", pyramid: SteerablePyramid | None = None,
@@ -251,7 +200,7 @@ def prepare_edit(logits_fn: Any, image, *, target, source=None,
                 loss=loss, color=color, pyramid=pyramid)
     t = check_classes("target", target, st.K)
     s = check_classes("source", source, st.K)
-    return _build(st.clf, st.images, t, s, st.domain, loss, color, st.K)
+    return build(st.clf, st.images, t, s, st.domain, loss, color, st.K)
 
 
 def polar_grads(c: jax.Array, gj: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -267,42 +216,6 @@ def polar_grads(c: jax.Array, gj: jax.Array) -> tuple[jax.Array, jax.Array]:
     """
     cg = c * gj
     return -jnp.imag(cg), jnp.real(cg)
-
-
-def _max_abs(tree) -> jax.Array:
-    return jnp.max(jnp.stack([jnp.max(jnp.abs(l)) for l in jax.tree.leaves(tree)]))
-
-
-def _scale(tree, a):
-    return jax.tree.map(lambda g: -a * g, tree)
-
-
-def _safe_inv(m):
-    return jnp.where(m > 0, 1.0 / jnp.where(m > 0, m, 1.0), 1.0)
-
-
-def _l2(frame, image):
-    return jnp.sqrt(jnp.sum((frame - image) ** 2))
-
-
-def _nan_like(tree):
-    return jax.tree.map(lambda a: jnp.full_like(a, jnp.nan)
-                        if jnp.issubdtype(a.dtype, jnp.inexact) else a, tree)
-
-
-def _in_groups(fn: Callable, xs, chunk: int | None):
-    """``fn`` over the leading axis of the pytree ``xs`` in groups of ``chunk`` rows
-    (``lax.map`` over the groups, so one group's intermediates are alive at a time; the
-    last group padded with its last row, the padding dropped).  ``chunk`` None or >= n:
-    one group.  Every group has one shape, so ``fn`` sees the same batch whatever is
-    kept."""
-    n = jax.tree.leaves(xs)[0].shape[0]
-    if chunk is None or chunk >= n:
-        return fn(xs)
-    g = -(-n // chunk)
-    idx = jnp.minimum(jnp.arange(g * chunk), n - 1).reshape(g, chunk)
-    out = jax.lax.map(fn, jax.tree.map(lambda a: a[idx], xs))
-    return jax.tree.map(lambda o: o.reshape((g * chunk,) + o.shape[2:])[:n], out)
 
 
 def morph_stream(clf: Classifier, image, target, source, schedule: Schedule, *,
@@ -333,15 +246,15 @@ def morph_stream(clf: Classifier, image, target, source, schedule: Schedule, *,
     K = int(num_classes)
     dtype = image.dtype
     chunk = None if chunk_size is None else int(chunk_size)
-    ed = _build(clf, image, target, source, domain, loss, color, K)
+    ed = build(clf, image, target, source, domain, loss, color, K)
     t = jnp.clip(target, 0, K - 1)
 
     def loss_aux(p):
         z = clf(ed.render(p, True)[None])[0]
-        return _loss_value(z, t, ed.source, loss), z
+        return loss_value(z, t, ed.source, loss), z
 
     (_, z0), g0 = jax.value_and_grad(loss_aux, has_aux=True)(ed.zeros)
-    unit0 = _safe_inv(_max_abs(g0))
+    unit0 = safe_inv(max_abs(g0))
     n = schedule.n_frames
     alphas, budgets, step_cap = schedule.arrays()
     reached = None
@@ -353,19 +266,21 @@ def morph_stream(clf: Classifier, image, target, source, schedule: Schedule, *,
         return {"logits": clf(frames)}
 
     if mode == "fixed":
-        # a phase domain's change is its largest phase change, linear in alpha
-        a_wrap = (math.pi * _safe_inv(ed.change(g0))).astype(dtype) \
+        # a phase domain's change is its largest phase change, linear in alpha; a few
+        # ulps below pi, so round-off in alpha * g never lands a phase past pi
+        shrink = 1.0 - 8.0 * float(jnp.finfo(dtype).eps)
+        a_wrap = (math.pi * shrink * safe_inv(ed.change(g0))).astype(dtype) \
             if stop_before_wrap else None
 
         def cap(a):
             return a if a_wrap is None else jnp.clip(a, -a_wrap, a_wrap)
 
         def render_a(a):
-            return ed.render(_scale(g0, cap(a)), straight_through=False)
+            return ed.render(descend(g0, cap(a)), straight_through=False)
 
         if schedule.kind in ("budget", "budgets"):
             def dist(a):
-                return _l2(render_a(a), image)
+                return l2_distance(render_a(a), image)
             found, ok = budget_alphas(dist, budgets, unit0, chunk=chunk)
             found = cap(implicit_alphas(dist, found, budgets, ok))
             if schedule.kind == "budget":
@@ -383,25 +298,25 @@ def morph_stream(clf: Classifier, image, target, source, schedule: Schedule, *,
         def group(a):               # render, measure and classify a group of frames
             fr = jax.vmap(render_a)(a)
             fr = jnp.where((a == 0)[:, None, None, None], image[None], fr)
-            p = jax.vmap(lambda s: _scale(g0, s))(a)
-            out = dict(classify(fr), l2=jax.vmap(_l2, in_axes=(0, None))(fr, image),
+            p = jax.vmap(lambda s: descend(g0, s))(a)
+            out = dict(classify(fr), l2=jax.vmap(l2_distance, in_axes=(0, None))(fr, image),
                        change=jax.vmap(ed.change)(p), wrapped=jax.vmap(ed.wrapped)(p))
             if keep_frames:
                 out["frames"] = fr
             return out
 
-        res = _in_groups(group, alphas, chunk)
+        res = in_groups(group, alphas, chunk)
         frames = res.get("frames")
     else:
         def run(steps, cap=None):
-            return _live(ed, image, steps, mode, step_cap=cap, clf=clf, target=t,
+            return live_frames(ed, image, steps, mode, step_cap=cap, clf=clf, target=t,
                          loss=loss, color=color)
 
         def steps_of(step):
             return jnp.concatenate([jnp.zeros((1,), dtype), jnp.full((n - 1,), step, dtype)])
 
         if schedule.kind in ("budget", "budgets"):
-            found, ok = budget_alphas(lambda s: _l2(run(steps_of(s))[0][-1], image),
+            found, ok = budget_alphas(lambda s: l2_distance(run(steps_of(s))[0][-1], image),
                                       _refuse_grad(budgets), unit0 / max(n - 1, 1),
                                       chunk=chunk)
             if schedule.kind == "budget":
@@ -417,8 +332,8 @@ def morph_stream(clf: Classifier, image, target, source, schedule: Schedule, *,
             frames, alphas, change, wrapped = run(
                 jnp.diff(alphas, prepend=jnp.zeros((1,), dtype)))
         frames = jnp.where((alphas == 0)[:, None, None, None], image[None], frames)
-        res = dict(_in_groups(classify, frames, chunk), change=change, wrapped=wrapped,
-                   l2=jax.vmap(_l2, in_axes=(0, None))(frames, image))
+        res = dict(in_groups(classify, frames, chunk), change=change, wrapped=wrapped,
+                   l2=jax.vmap(l2_distance, in_axes=(0, None))(frames, image))
         if not keep_frames:
             frames = None
 
@@ -439,7 +354,7 @@ def morph_stream(clf: Classifier, image, target, source, schedule: Schedule, *,
                 jnp.asarray(target, jnp.int32), ed.source, reached,
                 res["change"].astype(dtype),
                 jnp.broadcast_to(res["wrapped"], alphas.shape).astype(dtype))
-    out = jax.tree.map(lambda bad_v, v: jnp.where(fail, bad_v, v), _nan_like(out), out)
+    out = jax.tree.map(lambda bad_v, v: jnp.where(fail, bad_v, v), nan_like(out), out)
     return out._replace(reached=reached & ok & ~fail), problem
 
 
@@ -466,48 +381,6 @@ def morph_frames(clf: Classifier, image, target, source, schedule: Schedule, **k
     """Kept for compatibility: :func:`morph_stream` (which now also classifies the
     frames: ``logits`` and ``probs`` are filled in)."""
     return morph_stream(clf, image, target, source, schedule, **kwargs)
-
-
-def _live(ed: Edit, image, steps, mode, *, step_cap, clf, target, loss, color):
-    """Live extrapolation with ``lax.scan``: frames, cumulative alphas, each frame's
-    change and wrapped fraction (see :class:`Morph`).
-
-    ``steps[n]`` is the raw step before frame ``n`` (``steps[0] == 0`` keeps the source
-    as the first frame); with ``step_cap`` each step is ``step_cap / max|g_n|`` instead
-    (and frame 0 is the source).
-    """
-    dtype = image.dtype
-    if mode == "live":
-        grad_fn = jax.grad(ed.loss)
-
-        def body(carry, step):
-            params, acc, i = carry
-            g = grad_fn(params)
-            if step_cap is not None:
-                step = jnp.where(i == 0, 0.0, step_cap * _safe_inv(_max_abs(g))).astype(dtype)
-            params = jax.tree.map(lambda p, gg: p - step * gg, params, g)
-            acc = acc + step
-            return (params, acc, i + 1), (ed.render(params, straight_through=False), acc,
-                                          ed.change(params), ed.wrapped(params))
-
-        _, out = jax.lax.scan(body, (ed.zeros, jnp.zeros((), dtype), 0), steps)
-        return out
-
-    # live_local: re-analyse every frame, step from the gradient at that frame
-    def body(carry, step):
-        x, acc, i, ch = carry
-        e = _build(clf, x, target, ed.source, ed.domain, loss, color, ed.num_classes)
-        g = jax.grad(e.loss)(e.zeros)
-        if step_cap is not None:
-            step = jnp.where(i == 0, 0.0, step_cap * _safe_inv(_max_abs(g))).astype(dtype)
-        x_new = e.render(_scale(g, step), straight_through=False)
-        x_new = jnp.where(step == 0, x, x_new)
-        ch = ch + e.change(_scale(g, step))
-        return (x_new, acc + step, i + 1, ch), (x_new, acc + step, ch, jnp.asarray(jnp.nan, dtype))
-
-    zero = jnp.zeros((), dtype)
-    _, out = jax.lax.scan(body, (image, zero, 0, zero), steps)
-    return out
 
 
 _STATIC = ("apply", "domain", "loss", "mode", "color", "kind", "n_frames", "chunk_size",
@@ -611,7 +484,7 @@ def _run(st: _Setup, targets, sources, *, batched, loss, mode, color, chunk_size
 
     # every call is dispatched before any value is read back (no sync between programs)
     if batched:
-        m, problem = map_batched(call, (st.images, targets, sources), per_call)
+        m, problem = map_batched(call, (st.images, targets, sources), chunk=per_call)
     else:
         m, problem = call(st.images, targets, sources)
     if eager:
@@ -636,8 +509,10 @@ def morph(logits_fn: Any, image, *, target, source=None, domain: "str | Domain" 
       image: ``(H, W, C)`` or ``(H, W)`` float in [0, 1].
       target: target class; ``source``: source class for the margin loss and
         reporting (default: the classifier's prediction at ``image``).
-      domain: a registry name (``lens_jax.DOMAINS``: ``"pixel"``, ``"fourier_phase"``,
-        ``"csp_phase"`` (the paper's), ``"csp_amplitude"``, ``"csp_joint"``, ...) or a
+      domain: a registry name (``lens_jax.DOMAINS``, a live view of the registry:
+        ``"pixel"``, ``"fourier_phase"``, ``"csp_phase"`` (the paper's),
+        ``"csp_amplitude"``, ``"csp_joint"``, ``"csp_flow"``, ``"csp_flow_joint"``,
+        ``"warp"`` and any registered with :func:`lens_jax.register`) or a
         :class:`lens_jax.Domain` from :func:`lens_jax.get_domain` (pyramid, options).
       alphas: raw amplification factors ``(n,)``; frame ``i`` is
         ``render(-alphas[i] * g)``.
@@ -649,21 +524,32 @@ def morph(logits_fn: Any, image, *, target, source=None, domain: "str | Domain" 
         gradient).  In live modes ``alphas`` are cumulative step sizes, so
         ``alphas=[0, a]`` gives the same frames in every mode.
       pyramid: a complex :class:`SteerablePyramid` plan for the image size (default:
-        order 3, all scales, tight frame, adjoint synthesis).
+        :func:`lens_jax.default_pyramid`: order 3, all scales, tight frame, adjoint
+        synthesis).  Build your own as ``lj.default_pyramid(shape).replace(height=...)``;
+        one without the tight frame and adjoint synthesis warns (other frames).
       color: ``"luminance"`` (edit Y of YIQ), ``"rgb"`` (every channel) or ``"gray"``.
       step_cap: instead of ``alphas``: ``n_frames`` frames whose edit parameters change
         by at most ``step_cap`` per frame (radians for phase; per step in live modes).
       l2_budget: instead of ``alphas``: a scalar ``B`` gives ``n_frames`` frames from the
         source to the frame at L2 distance ``B``; a 1-D array gives one frame per budget
-        (the endpoints, for comparisons at equal image change across domains).
+        (the endpoints, for comparisons at equal image change across domains).  In
+        fixed mode ``jax.grad`` flows through the budget search implicitly
+        (``d alpha / d B = 1 / (d L2 / d alpha)`` at the found alpha); the live modes
+        refuse differentiation with respect to it (ValueError, never a silent zero).
       n_frames: an integer >= 2: frames for ``step_cap``, a scalar ``l2_budget`` and
         the automatic schedule (steps of live-mode budget searches).
-      chunk_size: render/classify at most this many frames at once (bounds memory).
-      stop_before_wrap: fixed mode, phase domains: cap the extrapolation at the largest
+      chunk_size: render/classify at most this many frames at once (also the budget
+        search's grid; bounds memory, same values).  A request whose frames cannot fit
+        in the device's memory is refused before anything is allocated, naming
+        ``n_frames`` and ``chunk_size``.
+      stop_before_wrap: a bool.  Fixed mode, domains with a phase
+        (``DomainSpec.has_phase``): cap the extrapolation at the largest
         alpha whose largest phase change stays <= pi.  Frames beyond hold the cap (their
         ``alphas`` report the capped value) and have ``reached`` False; an L2 budget
         not reachable below the cap is not reached.
-      domain_options: the domain's own options (see its registry entry's ``defaults``).
+      domain_options: the domain's own options (see its registry entry's ``defaults``),
+        e.g. ``{"scales": [1, 2]}`` for the CSP domains: edit only those scales (0 =
+        finest).
       constant_params: opt-in: compile the classifier's parameters in as constants
         (:func:`lens_jax.classifier.fold_params`; a changed parameter is noticed by
         its fingerprint and compiles a new program).  Default: traced parameters.
@@ -678,7 +564,9 @@ def morph(logits_fn: Any, image, *, target, source=None, domain: "str | Domain" 
       for exactly that image; eagerly they raise.
 
     Raises:
-      ValueError: bad image (rank, dtype, NaN/Inf, outside [0, 1]), target/source
+      ValueError: bad image (rank, channels-first, dtype, NaN/Inf, outside [0, 1]),
+        counts that are not integers (``chunk_size=2.7``, ``"3"``), a non-bool
+        ``stop_before_wrap``, a request too large for memory, target/source
         outside the classes, classifier output of the wrong shape or integer dtype,
         non-finite logits or gradient, margin loss with source == target, a bad
         schedule (see :meth:`Schedule.parse`), an image size the pyramid cannot take,
@@ -705,13 +593,13 @@ def morph(logits_fn: Any, image, *, target, source=None, domain: "str | Domain" 
                 chunk_size=chunk_size, stop_before_wrap=stop_before_wrap)
 
 
-def map_batched(fn: Callable, arrays: tuple, chunk: int | None) -> Any:
+def map_batched(fn: Callable, arrays: tuple, *, chunk: int | None = None) -> Any:
     """``fn(*arrays)`` over the leading axis in chunks of ``chunk`` rows, concatenated
     (:func:`lens_jax._batching.map_chunks`: the last chunk padded so nothing
     recompiles, every chunk dispatched before any is read back).  ``None`` entries pass
     through; ``chunk`` None or >= n: one call.
 
-    >>> out = map_batched(lambda x: x * 2, (jnp.arange(5),), 2)
+    >>> out = map_batched(lambda x: x * 2, (jnp.arange(5),), chunk=2)
     >>> out.tolist()
     [0, 2, 4, 6, 8]
     """
