@@ -95,7 +95,10 @@ def _adam_minimise(loss_fn: Callable[[Any], Array], params: Any, steps: int, lr:
     """
     if steps <= 0:
         return params, loss_fn(params)
-    sched = optax.cosine_decay_schedule(1.0, steps, alpha=0.02)
+    cosine = optax.cosine_decay_schedule(1.0, steps, alpha=0.02)
+    # optax's schedule mixes a Python float with the int32 step count: give it a float
+    # count so the program stays clean under strict dtype promotion
+    sched = lambda count: cosine(count.astype(float))  # noqa: E731  (default float dtype)
     opt = optax.chain(optax.scale_by_adam(), optax.scale_by_schedule(sched),
                       optax.scale(-1.0))
     vg = jax.value_and_grad(loss_fn)
