@@ -273,7 +273,8 @@ def test_resume_from_another_process(stored):
         assert done == [] and r.probs.shape == (12, 4, 3), done
         print("resumed")
     """)
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUMPY_DTYPE_PROMOTION="strict",
+               JAX_NUMPY_RANK_PROMOTION="raise",
                JAX_ENABLE_X64=str(bool(jax.config.jax_enable_x64)))
     env.pop("XLA_FLAGS", None)
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
