@@ -36,6 +36,10 @@ from lens_jax.pyramid import (
     wrap_phase,
 )
 
+# the anchors are compared in float64 (float32 paths cast explicitly): every test here runs
+# with jax_enable_x64 (tests/conftest.py runs only marked tests so)
+pytestmark = pytest.mark.x64
+
 F64_RECON = 1e-12          # float64 perfect reconstruction, max abs, [0, 1] images
 F32_RECON = 1e-5           # float32 perfect reconstruction
 CLOSED_VS_ANCHOR = 1e-5    # per band, x band max (observed <= 5.5e-6)
