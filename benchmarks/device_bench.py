@@ -13,7 +13,7 @@ What it measures (every timing: the fastest of ``--reps`` runs after a warm-up, 
   of every band's 2K real channels and of the residuals, same shapes), timed alone.
   ``floor fraction = t_fft / t_pyramid`` (1.0: the masks, crops and complex bookkeeping
   cost nothing).
-* **sweep**: :func:`lens_jax.sweep.sweep` over every device (``mesh=None``), metrics only
+* **sweep**: :func:`lens_jax.sweep.run` over every device (``mesh=None``), metrics only
   (frames kept for none), one target per image: images x alphas per second, after a
   compile-only warm-up on the first chunk.
 * **check**: the first images of each sweep and pyramid batch recomputed on

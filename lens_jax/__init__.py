@@ -34,9 +34,8 @@ from .pyramid import (PyramidCoeffs, SteerablePyramid, amplitude, from_plenoptic
                       from_pyrtools, modulate_phase, phase, polar, to_plenoptic,
                       to_pyrtools, wrap_phase)
 from .schedule import Schedule
-# ``lens_jax.sweep`` is the function (the module stays importable as
-# ``from lens_jax.sweep import ...``); imported eagerly so the name is never the module
-from .sweep import SweepResult, load_sweep, sweep, sweep_mesh
+from . import sweep                      # the module: lj.sweep.run, lj.sweep.load
+from .sweep import SweepResult, sweep_mesh
 
 __version__ = "0.1.0"
 
@@ -63,7 +62,7 @@ __all__ = [
     "morph", "morph_batch", "morph_frames", "map_batched", "check_image", "Morph",
     "prepare_edit", "Edit", "budget_alphas", "polar_grads",
     # scale-out
-    "sweep", "load_sweep", "sweep_mesh", "SweepResult",
+    "sweep", "sweep_mesh", "SweepResult",
     # comparisons at matched image change (lazy: plotting stack)
     "compare_domains", "morph_figure", "COMPARE_DOMAINS", "DOMAIN_LABELS",
     # submodules (the light ones are loaded; the rest on first use)

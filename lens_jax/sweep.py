@@ -621,9 +621,3 @@ def _assemble(chunks: list[dict], config: dict) -> SweepResult:
     fr = fr.reshape(((keep.size, T) if config["targets_2d"] else (keep.size,))
                     + (n, H, W, C))
     return SweepResult(frames=fr, frame_index=keep, info=dict(config), **out)
-
-
-# Transitional names (the function was ``lens_jax.sweep``, shadowing this module):
-# ``lens_jax.sweep.run`` / ``lens_jax.sweep.load`` are the names to use.
-sweep = run
-load_sweep = load
