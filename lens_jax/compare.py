@@ -335,11 +335,12 @@ def morph_figure(morphs: Mapping[str, Morph], source_image, path: str | Path, *,
             f = np.clip(frames[i], 0, 1)
             ax.imshow(f[..., 0] if f.shape[-1] == 1 else f, cmap="gray", vmin=0, vmax=1,
                       interpolation="nearest")
-            ax.set_xlabel(f"L2={float(l2[i]):.2f}\np({tn})={float(probs[i, t]):.3f}",
-                          fontsize=7)
+            ax.set_xlabel(_viz.plain_text(f"L2={float(l2[i]):.2f}\np({tn})="
+                                          f"{float(probs[i, t]):.3f}"), fontsize=7)
             if c == 0:
                 note = (notes or {}).get(lab)
-                ax.set_ylabel(lab + (f"\n({note})" if note else ""), fontsize=9)
+                ax.set_ylabel(_viz.plain_text(lab + (f"\n({note})" if note else "")),
+                              fontsize=9)
         ax = axes[r, -1]
         change = (frames[-1] - src).mean(-1)
         im = ax.imshow(change, cmap="RdBu_r", vmin=-v, vmax=v, interpolation="nearest")
@@ -349,5 +350,5 @@ def morph_figure(morphs: Mapping[str, Morph], source_image, path: str | Path, *,
         cb = fig.colorbar(im, ax=axes[:, -1].tolist(), shrink=0.8, pad=0.02)
         cb.ax.tick_params(labelsize=6)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(_viz.plain_text(title), fontsize=10)
     return _viz.save_figure(fig, Path(path))

@@ -41,10 +41,17 @@ PathLike = str | os.PathLike
 
 
 # ----------------------------------------------------------------------------- helpers
-def _text(s: Any) -> Any:
+def plain_text(s: Any) -> Any:
     """Text for matplotlib shown as written: ``$`` escaped, so a class name such as
-    ``"$5 bill"`` or ``"a $b"`` is never parsed as mathtext (an odd ``$`` would raise)."""
+    ``"$5 bill"`` or ``"a $b"`` is never parsed as mathtext (an odd ``$`` would raise).
+
+    >>> plain_text("$5 bill")
+    '\\\\$5 bill'
+    """
     return None if s is None else str(s).replace("\\$", "$").replace("$", r"\$")
+
+
+_text = plain_text
 
 
 def _unpack(frames: Any, probs: Any, target: Any, source: Any, alphas: Any) -> tuple:

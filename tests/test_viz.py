@@ -213,7 +213,12 @@ def test_dollar_class_names_do_not_crash_mathtext(tmp_path):
     V.image_grid([_frames()[0, ..., 0]], ["$x"], tmp_path / "g.png", suptitle="$")
     for f in ("c.png", "s.png", "g.png"):
         assert _format(tmp_path / f) == "PNG"
-    assert V._text("$5") == r"\$5" and V._text(r"\$5") == r"\$5"
+    assert V.plain_text("$5") == r"\$5" and V.plain_text(r"\$5") == r"\$5"
+    from lens_jax.compare import morph_figure            # the domains figure too
+    m = _morph_of(_frames(), p)
+    morph_figure({"pixel $": m}, _frames()[0], tmp_path / "d.png", target=1,
+                 class_names=names, title="a $b → $5 bill")
+    assert _format(tmp_path / "d.png") == "PNG"
 
 
 def test_mp4_has_every_frame(tmp_path):
