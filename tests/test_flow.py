@@ -105,6 +105,7 @@ def rel_err(out, exact, src, border=0):
 # local frequency
 # ----------------------------------------------------------------------------------
 
+@pytest.mark.x64
 @pytest.mark.parametrize("wy,wx", [(5, -3), (11, 7), (-13, 2)])
 def test_local_frequency_exact_for_complex_exponential(wy, wx):
     H, W = 32, 24
@@ -120,6 +121,7 @@ def test_local_frequency_exact_for_complex_exponential(wy, wx):
     assert abs(np.sin(oy) - oy) > 1e-3
 
 
+@pytest.mark.x64
 def test_local_frequency_zero_amplitude_falls_back_to_nominal():
     c = jnp.zeros((2, 8, 8), jnp.complex128)
     nom = jnp.asarray([[0.4, -1.1], [1.5, 0.2]])
@@ -155,6 +157,7 @@ def test_nominal_frequencies_point_along_the_orientations():
 # control grid, residual interpolation
 # ----------------------------------------------------------------------------------
 
+@pytest.mark.x64
 def test_band_flow_reproduces_linear_fields_in_band_pixels():
     H = W = 64
     G = 8
@@ -173,6 +176,7 @@ def test_band_flow_reproduces_linear_fields_in_band_pixels():
                                    atol=1e-12)
 
 
+@pytest.mark.x64
 def test_trig_resample_is_an_exact_constant_shift():
     r = np.random.default_rng(0)
     x = r.standard_normal((7, 9))
@@ -186,6 +190,7 @@ def test_trig_resample_is_an_exact_constant_shift():
 # identity and translation
 # ----------------------------------------------------------------------------------
 
+@pytest.mark.x64
 @pytest.mark.parametrize("name,opts", [
     ("csp_flow", {}), ("csp_flow", {"residuals": "fixed"}), ("csp_flow", {"amplitude": "move"}),
     ("csp_flow_joint", {}), ("csp_flow_joint", {"balance": "gradient"}),
@@ -202,6 +207,7 @@ def test_zero_flow_renders_the_source(name, opts):
     assert np.max(np.abs(out - img)) < 1e-12
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("d", [(0.5, 0.0), (0.3, -0.4)])
 def test_constant_flow_reproduces_a_subpixel_translation(d):
     """Errors relative to the shift's own change (see the module docstring)."""
@@ -220,6 +226,7 @@ def test_constant_flow_reproduces_a_subpixel_translation(d):
         assert e_warp < tol_warp and e_warp < e_lin, (name, e_warp, e_lin)
 
 
+@pytest.mark.x64
 def test_moving_residuals_matters_at_two_scales():
     """28x28 (two scales): the low-pass residual carries most of a blob's shift."""
     img = blob(28, 3.0)
@@ -254,6 +261,7 @@ def _fd_check(loss, params, n=3, eps=1e-6, seed=1):
             np.testing.assert_allclose(float(gl[li][idx]), fd, rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("name,opts,at_zero", [
     ("csp_flow", {}, True), ("csp_flow", {}, False),
     ("csp_flow", {"amplitude": "move"}, False),
@@ -300,6 +308,7 @@ def _part_changes(f, img, balance):
     return float(nf), float(na), g
 
 
+@pytest.mark.x64
 def test_joint_balance():
     """Unbalanced, the flow part of -alpha*g moves the image 2.4x (blob) to 32x (white
     linear classifier) more than the log-amplitude part; balance='auto' (white-probe

@@ -42,6 +42,7 @@ def smooth_image(H, W, C=1, seed=0, dtype=np.float32):
 # gradients
 # ----------------------------------------------------------------------------------
 
+@pytest.mark.x64
 @pytest.mark.parametrize("domain", DOMAINS)
 def test_transform_gradient_matches_finite_differences(domain):
     H = W = 16
@@ -66,6 +67,7 @@ def test_transform_gradient_matches_finite_differences(domain):
             np.testing.assert_allclose(float(gl[li][idx]), fd, rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.x64
 def test_complex_gradient_convention():
     """jax.grad w.r.t. a complex c is the conjugate convention; polar_grads undoes it
     and agrees with the gradient w.r.t. the real phase / log-amplitude parameters."""
@@ -83,7 +85,7 @@ def test_complex_gradient_convention():
     gj = jax.grad(loss_c)(c0.bands)
 
     def loss_polar(d, e):
-        bands = tuple(b * jnp.exp(ee + 1j * dd) for b, dd, ee in zip(c0.bands, d, e))
+        bands = tuple(b * jnp.exp(jax.lax.complex(ee, dd)) for b, dd, ee in zip(c0.bands, d, e))
         return loss_c(bands)
 
     z = tuple(jnp.zeros(b.shape) for b in c0.bands)
@@ -97,6 +99,7 @@ def test_complex_gradient_convention():
             np.allclose(d, 0, atol=1e-9)
 
 
+@pytest.mark.x64
 def test_straight_through_clip_keeps_boundary_gradients():
     """An MNIST-like image (background exactly 0): the hard clip loses gradient at the
     background after a round-trip through the pyramid; the straight-through clip keeps it."""
@@ -113,7 +116,8 @@ def test_straight_through_clip_keeps_boundary_gradients():
     c0 = pyr.forward(jnp.moveaxis(img, -1, 0))
 
     def loss_noclip(d):
-        bands = tuple(b * jnp.exp(1j * dd) for b, dd in zip(c0.bands, d))
+        bands = tuple(b * jnp.exp(jax.lax.complex(jnp.zeros_like(dd), dd))
+                      for b, dd in zip(c0.bands, d))
         x = jnp.moveaxis(pyr.inverse(c0._replace(bands=bands)), 0, -1)
         return -jax.nn.log_softmax(f(x[None])[0])[2]
 
@@ -128,6 +132,7 @@ def test_straight_through_clip_keeps_boundary_gradients():
 # extrapolation
 # ----------------------------------------------------------------------------------
 
+@pytest.mark.x64
 def test_pixel_domain_is_exact_gradient_step_on_linear_classifier():
     H = W = 12
     f = linear_classifier(H, W, dtype=np.float64)
@@ -343,7 +348,8 @@ def test_bad_input_raises_value_error(bad, kwargs, match):
     f = smooth_classifier(H, W)
     img = np.asarray(smooth_image(H, W))
     if bad == "nan":
-        img = img.copy(); img[3, 3] = np.nan
+        img = img.copy()
+        img[3, 3] = np.nan
     elif bad == "range":
         img = img * 2.0
     elif bad == "rank":
