@@ -52,6 +52,13 @@ ArrayLike = jax.typing.ArrayLike
 
 
 # ----------------------------------------------------------------------------- distances
+def _pair(frames: ArrayLike, source: ArrayLike) -> tuple[Array, Array]:
+    """``(frames, source)`` with the source given the frames' rank (leading ones), so
+    arithmetic between them never relies on implicit rank promotion."""
+    frames, source = as_images(frames, source)
+    return frames, source.reshape((1,) * (frames.ndim - 3) + source.shape)
+
+
 def l2(frames: ArrayLike, source: ArrayLike) -> Array:
     """Pixel-space L2 distance ``||x_n - x0||_2`` (sum over H, W, C) of each frame.
 
@@ -65,13 +72,13 @@ def l2(frames: ArrayLike, source: ArrayLike) -> Array:
     >>> float(l2(jnp.ones((2, 2, 1)), jnp.zeros((2, 2, 1))))
     2.0
     """
-    frames, source = as_images(frames, source)
+    frames, source = _pair(frames, source)
     return jnp.sqrt(sum_hwc(jnp.square(frames - source)))
 
 
 def psnr(frames: ArrayLike, source: ArrayLike, *, max_val: float = 1.0) -> Array:
     """Peak signal-to-noise ratio in dB, ``10 log10(max_val^2 / MSE)``; ``+inf`` if equal."""
-    frames, source = as_images(frames, source)
+    frames, source = _pair(frames, source)
     mse = jnp.mean(jnp.square(frames - source), axis=(-3, -2, -1))
     return 10.0 * jnp.log10(jnp.asarray(max_val, frames.dtype) ** 2 / mse)
 
@@ -158,10 +165,13 @@ def flip_index(probs: ArrayLike, *, source: ArrayLike | None = None,
     if probs.ndim < 2:
         raise ValueError(f"probs must be (..., n_alpha, n_classes), got shape {probs.shape}")
     pred = jnp.argmax(probs, axis=-1)
+
+    def per_frame(c):          # explicit broadcasting (no implicit rank promotion)
+        return jnp.broadcast_to(jnp.asarray(c)[..., None], pred.shape).astype(pred.dtype)
     if target is not None:
-        hit = pred == jnp.asarray(target)[..., None]
+        hit = pred == per_frame(target)
     elif source is not None:
-        hit = pred != jnp.asarray(source)[..., None]
+        hit = pred != per_frame(source)
     else:
         raise ValueError("flip_index needs a target (targeted flip) or a source (untargeted)")
     first = jnp.argmax(hit, axis=-1).astype(jnp.int32)

@@ -26,6 +26,7 @@ def ring(n=N, cy=C, cx=C, r=8.0, w=0.6, dtype=np.float32):
 
 
 # --------------------------------------------------------------------------- distances
+@pytest.mark.x64
 def test_l2_psnr_values_and_shapes():
     src = np.zeros((4, 5, 3), np.float32)
     frames = np.stack([src, src + 0.5, src + 1.0])
@@ -39,9 +40,10 @@ def test_l2_psnr_values_and_shapes():
     d64 = M.l2(np.stack([frames, frames]).astype(np.float64), src.astype(np.float64))
     assert d64.shape == (2, 3) and d64.dtype == jnp.float64
     with pytest.raises(ValueError, match="frames must be"):
-        M.l2(np.zeros((3, 4, 4, 3)), src)
+        M.l2(np.zeros((3, 4, 4, 3), np.float32), src)
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("shape", [(2, 17, 23, 3), (1, 32, 32, 1), (3, 11, 14, 1)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_ssim_matches_skimage(shape, dtype):
@@ -113,6 +115,7 @@ def test_transfer_shapes_and_no_gradient():
 
 
 # --------------------------------------------------------------------------- warps
+@pytest.mark.x64
 def test_bilinear_sampler_matches_map_coordinates():
     rng = np.random.default_rng(2)
     img = jnp.asarray(rng.uniform(size=(9, 11, 2)))
@@ -199,6 +202,7 @@ def test_warp_energy_zero_edit_is_nan_without_warnings():
         M.warp_explained_energy(src, src, coarse_to_fine=(1.0,))
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("shift", [(1.5, 0.0), (-1.5, 0.7), (0.3, -2.6)])
 def test_best_translation_recovers_known_shift(shift):
     src = blob(dtype=np.float64)
@@ -325,6 +329,7 @@ def test_target_prob_outside_the_classes_is_nan_never_another_class():
         M.transfer({"O": lambda x: x.reshape(len(x), -1)[:, :2]}, jnp.ones((1, 2, 2, 1)), 5)
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("shape", [(2, 12, 15, 3), (17, 12, 1)])
 def test_ssim_and_psnr_match_dm_pix(shape):
     # dm-pix is the JAX reference; lens_jax keeps its own (dm_pix.ssim fails under
