@@ -20,6 +20,7 @@
 """
 import functools
 import os
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +81,26 @@ def _exempt_third_party():
 
 
 _exempt_third_party()
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``make test`` (``-n 2``): tests are balanced one by one, except that a test module
+    defining a module-scoped fixture (a trained model, a prepared data set, a browser)
+    runs on one worker, so the fixture is built once rather than once per worker.
+    (xdist's own ``loadgroup`` cannot do this under pytest 9: it renames node ids.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    shared = {f"tests/{p.name}" for p in (ROOT / "tests").glob("test_*.py")
+              if re.search(r"scope=[\"'](module|package)[\"']", p.read_text(encoding="utf-8"))}
+
+    class OneWorkerPerSharedFixture(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            module = nodeid.split("::", 1)[0]
+            return module if module in shared else nodeid
+
+    return OneWorkerPerSharedFixture(config, log)
 
 
 def pytest_runtest_makereport(item, call):
