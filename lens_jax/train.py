@@ -147,9 +147,16 @@ def make_optimizer(lr: float, total_steps: int, *, weight_decay: float = 1e-4,
     if warmup_steps is None:
         warmup_steps = max(1, total_steps // 20)
     warmup_steps = min(warmup_steps, max(total_steps - 1, 0))
-    schedule = optax.warmup_cosine_decay_schedule(
+    optax_schedule = optax.warmup_cosine_decay_schedule(
         init_value=lr / 10, peak_value=lr, warmup_steps=warmup_steps,
         decay_steps=total_steps, end_value=lr / 100)
+
+    def schedule(count):
+        # optax's schedules mix a Python float and the int32 step count
+        # (optax/schedules/_schedule.py); they run with standard promotion so training
+        # works under jax_numpy_dtype_promotion="strict" too (same values)
+        with jax.numpy_dtype_promotion("standard"):
+            return optax_schedule(count)
     return optax.adamw(schedule, weight_decay=weight_decay)
 
 

@@ -82,7 +82,7 @@ def _image(seed=0):
 
 
 def _flat_apply(p, x):
-    return jnp.tanh(x.reshape(x.shape[0], -1) @ p["w"] + p["b"]) * 3.0
+    return jnp.tanh(x.reshape(x.shape[0], -1) @ p["w"] + p["b"][None]) * 3.0
 
 
 class _LinenFlat(models.nn.Module):
@@ -111,7 +111,7 @@ def _all_forms(w, b):
     mod = _LinenFlat()
     variables = {"params": {"Dense_0": {"kernel": w, "bias": b}}}
     return {
-        "callable": lambda x: jnp.tanh(x.reshape(x.shape[0], -1) @ w + b) * 3.0,
+        "callable": lambda x: jnp.tanh(x.reshape(x.shape[0], -1) @ w + b[None]) * 3.0,
         "pair": (_flat_apply, {"w": w, "b": b}),
         "Classifier": C.Classifier(_flat_apply, {"w": w, "b": b}),
         "linen": (mod.apply, variables),
@@ -126,9 +126,9 @@ KW = dict(target=2, domain="csp_phase", alphas=jnp.array([0.0, 1.0, 4.0]))
 def test_all_forms_give_identical_frames():
     w, b = _weights()
     img = _image()
-    ref = L.morph(lambda x: jnp.tanh(x.reshape(x.shape[0], -1) @ w + b) * 3.0, img, **KW)
+    ref = L.morph(lambda x: jnp.tanh(x.reshape(x.shape[0], -1) @ w + b[None]) * 3.0, img, **KW)
     # independent reference for the probabilities of the frames
-    want = jax.nn.softmax(jnp.tanh(ref.frames.reshape(3, -1) @ w + b) * 3.0, -1)
+    want = jax.nn.softmax(jnp.tanh(ref.frames.reshape(3, -1) @ w + b[None]) * 3.0, -1)
     np.testing.assert_allclose(ref.probs, want, atol=1e-6)
     for name, model in _all_forms(w, b).items():
         m = L.morph(model, img, **KW)
@@ -165,7 +165,7 @@ def test_new_closure_does_not_recompile():
         w2, b2 = _weights(seed)
         p2 = {"params": {"Dense_0": {"kernel": w2, "bias": b2}}}
         m = L.morph(lambda x: mod.apply(p2, x), img, **KW)     # a new closure each time
-        want = jax.nn.softmax(jnp.tanh(m.frames.reshape(3, -1) @ w2 + b2) * 3.0, -1)
+        want = jax.nn.softmax(jnp.tanh(m.frames.reshape(3, -1) @ w2 + b2[None]) * 3.0, -1)
         np.testing.assert_allclose(m.probs, want, atol=1e-6)   # its own weights, not stale
     assert (L._core_jit._cache_size(), L._classify_jit._cache_size()) == (n_core, n_cls)
 
@@ -178,7 +178,7 @@ def test_new_params_same_shapes_reuse_the_program():
     w2, b2 = _weights(7)
     m = L.morph((_flat_apply, {"w": w2, "b": b2}), img, **KW)
     assert L._core_jit._cache_size() == n
-    want = jax.nn.softmax(jnp.tanh(m.frames.reshape(3, -1) @ w2 + b2) * 3.0, -1)
+    want = jax.nn.softmax(jnp.tanh(m.frames.reshape(3, -1) @ w2 + b2[None]) * 3.0, -1)
     np.testing.assert_allclose(m.probs, want, atol=1e-6)
     # parameters are traced: the gradient w.r.t. them exists (not compile-time constants)
     g = jax.grad(lambda p: L.morph((_flat_apply, p), img, **KW).probs[-1, 2])({"w": w2, "b": b2})
@@ -189,11 +189,11 @@ def test_jitted_closure_and_constant_params_notice_changed_weights():
     img = _image()
     w, b = _weights()
     w2, b2 = _weights(3)
-    f1 = jax.jit(lambda x: jnp.tanh(x.reshape(x.shape[0], -1) @ w + b) * 3.0)
-    f2 = jax.jit(lambda x: jnp.tanh(x.reshape(x.shape[0], -1) @ w2 + b2) * 3.0)
+    f1 = jax.jit(lambda x: jnp.tanh(x.reshape(x.shape[0], -1) @ w + b[None]) * 3.0)
+    f2 = jax.jit(lambda x: jnp.tanh(x.reshape(x.shape[0], -1) @ w2 + b2[None]) * 3.0)
     m1, m2 = L.morph(f1, img, **KW), L.morph(f2, img, **KW)
     for m, (ww, bb) in ((m1, (w, b)), (m2, (w2, b2))):
-        want = jax.nn.softmax(jnp.tanh(m.frames.reshape(3, -1) @ ww + bb) * 3.0, -1)
+        want = jax.nn.softmax(jnp.tanh(m.frames.reshape(3, -1) @ ww + bb[None]) * 3.0, -1)
         np.testing.assert_allclose(m.probs, want, atol=1e-6)
     # opt-in constant folding: same results, and a changed weight is noticed
     p = {"w": w, "b": b}
@@ -213,7 +213,7 @@ def test_closure_over_a_caller_tracer_under_jit():
 
     @jax.jit
     def run(w, x):
-        return L.morph(lambda z: jnp.tanh(z.reshape(z.shape[0], -1) @ w + b) * 3.0, x,
+        return L.morph(lambda z: jnp.tanh(z.reshape(z.shape[0], -1) @ w + b[None]) * 3.0, x,
                        **KW).probs
 
     np.testing.assert_allclose(run(w, img), L.morph((_flat_apply, {"w": w, "b": b}), img,
