@@ -45,8 +45,9 @@ def main(argv=None):
                              "constant_params=True": lambda: run(True)},
                             repeats=args.repeats, warmup=2)
         med = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
+        ratio = med["traced (default)"] / med["constant_params=True"]
         print(f"{case}: median ms " + ", ".join(f"{k} {v:.2f}" for k, v in med.items())
-              + f"; traced / constant = {med['traced (default)'] / med['constant_params=True']:.2f}")
+              + f"; traced / constant = {ratio:.2f}")
     print(f"machine: {machine_info()}")
 
 
