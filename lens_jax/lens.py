@@ -221,8 +221,8 @@ def polar_grads(c: jax.Array, gj: jax.Array) -> tuple[jax.Array, jax.Array]:
 def morph_stream(clf: Classifier, image, target, source, schedule: Schedule, *,
                  domain: Domain, num_classes: int, loss: str = "nll", mode: str = "fixed",
                  color: str = "luminance", chunk_size: int | None = None,
-                 stop_before_wrap: bool = False, keep_frames: bool = True
-                 ) -> tuple[Morph, jax.Array]:
+                 stop_before_wrap: bool = False, keep_frames: bool = True,
+                 classify: bool = True) -> tuple[Morph, jax.Array]:
     """The single-image core: the gradient at the source, every frame, and the
     classifier at every frame.  Pure (works under ``jit``, ``vmap`` and ``shard_map``);
     :func:`morph`, :func:`morph_batch` and :mod:`lens_jax.sweep` all run it, so the
@@ -238,6 +238,11 @@ def morph_stream(clf: Classifier, image, target, source, schedule: Schedule, *,
     never all in memory (live modes hold them during their scan).  ``keep_frames``
     changes only what is returned, never a value: the same groups are classified
     either way.
+
+    ``classify=False`` skips the classifier pass (``logits``/``probs`` None, ``reached``
+    not yet guarded): the caller classifies the frames itself and applies
+    :func:`finish` (the eager :func:`morph` path, which classifies every image's frames
+    as one flat batch in a second program).
 
     Returns ``(morph, problem)``: ``problem`` is an int32 code (0: fine; else the index
     into :data:`PROBLEMS`).  A problem makes every float field NaN and ``reached``
@@ -262,8 +267,8 @@ def morph_stream(clf: Classifier, image, target, source, schedule: Schedule, *,
         raise ValueError("stop_before_wrap needs mode='fixed' and a domain with a phase "
                          f"(got mode={mode!r}, domain {domain.name!r})")
 
-    def classify(frames):
-        return {"logits": clf(frames)}
+    def classify_group(frames):
+        return {"logits": clf(frames)} if classify else {}
 
     if mode == "fixed":
         # a phase domain's change is its largest phase change, linear in alpha; a few
@@ -299,7 +304,7 @@ def morph_stream(clf: Classifier, image, target, source, schedule: Schedule, *,
             fr = jax.vmap(render_a)(a)
             fr = jnp.where((a == 0)[:, None, None, None], image[None], fr)
             p = jax.vmap(lambda s: descend(g0, s))(a)
-            out = dict(classify(fr), l2=jax.vmap(l2_distance, in_axes=(0, None))(fr, image),
+            out = dict(classify_group(fr), l2=jax.vmap(l2_distance, in_axes=(0, None))(fr, image),
                        change=jax.vmap(ed.change)(p), wrapped=jax.vmap(ed.wrapped)(p))
             if keep_frames:
                 out["frames"] = fr
@@ -332,7 +337,7 @@ def morph_stream(clf: Classifier, image, target, source, schedule: Schedule, *,
             frames, alphas, change, wrapped = run(
                 jnp.diff(alphas, prepend=jnp.zeros((1,), dtype)))
         frames = jnp.where((alphas == 0)[:, None, None, None], image[None], frames)
-        res = dict(in_groups(classify, frames, chunk), change=change, wrapped=wrapped,
+        res = dict(in_groups(classify_group, frames, chunk), change=change, wrapped=wrapped,
                    l2=jax.vmap(l2_distance, in_axes=(0, None))(frames, image))
         if not keep_frames:
             frames = None
@@ -347,15 +352,31 @@ def morph_stream(clf: Classifier, image, target, source, schedule: Schedule, *,
                       (2, False if source is None else (source < 0) | (source >= K)),
                       (1, (target < 0) | (target >= K))):
         problem = jnp.where(bad, jnp.int32(code), problem)
-    fail = problem != 0
-    logits = res["logits"]
-    probs, ok = guarded_softmax(logits, where=jnp.broadcast_to(~fail, logits.shape[:-1]))
-    out = Morph(frames, alphas, logits, probs, res["l2"], g0,
+    out = Morph(frames, alphas, None, None, res["l2"], g0,
                 jnp.asarray(target, jnp.int32), ed.source, reached,
                 res["change"].astype(dtype),
                 jnp.broadcast_to(res["wrapped"], alphas.shape).astype(dtype))
-    out = jax.tree.map(lambda bad_v, v: jnp.where(fail, bad_v, v), nan_like(out), out)
-    return out._replace(reached=reached & ok & ~fail), problem
+    if not classify:
+        return out, problem
+    return finish(out, res["logits"], problem), problem
+
+
+def finish(m: Morph, logits: jax.Array, problem: jax.Array) -> Morph:
+    """The guard every morph passes, in one place: ``m`` (a morph, or a batch of them
+    with ``problem`` of shape ``(N,)``) with its ``logits`` and ``probs``
+    (:func:`lens_jax.classifier.guarded_softmax`: NaN where the logits are not finite);
+    where ``problem != 0`` every float field is NaN; ``reached`` is False wherever the
+    probabilities are NaN."""
+    fail = problem != 0
+
+    def lift(v, ndim):                  # (N,) flags against (N, ...) values
+        return v.reshape(v.shape + (1,) * (ndim - v.ndim))
+
+    probs, ok = guarded_softmax(
+        logits, where=jnp.broadcast_to(lift(~fail, logits.ndim - 1), logits.shape[:-1]))
+    m = m._replace(logits=logits, probs=probs)
+    m = jax.tree.map(lambda bad_v, v: jnp.where(lift(fail, v.ndim), bad_v, v), nan_like(m), m)
+    return m._replace(reached=m.reached & ok & lift(~fail, ok.ndim))
 
 
 @jax.custom_jvp
@@ -402,8 +423,18 @@ def _core(apply, params, images, targets, sources, arrays, *, kind, n_frames, ba
     return jax.vmap(one)(images, targets, sources)
 
 
-_core_jit = jax.jit(_core, static_argnames=_STATIC + ("batched",))
-_classify_jit = _core_jit    # one program now; the name is kept for tests/test_models.py
+def _classify(apply, params, m: Morph, problem, *, chunk_size):
+    """The classifier over every frame of a call as one flat batch (in groups of
+    ``chunk_size``), then :func:`finish`.  A flat batch: a CNN under ``vmap`` over
+    (images x frames) ran 2.3x slower on CPU (``benchmarks/RESULTS.md``)."""
+    frames = m.frames
+    flat = frames.reshape((-1,) + frames.shape[-3:])
+    logits = in_groups(lambda x: apply(params, x), flat, chunk_size)
+    return finish(m, logits.reshape(frames.shape[:-3] + logits.shape[1:]), problem)
+
+
+_core_jit = jax.jit(_core, static_argnames=_STATIC + ("batched", "classify"))
+_classify_jit = jax.jit(_classify, static_argnames=("apply", "chunk_size"))
 
 
 #: Bytes of working memory per rendered frame and edited channel pixel (complex band
@@ -464,7 +495,9 @@ def _raise_nonfinite(logits, batched: bool) -> None:
 
 def _run(st: _Setup, targets, sources, *, batched, loss, mode, color, chunk_size,
          stop_before_wrap, per_call=None) -> Morph:
-    """:func:`morph_stream` (one compiled program) over (chunks of) the validated inputs."""
+    """:func:`morph_stream` over (chunks of) the validated inputs, as two programs per
+    call: the frames (``classify=False``), then every image's frames classified as one
+    flat batch and guarded by :func:`finish` (faster on CPU than one program)."""
     sched = st.schedule
     if chunk_size is not None:
         chunk_size = check_count("chunk_size", chunk_size)
@@ -477,10 +510,13 @@ def _run(st: _Setup, targets, sources, *, batched, loss, mode, color, chunk_size
     apply, params = st.clf
     arrays = sched.arrays()
     eager = concrete(st.images, targets, sources, arrays, params)
-    core = _core_jit if _hashable(apply) and _hashable(st.domain) else _core
+    jit_ok = _hashable(apply) and _hashable(st.domain)
+    core = _core_jit if jit_ok else _core
+    classify = _classify_jit if jit_ok else _classify
 
     def call(images, ts, ss):
-        return core(apply, params, images, ts, ss, arrays, **static)
+        m, problem = core(apply, params, images, ts, ss, arrays, classify=False, **static)
+        return classify(apply, params, m, problem, chunk_size=chunk_size), problem
 
     # every call is dispatched before any value is read back (no sync between programs)
     if batched:
