@@ -105,13 +105,16 @@ def test_register_one_entry_adds_a_domain():
                         analyse=lambda dom, x: x,
                         zeros=lambda dom, x: {"gain": jnp.zeros((), x.dtype)},
                         render=lambda dom, x, p, shape: x * jnp.exp(p["gain"]),
-                        change=lambda dom, x, p: jnp.abs(p["gain"]))
+                        change=lambda dom, x, p: jnp.abs(p["gain"]),
+                        check=lambda dom: checked.append(dom) or dom)
+    checked = []
     D.register(spec)
     try:
         f = lambda x: jnp.stack([x.mean((1, 2, 3)), -x.mean((1, 2, 3))], -1)
         img = jnp.moveaxis(_image(), 0, -1) * 0.5
         m = lj.morph(f, img, target=0, domain="test_gain", n_frames=3)
         np.testing.assert_allclose(m.max_change, [0.0, 0.25, 0.5], rtol=1e-6)
+        assert len(checked) == 1            # the domain is validated once per morph
         # brighter toward class 0: the gain moves up, frames = source * exp(gain)
         np.testing.assert_allclose(m.frames[-1], np.clip(img * np.exp(0.5), 0, 1), rtol=1e-5)
         assert np.all(np.isnan(m.wrapped))
