@@ -140,7 +140,7 @@ def test_attack_increases_loss_beyond_noise(tiny, norm, eps):
 
 def _linear(params, x):
     w, b = params
-    return x.reshape(x.shape[0], -1) @ w + b
+    return x.reshape(x.shape[0], -1) @ w + b[None]
 
 
 @pytest.mark.parametrize("norm", ["l2", "linf"])
