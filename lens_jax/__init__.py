@@ -25,14 +25,16 @@ import importlib
 from typing import Any
 
 from . import classifier, domains, lens, pyramid, schedule
-from .classifier import Classifier, as_classifier, fold_params
+from .classifier import (Classifier, ClassifierError, Preprocess, as_classifier, fold_params,
+                         guarded_softmax, predict, predict_proba, with_preprocess)
 from .domains import (COLORS, DOMAINS, REGISTRY, Domain, DomainSpec, default_pyramid,
                       get_domain, register)
 from .lens import (Edit, Morph, budget_alphas, check_image, map_batched, morph, morph_batch,
                    morph_frames, polar_grads, prepare_edit)
-from .pyramid import (PyramidCoeffs, SteerablePyramid, amplitude, from_plenoptic,
-                      from_pyrtools, modulate_phase, phase, polar, to_plenoptic,
-                      to_pyrtools, wrap_phase)
+from .pyramid import (PyramidCoeffs, PyrTensorInfo, SteerablePyramid, amplitude,
+                      convert_pyr_to_tensor, convert_tensor_to_pyr, expand, from_plenoptic,
+                      from_pyrtools, modulate_phase, phase, polar, scale_phase,
+                      steering_weights, to_plenoptic, to_pyrtools, wrap_phase)
 from .schedule import Schedule
 from . import sweep                      # the module: lj.sweep.run, lj.sweep.load
 from .sweep import SweepResult, sweep_mesh
@@ -45,19 +47,24 @@ _LAZY = {
     "morph_figure": ("compare", "morph_figure"),
     "COMPARE_DOMAINS": ("compare", "COMPARE_DOMAINS"),
     "DOMAIN_LABELS": ("compare", "DOMAIN_LABELS"),
+    "read_image": ("images", "read_image"),
 }
 _LAZY_MODULES = ("data", "viz", "metrics", "compare", "models", "train", "pretrained",
-                 "cli", "evaluate", "report", "flow", "warp", "multihost", "reader")
+                 "cli", "evaluate", "report", "flow", "warp", "multihost", "reader",
+                 "images")
 
 __all__ = [
     # pyramid
     "SteerablePyramid", "PyramidCoeffs", "amplitude", "phase", "polar", "wrap_phase",
     "modulate_phase", "to_pyrtools", "from_pyrtools", "to_plenoptic", "from_plenoptic",
+    "scale_phase", "expand", "steering_weights", "convert_pyr_to_tensor",
+    "convert_tensor_to_pyr", "PyrTensorInfo",
     # domains
     "DOMAINS", "COLORS", "REGISTRY", "Domain", "DomainSpec", "register", "get_domain",
     "default_pyramid",
     # classifiers and schedules
-    "Classifier", "as_classifier", "fold_params", "Schedule",
+    "Classifier", "as_classifier", "fold_params", "Schedule", "predict", "predict_proba",
+    "guarded_softmax", "with_preprocess", "Preprocess", "ClassifierError",
     # lens
     "morph", "morph_batch", "morph_frames", "map_batched", "check_image", "Morph",
     "prepare_edit", "Edit", "budget_alphas", "polar_grads",
@@ -65,6 +72,8 @@ __all__ = [
     "sweep", "sweep_mesh", "SweepResult",
     # comparisons at matched image change (lazy: plotting stack)
     "compare_domains", "morph_figure", "COMPARE_DOMAINS", "DOMAIN_LABELS",
+    # image files (lazy: Pillow)
+    "read_image",
     # submodules (the light ones are loaded; the rest on first use)
     "pyramid", "domains", "lens", "classifier", "schedule", "data", "metrics", "viz",
     "models",
