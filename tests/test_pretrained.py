@@ -204,8 +204,9 @@ def _torch_mnistnet(sd, x_nhwc):
     import torch.nn.functional as F
     t = {k: torch.from_numpy(v) for k, v in sd.items()}
     h = (torch.from_numpy(x_nhwc).permute(0, 3, 1, 2) - 0.1307) / 0.3081
-    h = F.max_pool2d(F.relu(F.conv2d(h, t["features.0.weight"], t["features.0.bias"], padding=1)), 2)
-    h = F.max_pool2d(F.relu(F.conv2d(h, t["features.3.weight"], t["features.3.bias"], padding=1)), 2)
+    for i in (0, 3):
+        h = F.max_pool2d(F.relu(F.conv2d(h, t[f"features.{i}.weight"], t[f"features.{i}.bias"],
+                                         padding=1)), 2)
     h = F.relu(F.linear(h.flatten(1), t["classifier.0.weight"], t["classifier.0.bias"]))
     return F.linear(h, t["classifier.2.weight"], t["classifier.2.bias"]).numpy()
 
