@@ -27,10 +27,10 @@ from typing import Any
 from . import classifier, domains, lens, pyramid, schedule
 from .classifier import (Classifier, ClassifierError, Preprocess, as_classifier, fold_params,
                          guarded_softmax, predict, predict_proba, with_preprocess)
-from .domains import (COLORS, DOMAINS, REGISTRY, Domain, DomainSpec, default_pyramid,
-                      get_domain, register)
-from .lens import (Edit, Morph, budget_alphas, check_image, map_batched, morph, morph_batch,
-                   morph_frames, polar_grads, prepare_edit)
+from .domains import (COLORS, DOMAINS, PAPER_DOMAINS, PROTOCOL_DOMAINS, REGISTRY, Domain,
+                      DomainSpec, default_pyramid, domain_names, get_domain, register)
+from .lens import (LOSSES, MODES, Edit, Morph, budget_alphas, check_image, map_batched, morph,
+                   morph_batch, morph_frames, morph_stream, polar_grads, prepare_edit)
 from .pyramid import (PyramidCoeffs, PyrTensorInfo, SteerablePyramid, amplitude,
                       convert_pyr_to_tensor, convert_tensor_to_pyr, expand, from_plenoptic,
                       from_pyrtools, modulate_phase, phase, polar, scale_phase,
@@ -61,12 +61,12 @@ __all__ = [
     "convert_tensor_to_pyr", "PyrTensorInfo",
     # domains
     "DOMAINS", "COLORS", "REGISTRY", "Domain", "DomainSpec", "register", "get_domain",
-    "default_pyramid",
+    "default_pyramid", "domain_names", "PAPER_DOMAINS", "PROTOCOL_DOMAINS",
     # classifiers and schedules
     "Classifier", "as_classifier", "fold_params", "Schedule", "predict", "predict_proba",
     "guarded_softmax", "with_preprocess", "Preprocess", "ClassifierError",
     # lens
-    "morph", "morph_batch", "morph_frames", "map_batched", "check_image", "Morph",
+    "morph", "morph_batch", "morph_stream", "morph_frames", "MODES", "LOSSES", "map_batched", "check_image", "Morph",
     "prepare_edit", "Edit", "budget_alphas", "polar_grads",
     # scale-out
     "sweep", "sweep_mesh", "SweepResult",

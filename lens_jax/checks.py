@@ -68,11 +68,11 @@ def check_image(image, *, batch: bool = False, name: str = "image") -> jax.Array
     return image
 
 
-def check_classes(name: str, value, K: int, n: int | None = None):
+def check_classes(name: str, value, K: int, *, n: int | None = None):
     """Integer class(es) in 0..K-1 (range checked when concrete) as int32; ``n``: the
     batch size (``value`` a scalar or ``(n,)``, broadcast to ``(n,)``).
 
-    >>> check_classes("target", 2, 3).tolist(), check_classes("target", 1, 3, 2).tolist()
+    >>> check_classes("target", 2, 3).tolist(), check_classes("target", 1, 3, n=2).tolist()
     (2, [1, 1])
     """
     if value is None:

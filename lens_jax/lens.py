@@ -693,8 +693,8 @@ def morph_batch(logits_fn: Any, images, *, target, source=None,
         elif source is not None and np.ndim(source) == 2:
             source = jnp.reshape(jnp.asarray(source), (-1,))
         n = n * n_targets
-    t = check_classes("target", target, st.K, n)
-    s = check_classes("source", source, st.K, n)
+    t = check_classes("target", target, st.K, n=n)
+    s = check_classes("source", source, st.K, n=n)
     check_margin(kw["loss"], t, s)
     if images_per_call is None:
         per_image = st.schedule.length
