@@ -92,9 +92,9 @@ def summarise(evaluators, out: Path, args) -> None:   # all cells on disk, by si
     records = [{**{k: np.nan if v is None else v for k, v in r.items()},   # null: NaN
                 "driver": p.stem.split("_")[1]} for p in paths for r in read_json(p)["records"]]
     rows, shown = [], []
-    for blk in dict.fromkeys(tuple(r[k] for k in LEAD[:3]) for r in records):
-        rs = [r for r in records if tuple(r[k] for k in LEAD[:3]) == blk]
-        judges = evaluators + ["other driver"] * ("pred_other driver" in rs[0])
+    key = lambda r: (*(r[k] for k in LEAD[:3]), "pred_other driver" in r)  # noqa: E731
+    for blk in dict.fromkeys(map(key, records)):     # cells judged by the other driver or not
+        rs, judges = [r for r in records if key(r) == blk], evaluators + ["other driver"] * blk[-1]
         rows += ev.summarise(rs, group=LEAD, classifiers=judges, together=evaluators,
                              n_boot=200 if args.quick else 2000)
         shown += ev.display_rows(rows[len(shown):], judges, lead=LEAD,

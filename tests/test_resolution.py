@@ -100,3 +100,32 @@ def test_resolution_quick_smoke_and_resume(res, tmp_path, monkeypatch):
     stamps = [c.stat().st_mtime_ns for c in cells]
     assert res.main(argv) == 0                              # resume: nothing recomputed
     assert [c.stat().st_mtime_ns for c in cells] == stamps
+
+
+def test_summary_covers_every_cell_with_and_without_other_driver(res, tmp_path):
+    """The summary reads every finished cell on disk; in one (size, driver, mode) block,
+    cells judged by another driver and cells computed before it existed are summarised
+    apart (this mix once raised KeyError: 'pred_other driver')."""
+    import types
+    cells = tmp_path / "cells"
+    cells.mkdir()
+
+    def cell(stem, other):
+        recs = [{"method": stem.split("_", 3)[3], "B": 4.0, "id": i, "pair": 0, "index": i,
+                 "source": 3, "target": 8, "reached": True, "l2": 8.0, "alpha": 1.0,
+                 "max_change": 0.5, "p_G": 0.9, "pred_G": 8, "E_warp": 0.5, "E_gain": 0.6,
+                 "p_mlp": 0.9, "pred_mlp": 8 if i else 3, "size": int(stem.split("px")[0]),
+                 "mode": "fixed",
+                 "wrapped": None, **({"p_other driver": 0.5, "pred_other driver": 8}
+                                     if other else {})} for i in range(4)]
+        (cells / f"{stem}.json").write_text(json.dumps({"seconds": 0, "records": recs}))
+
+    cell("56px_cnn_fixed_pixel", other=False)
+    cell("56px_cnn_fixed_csp_flow_joint", other=True)
+    cell("112px_cnn_fixed_pixel", other=False)
+    res.summarise(["mlp"], tmp_path, types.SimpleNamespace(quick=True))
+    rows = json.loads((tmp_path / "summary_raw.json").read_text())
+    assert [(r["size"], r["method"]) for r in rows] == [
+        (56, "csp_flow_joint"), (56, "pixel"), (112, "pixel")]
+    assert [r.get("other driver") for r in rows] == [4, None, None]
+    assert all(r["mlp"] == 3 and r["n"] == 4 and r["wrapped"] is None for r in rows)
