@@ -13,10 +13,13 @@ amplification factor), and synthesise the frames of a morph.
 ((4, 32, 32, 1), (4, 2))
 
 The data path reads as one line: ``pyramid`` (the transform) -> ``domains`` (edit
-parameterisations, a registry) -> ``lens`` (``morph``; ``classifier`` normalises
-models, ``schedule`` the amplifications) -> ``sweep`` / ``compare`` / ``metrics`` ->
-``viz`` and the CLI.  ``import lens_jax`` loads jax, numpy and the core modules only;
-``data``, ``viz``, ``metrics``, ``compare``, ``models``, ``train``, ``pretrained`` (and
+parameterisations, a live registry) -> ``lens`` (``morph_stream``, the one single-image core,
+under ``morph``, ``morph_batch`` and ``sweep.run``; ``classifier`` normalises models and owns
+``predict`` and the one guarded softmax; ``schedule`` the amplifications; ``checks`` the
+argument checks) -> ``sweep`` / ``compare`` / ``evaluate`` / ``metrics`` -> ``viz``,
+``report`` and the CLI.  Study orchestration lives in ``lens_jax.studies``, which the core
+never imports.  ``import lens_jax`` loads jax, numpy and the core modules only; ``data``,
+``viz``, ``metrics``, ``compare``, ``models``, ``train``, ``pretrained``, ``images`` (and
 their plotting, imaging, training and data stacks) load on first use.
 """
 from __future__ import annotations
