@@ -35,7 +35,7 @@ def main(argv=None, *, load=None) -> dict:
     parser = protocol.study_parser(__doc__.splitlines()[0], out="outputs/ablations", n=60,
                                   n_boot=2000, chunk=64,
                                   groups=",".join(protocol.ABLATION_GROUPS))
-    args = protocol.parse_study_args(parser, argv)
+    args = protocol.parse_study_args(parser, argv=argv)
     n, n_boot = (min(args.n, 6), min(args.n_boot, 200)) if args.quick else (args.n, args.n_boot)
     t0 = time.perf_counter()
     out = Path(args.out)

@@ -26,7 +26,7 @@ from lens_jax.studies import protocol  # noqa: E402
 def main(argv=None, *, load=None) -> dict:
     parser = protocol.study_parser(__doc__.splitlines()[0], out="outputs/fashion", n=300,
                                   n_boot=2000, chunk=64, methods=",".join(ev.METHODS))
-    args = protocol.parse_study_args(parser, argv)
+    args = protocol.parse_study_args(parser, argv=argv)
     n, n_boot = (min(args.n, 12), min(args.n_boot, 200)) if args.quick else (args.n, args.n_boot)
     title = "Study 4: protocol table on Fashion-MNIST"
     t0 = time.perf_counter()

@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     parser = protocol.study_parser(__doc__.splitlines()[0], out="outputs/mnist_pairs",
                                   per_pair=2, budgets="1,2,4", fig_budget=2.0, frames=12,
                                   mode="fixed", domains=",".join(ev.METHODS), n_boot=2000)
-    args = protocol.parse_study_args(parser, argv)
+    args = protocol.parse_study_args(parser, argv=argv)
     out = Path(args.out)
     budgets = sorted(float(b) for b in args.budgets.split(","))
     domains = [d.strip() for d in args.domains.split(",") if d.strip()]

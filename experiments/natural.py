@@ -61,7 +61,7 @@ def main(argv=None) -> int:
                                   modes="fixed,live", budget=0.0,
                                   frames=12, size=224, gifs=True,
                                   classifier="efficientnet_lite0", weights=None, crop=False)
-    args = studies.parse_study_args(parser, argv)
+    args = studies.parse_study_args(parser, argv=argv)
     import jax
     from lens_jax import morph, pretrained, viz
     from lens_jax.compare import morph_figure

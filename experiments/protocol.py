@@ -33,7 +33,7 @@ NOTES = ("The tables share the protocol, not the ingredients: our classifiers ar
 def main(argv=None, *, load=None) -> dict:
     parser = protocol.study_parser(__doc__.splitlines()[0], out="outputs/protocol", n=300,
                                   n_boot=2000, chunk=64, methods=",".join(ev.METHODS))
-    args = protocol.parse_study_args(parser, argv)
+    args = protocol.parse_study_args(parser, argv=argv)
     n, n_boot = (min(args.n, 12), min(args.n_boot, 200)) if args.quick else (args.n, args.n_boot)
     title = "Study 3: protocol table on mnist5k"
     t0 = time.perf_counter()

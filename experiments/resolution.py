@@ -132,7 +132,7 @@ def main(argv=None) -> int:
         sizes="", drivers="cnn,cnn+robust", modes="fixed,live", budgets="2,4,6",
         domains=",".join(job.default_domains()), n=30, n_specificity=3, reader=0, cells="",
         reader_budget="4", epochs_large=0)   # --sizes: 28,56,112 (MNIST), 28,112 (Fashion)
-    args = protocol.parse_study_args(p, argv)
+    args = protocol.parse_study_args(p, argv=argv)
     if args.reader:            # sheets of --reader sources per pair of each of --cells
         return make_reader(args, Path(args.out)) or 0
     if args.quick:
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     t0, out = time.perf_counter(), Path(args.out)
     for dataset in args.datasets.split(","):   # Fashion-MNIST: apt-get dataset-fashion-mnist
         run_dataset(dataset, args, out / dataset)
-    record_command(out, time.perf_counter() - t0, ["experiments/resolution.py", *args.argv])
+    record_command(out, time.perf_counter() - t0, argv=["experiments/resolution.py", *args.argv])
     print(f"done in {time.perf_counter() - t0:.0f} s: {out}/*/summary.md", flush=True)
     return 0
 

@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     parser = protocol.study_parser(__doc__.splitlines()[0], out="outputs/synthetic", n=32,
                                   budgets="1,2,4", frames=12, warp=True,
                                   drivers="cnn,linear", domains=",".join(ev.METHODS))
-    args = protocol.parse_study_args(parser, argv)
+    args = protocol.parse_study_args(parser, argv=argv)
     import jax
     from lens_jax import data, metrics
     from lens_jax.compare import compare_domains

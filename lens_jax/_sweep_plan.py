@@ -158,7 +158,7 @@ def make_plan(clf: Classifier, images, targets, *, sources, domain, alphas, l2_b
         raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
     images, shape, dtype = check_images(images)
     N, H, W, C = shape
-    get_domain(domain, (H, W), pyramid)             # pyramid and size fit the domain
+    get_domain(domain, (H, W), pyramid=pyramid)     # pyramid and size fit the domain
     K = num_classes(clf, jax.ShapeDtypeStruct((1, H, W, C), dtype))
     tg, src = _check_classes(targets, sources, N, K)
     if src is not None:                     # the check morph makes (zero gradient)
@@ -240,8 +240,8 @@ def _schedule(alphas, l2_budget, step_cap, n_frames, mode, domain, dtype):
     (alphas, budgets or the step cap, also the automatic one) as ``dtype``: they are
     recorded in the store's configuration and compared on resume.
     """
-    s = Schedule.parse(alphas, step_cap, l2_budget, n_frames, domain=domain, mode=mode,
-                       dtype=dtype)
+    s = Schedule.parse(alphas=alphas, step_cap=step_cap, l2_budget=l2_budget,
+                       n_frames=n_frames, domain=domain, mode=mode, dtype=dtype)
     if s.kind == "alphas":
         return s.kind, np.asarray(s.alphas, dtype), s.length, mode == "fixed", False
     if s.kind in ("budget", "budgets"):

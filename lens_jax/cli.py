@@ -572,9 +572,9 @@ def _cmd_morph(args) -> int:
             raise CLIError(_one_line(e, 400)) from None
         from .tables import markdown_table, write_tables
         paths = write_tables(rows, out / f"{stem}_to{target}_metrics")
-        _say(markdown_table(rows, ["domain", "reached", "alpha_star", "p_target_0", "p_target",
-                                   "p_source", "pred_name", "l2", "ssim", "E_warp",
-                                   "E_warp_gain", "shift_dx", "shift_dy"]))
+        _say(markdown_table(rows, columns=[
+            "domain", "reached", "alpha_star", "p_target_0", "p_target", "p_source",
+            "pred_name", "l2", "ssim", "E_warp", "E_warp_gain", "shift_dx", "shift_dy"]))
         _say(f"done in {time.perf_counter() - t0:.1f} s; results in {out}/ "
              f"({Path(rows[0]['figure']).name}, *_strip.png, *.gif, {paths['md'].name})")
         return 0
@@ -691,7 +691,7 @@ def _cmd_run(args) -> int:
     try:
         opt = {k: v for k, v in (("modes", args.modes), ("drivers", args.drivers),
                                  ("gallery_modes", args.gallery_modes)) if v}
-        main_job(out, quick=args.quick, natural=not args.no_natural,
+        main_job(out=out, quick=args.quick, natural=not args.no_natural,
                  budget=4.0 if args.budget is None else args.budget,
                  budgets=args.budgets, domains=doms, n_frames=args.frames, **opt,
                  n_sources=args.n_sources, n_specificity=args.n_specificity,

@@ -375,7 +375,7 @@ def _flow_render(dom, state, p, shape):
     flow, logamp = p["flow"], p.get("logamp")
     if logamp is not None and dom.option("balance") == "gradient":
         flow, logamp = _fl.balance_gate(dom.pyramid, flow, logamp, state)
-    return _fl.render_flow(dom.pyramid, state, flow, logamp, clip_logamp=LOGAMP_MAX)
+    return _fl.render_flow(dom.pyramid, state, flow, logamp=logamp, clip_logamp=LOGAMP_MAX)
 
 
 def _flow_change(dom, state, p):
@@ -464,7 +464,7 @@ DOMAINS = _DomainNames()
 _CONVENTIONS = (("tight_frame", True), ("synthesis", "adjoint"))
 
 
-def get_domain(name: "str | Domain", shape: tuple[int, int],
+def get_domain(name: "str | Domain", shape: tuple[int, int], *,
                pyramid: SteerablePyramid | None = None, **options: Any) -> Domain:
     """The :class:`Domain` called ``name`` for ``(H, W)`` images, validated once: the
     name, the options (its :class:`DomainSpec` ``defaults`` and ``check``) and the

@@ -80,7 +80,8 @@ def _angle(z: jax.Array) -> jax.Array:
     return jnp.where(y < 0, -t, t)
 
 
-def local_frequency(c: jax.Array, nominal: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+def local_frequency(c: jax.Array, *, nominal: jax.Array | None = None
+                    ) -> tuple[jax.Array, jax.Array]:
     """Local frequency ``(omega_y, omega_x)`` of complex bands ``c`` ``(..., h, w)``, in
     radians per band pixel, along rows and columns.
 
@@ -153,7 +154,7 @@ def _hp_masks(pyr: SteerablePyramid) -> tuple[np.ndarray, np.ndarray]:
         sym = a * np.cos(d) ** (2 * n)
         ws.append(np.where(unpaired, sym, 2.0 * sym * (np.abs(d) < np.pi / 2)))
     ws = np.stack(ws)
-    hi0 = pyr.filters(np.float64)["hi0"]
+    hi0 = pyr.filters(dtype=np.float64)["hi0"]
     return ws, _mask_centroid(ws * hi0)
 
 
@@ -161,7 +162,7 @@ def _hp_masks(pyr: SteerablePyramid) -> tuple[np.ndarray, np.ndarray]:
 def nominal_frequencies(pyr: SteerablePyramid) -> tuple[np.ndarray, ...]:
     """Centre frequency ``(K, 2)`` (rad per band pixel, ``(y, x)``) of every scale's
     orientations: the energy-weighted mean frequency of the analysis masks."""
-    return tuple(_mask_centroid(m) for m in pyr.filters(np.float64)["bands"])
+    return tuple(_mask_centroid(m) for m in pyr.filters(dtype=np.float64)["bands"])
 
 
 # ----------------------------------------------------------------------------------
@@ -234,7 +235,7 @@ def _analyse_flow(pyr: SteerablePyramid, x: jax.Array, *, residuals: str = "move
     """
     c = pyr.forward(x)
     nom = nominal_frequencies(pyr)
-    freq = tuple(jnp.stack(local_frequency(b, nom[s])) for s, b in enumerate(c.bands))
+    freq = tuple(jnp.stack(local_frequency(b, nominal=nom[s])) for s, b in enumerate(c.bands))
     move = amplitude == "move"
     amp = tuple(_polar_split(b) for b in c.bands) if move else None
     rdt = c.highpass.dtype
@@ -246,7 +247,7 @@ def _analyse_flow(pyr: SteerablePyramid, x: jax.Array, *, residuals: str = "move
     hp_spec = jnp.fft.fft2(c.highpass)[..., None, :, :]
     hp_parts = jnp.fft.ifft2(hp_spec * _lift(jnp.asarray(ws, hp_spec.dtype),
                                              hp_spec.ndim)).astype(cdt)
-    hp_freq = jnp.stack(local_frequency(hp_parts, hp_nom))
+    hp_freq = jnp.stack(local_frequency(hp_parts, nominal=hp_nom))
     hp_amp = _polar_split(hp_parts) if move else None
     lp_spec = jnp.fft.fft2(c.lowpass)
     return FlowState(c, freq, hp_parts, hp_freq, lp_spec, one, amp, hp_amp)
@@ -309,8 +310,8 @@ def resample_periodic(a: jax.Array, disp: jax.Array) -> jax.Array:
     return _grid.sample(a, yy, xx, interp="cubic", edge="periodic")
 
 
-def render_flow(pyr: SteerablePyramid, state: FlowState, flow: jax.Array,
-                logamp: tuple | None = None, *, clip_logamp: float = 8.0) -> jax.Array:
+def render_flow(pyr: SteerablePyramid, state: FlowState, flow: jax.Array, *,
+                logamp: tuple | None = None, clip_logamp: float = 8.0) -> jax.Array:
     """Synthesise the channels moved by ``flow`` ``(2, G, G)`` (and, optionally, the
     bands' log-amplitudes scaled by ``exp(logamp)``, clipped to ``+-clip_logamp``)."""
     c = state.coeffs
@@ -398,7 +399,7 @@ def balance_scale(pyr: SteerablePyramid, state: FlowState, *, grid: int,
     out_shape = state.coeffs.highpass.shape
 
     def render_parts(f, a):
-        return render_flow(pyr, state, f, a, clip_logamp=clip_logamp)
+        return render_flow(pyr, state, f, logamp=a, clip_logamp=clip_logamp)
 
     flow0 = jnp.zeros((2, grid, grid), dtype)
     logamp0 = tuple(jnp.zeros(b.shape, dtype) for b in state.coeffs.bands)
@@ -447,8 +448,8 @@ def _gate_fwd(pyr, flow, logamp, state):
 def _gate_bwd(pyr, res, ct):
     flow, logamp, state = res
     gf, ga = ct
-    _, jf = jax.jvp(lambda f: render_flow(pyr, state, f, logamp), (flow,), (gf,))
-    _, ja = jax.jvp(lambda a: render_flow(pyr, state, flow, a), (logamp,), (ga,))
+    _, jf = jax.jvp(lambda f: render_flow(pyr, state, f, logamp=logamp), (flow,), (gf,))
+    _, ja = jax.jvp(lambda a: render_flow(pyr, state, flow, logamp=a), (logamp,), (ga,))
     nf = jnp.sqrt(jnp.sum(jf * jf))
     na = jnp.sqrt(jnp.sum(ja * ja))
     ok = (nf > 0) & (na > 0) & jnp.isfinite(nf) & jnp.isfinite(na)

@@ -169,7 +169,7 @@ def _setup(model, image, *, batch, domain, domain_options, loss, color, pyramid,
         raise ValueError(f"domain must be a registry name or a Domain; got {domain!r}")
     if domain_options is not None and not isinstance(domain_options, Mapping):
         raise ValueError(f"domain_options must be a dict; got {type(domain_options).__name__}")
-    dom = get_domain(domain, (H, W), pyramid, **dict(domain_options or {}))
+    dom = get_domain(domain, (H, W), pyramid=pyramid, **dict(domain_options or {}))
     # a real (possibly traced) input: the trace keeps its sharding / varying-axes type
     example = images[:1] if batch else images[None]
     clf = as_classifier(model, example=example)

@@ -213,7 +213,7 @@ def modulate_phase(c: jax.Array, dphi: jax.Array) -> jax.Array:
     return c * rotation(jnp.asarray(dphi).astype(_real_dtype(c.dtype)))
 
 
-def scale_phase(c: jax.Array, factor: float = 2.0) -> jax.Array:
+def scale_phase(c: jax.Array, *, factor: float = 2.0) -> jax.Array:
     """Multiply the phase of complex ``c`` by ``factor``, keeping its amplitude:
     ``|c| exp(i factor angle(c))`` (plenoptic's ``modulate_phase(x, phase_factor)``).
 
@@ -222,7 +222,7 @@ def scale_phase(c: jax.Array, factor: float = 2.0) -> jax.Array:
     Simoncelli, 2000).  Finite, with a zero gradient, where ``c == 0``.
 
     >>> import jax.numpy as jnp
-    >>> z = scale_phase(jnp.asarray([2j]), 2.0)      # angle pi/2 -> pi, amplitude 2
+    >>> z = scale_phase(jnp.asarray([2j]), factor=2.0)  # angle pi/2 -> pi, amplitude 2
     >>> [round(float(z.real[0]), 5), round(float(abs(z.imag[0])), 5)]
     [-2.0, 0.0]
     """
@@ -502,7 +502,7 @@ class SteerablePyramid:
             return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
         return np.dtype(np.float32)       # float32, bfloat16, float16, ints
 
-    def filters(self, dtype=np.float64) -> dict:
+    def filters(self, *, dtype=np.float64) -> dict:
         """The Fourier masks (unshifted layout), for inspection and plotting."""
         p = plan_arrays(self._key(), np.dtype(dtype).name)
         return {"hi0": p.hi0, "lo0": p.lo0, "bands": p.fwd, "lowpass": p.lo_fwd}
@@ -754,10 +754,10 @@ class SteerablePyramid:
             return jnp.real(jnp.fft.ifft2(Y, norm=norm))
         return jnp.fft.irfft2(Y, s=self.image_shape, norm=norm)
 
-    def recon_pyr(self, c: PyramidCoeffs, levels: Any = "all", bands: Any = "all", *,
+    def recon_pyr(self, c: PyramidCoeffs, *, levels: Any = "all", bands: Any = "all",
                   synthesis: str | None = None) -> jax.Array:
-        """plenoptic's name and argument order for :meth:`inverse`:
-        ``recon_pyr(coeffs, levels="all", bands="all")``."""
+        """plenoptic's name for :meth:`inverse`: ``recon_pyr(coeffs, levels="all",
+        bands="all")`` (here ``levels`` and ``bands`` are keyword-only)."""
         return self.inverse(c, synthesis=synthesis, levels=levels, bands=bands)
 
     def adjoint(self, c: PyramidCoeffs) -> jax.Array:
@@ -924,7 +924,7 @@ def steering_weights(order: int, num_orientations: int, angles: Any, *,
 
 class PyrTensorInfo(NamedTuple):
     """What :func:`convert_tensor_to_pyr` needs to undo :func:`convert_pyr_to_tensor`
-    (static, hashable): ``convert_tensor_to_pyr(t, *info)`` as in plenoptic.
+    (static, hashable): ``convert_tensor_to_pyr(t, info)``.
 
     Attributes:
       keys: the entries present, fine -> coarse (``"residual_highpass"``, ints,
@@ -1000,18 +1000,24 @@ def convert_pyr_to_tensor(coeffs: PyramidCoeffs, *, split_complex: bool = False
     return jnp.concatenate(chans, axis=-3), info
 
 
-def convert_tensor_to_pyr(pyr_tensor: jax.Array, *pyr_info) -> PyramidCoeffs:
-    """Undo :func:`convert_pyr_to_tensor`: ``convert_tensor_to_pyr(t, *info)`` (as
-    plenoptic) or ``convert_tensor_to_pyr(t, info)``.  Residuals come back real; the
-    plan identity comes back from ``info``."""
-    if len(pyr_info) == 1 and isinstance(pyr_info[0], PyrTensorInfo):
-        info = pyr_info[0]
-    else:
+def convert_tensor_to_pyr(pyr_tensor: jax.Array, pyr_info: PyrTensorInfo) -> PyramidCoeffs:
+    """Undo :func:`convert_pyr_to_tensor`: ``t, info = convert_pyr_to_tensor(c)``, then
+    ``convert_tensor_to_pyr(t, info)`` gives ``c`` back.
+
+    plenoptic's ``convert_tensor_to_pyr(t, num_channels, split_complex, pyr_keys)``
+    takes the pieces of its info tuple as separate arguments; here the one
+    :class:`PyrTensorInfo` (or a plain tuple of its fields) is passed as one argument.
+    Residuals come back real; the plan identity comes back from ``pyr_info``."""
+    info = pyr_info
+    if not isinstance(info, PyrTensorInfo):
         try:
-            info = PyrTensorInfo(*pyr_info)
+            if not isinstance(info, tuple):
+                raise TypeError
+            info = PyrTensorInfo(*info)
         except TypeError:
-            raise TypeError("convert_tensor_to_pyr(t, *info) takes the info returned by "
-                            "convert_pyr_to_tensor") from None
+            raise TypeError("convert_tensor_to_pyr(t, info) takes the PyrTensorInfo returned "
+                            "by convert_pyr_to_tensor (t, info = convert_pyr_to_tensor(c)); got "
+                            f"{type(pyr_info).__name__}") from None
     t = jnp.asarray(pyr_tensor)
     K = info.num_orientations
     per_band = 2 * K if info.split_complex else K

@@ -79,7 +79,7 @@ class Schedule(NamedTuple):
         return self.alphas, self.budgets, self.step_cap
 
     @classmethod
-    def parse(cls, alphas=None, step_cap=None, l2_budget=None, n_frames: int = 12, *,
+    def parse(cls, *, alphas=None, step_cap=None, l2_budget=None, n_frames: int = 12,
               domain: Any = "csp_phase", mode: str = "fixed", dtype=None) -> "Schedule":
         """Validate one schedule and return it (arrays as ``dtype``, default float32).
 

@@ -232,7 +232,7 @@ def _pair_fn(apply, *, kind, has_source, domain, loss, mode, pyramid, color, n_f
     """``(params, images, targets, sources, sched) -> dict`` over a batch of pairs
     (``params`` and ``sched`` broadcast): :func:`lens_jax.lens.morph_stream` per pair,
     the core :func:`lens_jax.morph` runs too."""
-    dom = get_domain(domain, hw, pyramid)
+    dom = get_domain(domain, hw, pyramid=pyramid)
 
     def one(params, image, target, source, sched):
         m, problem = morph_stream(Classifier(apply, params), image, target,

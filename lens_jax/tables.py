@@ -89,7 +89,7 @@ def _numeric_columns(rows: Sequence[Mapping], cols: Sequence[str]) -> dict[str, 
     return out
 
 
-def markdown_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, *,
+def markdown_table(rows: Sequence[Mapping], *, columns: Sequence[str] | None = None,
                    floatfmt: str = ".4g") -> str:
     """A GitHub-flavoured markdown table of ``rows`` (dicts); the one table renderer
     of lens_jax (:func:`html_table` is the same table as HTML).
@@ -113,7 +113,7 @@ def markdown_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None
     return "\n".join(lines)
 
 
-def html_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, *,
+def html_table(rows: Sequence[Mapping], *, columns: Sequence[str] | None = None,
                floatfmt: str = ".4g", numeric_class: str | None = None) -> str:
     """The table of :func:`markdown_table` as escaped HTML.  Numeric columns are
     right-aligned: inline, or with ``numeric_class`` by that CSS class (the report page)."""
@@ -136,7 +136,7 @@ def html_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, *,
             + "\n".join(body) + "\n</tbody>\n</table>")
 
 
-def write_csv(path: str | os.PathLike, rows: Sequence[Mapping],
+def write_csv(path: str | os.PathLike, rows: Sequence[Mapping], *,
               columns: Sequence[str] | None = None) -> Path:
     """``rows`` as CSV (header = the union of keys, or ``columns``), atomically."""
     cols = _columns(rows, columns)
@@ -166,22 +166,22 @@ def read_json(path: str | os.PathLike) -> Any:
         raise ValueError(f"{path} is not valid JSON ({e}); delete it and rerun") from None
 
 
-def write_tables(rows: Sequence[Mapping], stem: str | os.PathLike,
-                 columns: Sequence[str] | None = None, *, floatfmt: str = ".4g"
+def write_tables(rows: Sequence[Mapping], stem: str | os.PathLike, *,
+                 columns: Sequence[str] | None = None, floatfmt: str = ".4g"
                  ) -> dict[str, Path]:
     """``stem.md`` (markdown, ``columns`` only), ``stem.csv`` (``columns``) and
     ``stem.json`` (every key); atomically.  Returns ``{"md", "csv", "json"}`` paths."""
     stem = Path(stem)
     paths = {k: stem.with_name(stem.name + "." + k) for k in ("md", "csv", "json")}
     # the .md says what the .csv and .json say: a non-finite value is an empty cell
-    atomic_write_text(paths["md"], markdown_table([plain(dict(r)) for r in rows], columns,
+    atomic_write_text(paths["md"], markdown_table([plain(dict(r)) for r in rows], columns=columns,
                                                   floatfmt=floatfmt) + "\n")
-    write_csv(paths["csv"], rows, columns)
+    write_csv(paths["csv"], rows, columns=columns)
     save_json(paths["json"], list(rows))
     return paths
 
 
-def record_command(out_dir: str | os.PathLike, wall_s: float,
+def record_command(out_dir: str | os.PathLike, wall_s: float, *,
                    argv: Sequence[str] | None = None) -> Path:
     """``out_dir/command.txt``: the command (``argv``, default ``sys.argv``), wall time,
     host, backend and date, so every table can be traced to the run that made it."""

@@ -491,8 +491,8 @@ def _range(img: np.ndarray, vmin: float | None, vmax: float | None) -> tuple[flo
     return (lo, hi) if hi > lo else (lo - 0.5, lo + 0.5)
 
 
-def image_grid(images: Sequence[Any], titles: Sequence[str] | None = None,
-               path: PathLike | None = None, *, cmap: str = "gray", ncols: int | None = None,
+def image_grid(images: Sequence[Any], *, titles: Sequence[str] | None = None,
+               path: PathLike | None = None, cmap: str = "gray", ncols: int | None = None,
                vmin: float | None = None, vmax: float | None = None, share_scale: bool = False,
                colorbar: bool = True, suptitle: str | None = None, panel_size: float = 2.0,
                dpi: int = 150) -> Figure:
@@ -522,8 +522,8 @@ def image_grid(images: Sequence[Any], titles: Sequence[str] | None = None,
     return fig
 
 
-def pyramid_figure(bands: Sequence[Any], titles: Sequence[str] | None = None,
-                   path: PathLike | None = None, *, amplitude_cmap: str = "viridis",
+def pyramid_figure(bands: Sequence[Any], *, titles: Sequence[str] | None = None,
+                   path: PathLike | None = None, amplitude_cmap: str = "viridis",
                    phase_cmap: str = "twilight", share_amplitude_scale: bool = False,
                    suptitle: str | None = None, panel_size: float = 1.8,
                    dpi: int = 150) -> Figure:
@@ -579,8 +579,8 @@ def _columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None) -
     return cols
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
-                   *, floatfmt: str = ".4g") -> str:
+def markdown_table(rows: Sequence[Mapping[str, Any]], *,
+                   columns: Sequence[str] | None = None, floatfmt: str = ".4g") -> str:
     """:func:`lens_jax.tables.markdown_table` ending with a newline.
 
     >>> print(markdown_table([{"method": "pixel", "E": 0.382}]), end="")
@@ -588,7 +588,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | N
     |---|---:|
     | pixel | 0.382 |
     """
-    text = _tables.markdown_table(rows, columns, floatfmt=floatfmt)
+    text = _tables.markdown_table(rows, columns=columns, floatfmt=floatfmt)
     return text + "\n" if text else ""
 
 
@@ -658,8 +658,8 @@ def report(out_dir: PathLike, sections: Sequence[Mapping[str, Any]], *,
         if figs:
             md.append("")
         if sec.get("table") is not None:
-            md += [markdown_table(sec["table"], sec.get("columns"), floatfmt=floatfmt)]
-            ht.append(html_table(sec["table"], sec.get("columns"), floatfmt=floatfmt))
+            md += [markdown_table(sec["table"], columns=sec.get("columns"), floatfmt=floatfmt)]
+            ht.append(html_table(sec["table"], columns=sec.get("columns"), floatfmt=floatfmt))
     ht.append("</body></html>")
     md_path, html_path = out / "index.md", out / "index.html"
     atomic_write_text(md_path, "\n".join(md).rstrip("\n") + "\n")

@@ -45,7 +45,7 @@ def _bilinear(img: Array, yy: Array, xx: Array) -> Array:
     return jnp.moveaxis(out, 0, -1)
 
 
-def warp_image(source: ArrayLike, displacement: ArrayLike,
+def warp_image(source: ArrayLike, displacement: ArrayLike, *,
                log_gain: ArrayLike | None = None) -> Array:
     """Apply a smooth warp (and optional smooth gain) to one image.
 
@@ -193,7 +193,7 @@ def warp_explained_energy(source: ArrayLike, frame: ArrayLike, *, grid: int = 8,
 
     def make_loss(x0, x):
         def loss(p):
-            xh = warp_image(x0, p["d"], p["g"] if gain else None)
+            xh = warp_image(x0, p["d"], log_gain=p["g"] if gain else None)
             return jnp.sum(jnp.square(x - xh)) / norm
         return loss
 
@@ -225,7 +225,7 @@ def warp_explained_energy(source: ArrayLike, frame: ArrayLike, *, grid: int = 8,
         else:
             params, _ = _adam_minimise(make_loss(_blur(source, sigma), _blur(frame, sigma)),
                                        params, n, lr, track_best=False)
-    fitted = warp_image(source, params["d"], params["g"] if gain else None)
+    fitted = warp_image(source, params["d"], log_gain=params["g"] if gain else None)
     energy = _explained(frame, source, fitted)
     if not return_fields:
         return energy

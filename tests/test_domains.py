@@ -86,9 +86,9 @@ def test_get_domain_errors_and_domain_values():
     with pytest.raises(ValueError, match="option"):
         D.get_domain("csp_phase", (16, 16), bogus=1)
     with pytest.raises(ValueError, match="plan"):
-        D.get_domain("csp_phase", (16, 16), lj.SteerablePyramid((32, 32)))
+        D.get_domain("csp_phase", (16, 16), pyramid=lj.SteerablePyramid((32, 32)))
     with pytest.raises(ValueError, match="complex"):
-        D.get_domain("csp_phase", (16, 16), lj.SteerablePyramid((16, 16), is_complex=False))
+        D.get_domain("csp_phase", (16, 16), pyramid=lj.SteerablePyramid((16, 16), is_complex=False))
     # a Domain without a pyramid gets the default plan for the image size
     d = D.get_domain(D.Domain("csp_phase"), (16, 16))
     assert d.pyramid is not None and tuple(d.pyramid.image_shape) == (16, 16)
@@ -174,8 +174,8 @@ def test_own_pyramid_without_the_lens_conventions_warns_with_the_fix():
     """A SteerablePyramid built with its own defaults (no tight frame, real synthesis)
     silently changed the frames (by up to 0.088); now a warning names the fix."""
     with pytest.warns(UserWarning, match=r"default_pyramid\(\(16, 16\)\)\.replace"):
-        D.get_domain("csp_phase", (16, 16), lj.SteerablePyramid((16, 16)))
+        D.get_domain("csp_phase", (16, 16), pyramid=lj.SteerablePyramid((16, 16)))
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        D.get_domain("csp_phase", (16, 16), lj.default_pyramid((16, 16)).replace(height=1))
+        D.get_domain("csp_phase", (16, 16), pyramid=lj.default_pyramid((16, 16)).replace(height=1))

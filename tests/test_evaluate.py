@@ -203,7 +203,7 @@ def test_warp_energy_translation_vs_noise():
 
 def test_tables_round_trip(tmp_path):
     rows = [{"a": 1, "b": np.float32(0.5), "c": float("nan")}, {"a": 2, "d": "x|y"}]
-    p = tables.write_tables(rows, tmp_path / "t", ["a", "b", "c"])
+    p = tables.write_tables(rows, tmp_path / "t", columns=["a", "b", "c"])
     md = p["md"].read_text().splitlines()
     assert md[0] == "| a | b | c |" and md[2] == "| 1 | 0.5 |  |"
     with open(p["csv"]) as f:

@@ -60,13 +60,13 @@ def test_scripts_are_thin_and_import_only_the_library(path):
 def test_study_args(tmp_path):
     p = protocol.study_parser("x", out="outputs/x", n=32, warp=True, lr=0.1, name="a",
                              coordinator=None)
-    a = protocol.parse_study_args(p, ["--n", "3", "--no-warp", "--quick"])
+    a = protocol.parse_study_args(p, argv=["--n", "3", "--no-warp", "--quick"])
     assert (a.n, a.warp, a.lr, a.name, a.quick, a.seed, a.coordinator) == \
         (3, False, 0.1, "a", True, 0, None)
     assert a.out == "outputs/x_quick" and a.argv == ["--n", "3", "--no-warp", "--quick"]
-    assert protocol.parse_study_args(p, ["--out", "o"]).out == "o"
+    assert protocol.parse_study_args(p, argv=["--out", "o"]).out == "o"
     with pytest.raises(SystemExit):
-        protocol.parse_study_args(p, ["--n", "x"])
+        protocol.parse_study_args(p, argv=["--n", "x"])
 
 
 def test_run_all_rejects_unknown_studies(capsys):

@@ -125,7 +125,7 @@ def test_local_frequency_exact_for_complex_exponential(wy, wx):
 def test_local_frequency_zero_amplitude_falls_back_to_nominal():
     c = jnp.zeros((2, 8, 8), jnp.complex128)
     nom = jnp.asarray([[0.4, -1.1], [1.5, 0.2]])
-    ey, ex = fl.local_frequency(c, nom)
+    ey, ex = fl.local_frequency(c, nominal=nom)
     np.testing.assert_allclose(np.asarray(ey), np.broadcast_to([[[0.4]], [[1.5]]], (2, 8, 8)))
     np.testing.assert_allclose(np.asarray(ex), np.broadcast_to([[[-1.1]], [[0.2]]], (2, 8, 8)))
 

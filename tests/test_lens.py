@@ -711,7 +711,7 @@ def test_domain_object_and_options():
     img = smooth_image(H, W)
     pyr = lj.default_pyramid((H, W)).replace(synthesis="real")
     with pytest.warns(UserWarning, match="synthesis='real'"):
-        dom = lj.get_domain("csp_phase", (H, W), pyr)
+        dom = lj.get_domain("csp_phase", (H, W), pyramid=pyr)
     with pytest.warns(UserWarning, match="conventions"):
         a = lj.morph(f, img, target=1, domain=dom, n_frames=3)
     with pytest.warns(UserWarning, match="conventions"):

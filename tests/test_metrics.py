@@ -134,7 +134,8 @@ def test_warp_image_conventions():
     np.testing.assert_allclose(out[2:], src[:-2], atol=1e-12)
     np.testing.assert_allclose(out[:2], np.broadcast_to(src[:1], (2, N, 1)), atol=1e-12)
     # zero warp and zero gain are the identity; the upsampling weights are a partition of 1
-    np.testing.assert_allclose(M.warp_image(src, np.zeros((8, 8, 2)), np.zeros((8, 8))), src)
+    np.testing.assert_allclose(
+        M.warp_image(src, np.zeros((8, 8, 2)), log_gain=np.zeros((8, 8))), src)
     u = W._upsample_matrix(28, 8)
     np.testing.assert_allclose(u.sum(1), 1.0)
     np.testing.assert_allclose(u[0, 0], 1.0)

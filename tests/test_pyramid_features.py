@@ -277,7 +277,7 @@ def test_pyr_to_tensor_round_trip_and_plenoptic_layout(scales):
 
             t = _jit(to_tensor)(c)
             info = held["info"]
-            back = _jit(lambda t: convert_tensor_to_pyr(t, *info))(t)
+            back = _jit(lambda t: convert_tensor_to_pyr(t, info))(t)
             assert jax.tree.structure(back) == jax.tree.structure(c) and back.plan == c.plan
             jax.tree.map(np.testing.assert_array_equal, back, c)
             # plenoptic's layout is ours with the channel axis folded in: (B, C * N, H, W)
@@ -316,8 +316,8 @@ def test_scale_phase_matches_plenoptic_modulate_phase(dtype):
 
     @_jit
     def run(z):
-        outs = [scale_phase(z, k) for k in factors]
-        g = jax.grad(lambda r: jnp.sum(jnp.real(scale_phase(jax.lax.complex(r, r), 2.0))))(
+        outs = [scale_phase(z, factor=k) for k in factors]
+        g = jax.grad(lambda r: jnp.sum(jnp.real(scale_phase(jax.lax.complex(r, r), factor=2.0))))(
             jnp.real(z))
         return outs, [amplitude(o) for o in outs], phase(outs[-1]), g
 
@@ -332,7 +332,7 @@ def test_scale_phase_matches_plenoptic_modulate_phase(dtype):
                                atol=tol(dtype, 1e-9, 1e-3))
     assert np.all(np.isfinite(np.asarray(g)))          # also where z == 0
     with pytest.raises(TypeError, match="complex"):
-        scale_phase(np.ones(3), 2)
+        scale_phase(np.ones(3), factor=2)
 
 
 @pytest.mark.x64
@@ -350,7 +350,7 @@ def test_expand_interpolates_and_matches_plenoptic_on_bands(shape):
     def run(x, z, img):
         band = pyr.forward(img).bands[1]                              # (1, 1, 4, h, w)
         return ([expand(a, 2) for a in (x, z)], expand(x, 1.5 if even else 3), band,
-                scale_phase(expand(band, 2) / 4.0, 2))
+                scale_phase(expand(band, 2) / 4.0, factor=2))
 
     with precision(np.float64):
         (ex, ez), e3, band, ours = run(x, z, image((1, 1) + shape))
@@ -502,7 +502,7 @@ def test_clean_under_strict_dtype_and_rank_promotion(kw, dtype):
         out.append(pyr.steer_coeffs(c, [0.1, 0.2]))
         out.append(convert_pyr_to_tensor(pyr.forward(x, scales=[1]))[0])
         if pyr.is_complex:
-            out.append(scale_phase(expand(c.bands[1], 2), 2))
+            out.append(scale_phase(expand(c.bands[1], 2), factor=2))
         return c, out
 
     with precision(dtype):                  # promotion errors are raised while tracing

@@ -127,7 +127,7 @@ def test_prob_curves(tmp_path):
 def test_image_grid_and_pyramid_figure(tmp_path):
     rng = np.random.default_rng(0)
     imgs = [rng.uniform(size=(8, 8)) * (k + 1) for k in range(5)]
-    fig = V.image_grid(imgs, [f"b{k}" for k in range(5)], tmp_path / "g.png", ncols=3,
+    fig = V.image_grid(imgs, titles=[f"b{k}" for k in range(5)], path=tmp_path / "g.png", ncols=3,
                        share_scale=True)
     clims = {im.get_clim() for ax in fig.axes for im in ax.get_images()}
     assert len(clims) == 1
@@ -135,7 +135,7 @@ def test_image_grid_and_pyramid_figure(tmp_path):
     assert {im.get_clim() for ax in fig.axes for im in ax.get_images()} == {(0.0, 1.0)}
     bands = [rng.normal(size=(8, 8)) + 1j * rng.normal(size=(8, 8)),
              rng.normal(size=(4, 4)) + 1j * rng.normal(size=(4, 4)), rng.uniform(size=(4, 4))]
-    fig = V.pyramid_figure(bands, ["s0", "s1", "low"], tmp_path / "p.png")
+    fig = V.pyramid_figure(bands, titles=["s0", "s1", "low"], path=tmp_path / "p.png")
     clims = [im.get_clim() for ax in fig.axes for im in ax.get_images()]
     assert len(clims) == 5 and clims.count((-np.pi, np.pi)) == 2
     for name in ("g.png", "p.png"):
@@ -153,7 +153,7 @@ def test_markdown_table_formatting():
         "| pixel | 0.3822 | 300 |  |\n"
         "| a\\|b | nan |  | x y |\n"
         "| csp | 0.5 | 12 |  |\n")
-    assert V.markdown_table(rows, ["n", "method"], floatfmt=".2f").splitlines()[2] == \
+    assert V.markdown_table(rows, columns=["n", "method"], floatfmt=".2f").splitlines()[2] == \
         "| 300 | pixel |"
     assert V.markdown_table([]) == ""
     h = V.html_table(rows[:1])
@@ -210,7 +210,7 @@ def test_dollar_class_names_do_not_crash_mathtext(tmp_path):
     V.prob_curves(np.arange(N_FR), {"pixel $": p}, target=1, source=2, class_names=names,
                   title="odd $ title", path=tmp_path / "c.png")
     V.strip(_frames(), probs=p, target=2, source=0, class_names=names, path=tmp_path / "s.png")
-    V.image_grid([_frames()[0, ..., 0]], ["$x"], tmp_path / "g.png", suptitle="$")
+    V.image_grid([_frames()[0, ..., 0]], titles=["$x"], path=tmp_path / "g.png", suptitle="$")
     for f in ("c.png", "s.png", "g.png"):
         assert _format(tmp_path / f) == "PNG"
     assert V.plain_text("$5") == r"\$5" and V.plain_text(r"\$5") == r"\$5"

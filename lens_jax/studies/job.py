@@ -388,7 +388,7 @@ def _rel(path: Any, root: Path) -> str:
 # the main job
 # ----------------------------------------------------------------------------------
 
-def main_job(out: str | Path = "outputs/run", *, quick: bool = False, natural: bool = True,
+def main_job(*, out: str | Path = "outputs/run", quick: bool = False, natural: bool = True,
              budget: float = 4.0, budgets: Sequence[float] | None = None,
              domains: Sequence[str] | None = None, modes: Sequence[str] = ("fixed",),
              gallery_modes: Sequence[str] = ("fixed", "live"),

@@ -44,7 +44,7 @@ def grid_figure(path: Path, rows: Sequence[Sequence[tuple[np.ndarray, str]]], *,
             img = np.asarray(img, np.float64)
             imgs.append(img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img)
             titles.append(t)
-    viz.image_grid(imgs, titles, path, ncols=ncols, vmin=0.0, vmax=1.0, colorbar=False,
+    viz.image_grid(imgs, titles=titles, path=path, ncols=ncols, vmin=0.0, vmax=1.0, colorbar=False,
                    suptitle=suptitle or None, panel_size=panel_size, dpi=120)
     return Path(path)
 
@@ -428,7 +428,7 @@ def study_parser(description: str, *, out: str, **flags: Any):
     return p
 
 
-def parse_study_args(parser, argv: Sequence[str] | None = None):
+def parse_study_args(parser, *, argv: Sequence[str] | None = None):
     """Parse ``argv`` (default ``sys.argv[1:]``); ``args.argv`` keeps the command line."""
     import sys
     argv = list(sys.argv[1:] if argv is None else argv)
