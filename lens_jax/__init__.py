@@ -69,8 +69,8 @@ __all__ = [
     "Classifier", "as_classifier", "fold_params", "Schedule", "predict", "predict_proba",
     "guarded_softmax", "with_preprocess", "Preprocess", "ClassifierError",
     # lens
-    "morph", "morph_batch", "morph_stream", "morph_frames", "MODES", "LOSSES", "map_batched", "check_image", "Morph",
-    "prepare_edit", "Edit", "budget_alphas", "polar_grads",
+    "morph", "morph_batch", "morph_stream", "morph_frames", "MODES", "LOSSES", "map_batched",
+    "check_image", "Morph", "prepare_edit", "Edit", "budget_alphas", "polar_grads",
     # scale-out
     "sweep", "sweep_mesh", "SweepResult",
     # comparisons at matched image change (lazy: plotting stack)
