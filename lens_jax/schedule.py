@@ -222,4 +222,4 @@ def implicit_alphas(dist_fn: Callable, alphas: jax.Array, budgets: jax.Array,
         return jnp.where(good, step - jax.lax.stop_gradient(step), 0.0)
 
     corr = jax.vmap(one)(a0, budgets)
-    return alphas + jnp.where(reached, corr, 0.0).astype(alphas.dtype)
+    return a0 + jnp.where(reached, corr, 0.0).astype(alphas.dtype)
