@@ -346,6 +346,7 @@ def test_joint_balance():
 # change, wrapping, options
 # ----------------------------------------------------------------------------------
 
+@pytest.mark.x64
 def test_change_and_wrapped():
     img = texture(32, width=15.0)
     dom = get_domain("csp_flow", (32, 32))
