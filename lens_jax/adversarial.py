@@ -26,9 +26,9 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from ._batching import map_chunks
+from ._io import progress_bar
 from .classifier import Classifier, as_classifier, checked_logits, predict
 
 __all__ = ["PGD", "DEFAULT_ATTACKS", "pgd_attack", "robust_accuracy", "default_attack",
@@ -364,7 +364,7 @@ def robust_accuracy(model: Any, images: Any, labels: Any, attack: PGD, *,
 
     bar = None
     if progress:
-        bar = tqdm(total=n, desc=f"robust accuracy {attack.tag}", dynamic_ncols=True)
+        bar = progress_bar(n, desc=f"robust accuracy {attack.tag}")
     seen = [0]
 
     def tick(done, total):

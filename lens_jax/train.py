@@ -1,10 +1,10 @@
 """Train the small classifiers, with orbax checkpoints that survive interruption.
 
 :func:`train_classifier` runs AdamW with a linear-warmup cosine schedule, a jitted
-train step and a tqdm bar showing loss and accuracy, evaluates on the test split
-after every epoch and, given a ``workdir``, saves an orbax checkpoint after every
-epoch (params, optimiser state, epoch, PRNG key, history, config). Orbax writes
-each checkpoint to a temporary directory and renames it when complete, so an
+train step and a progress bar showing loss and accuracy (plain lines in a log),
+evaluates on the test split after every epoch and, given a ``workdir``, saves an orbax
+checkpoint after every epoch (params, optimiser state, epoch, PRNG key, history,
+config). Orbax writes each checkpoint to a temporary directory and renames it when complete, so an
 interrupted run leaves only finished epochs behind; calling
 :func:`train_classifier` again with the same arguments resumes after the last
 finished epoch and ends with the same parameters as an uninterrupted run (the
@@ -37,12 +37,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from . import models as _models
 from ._checkpoint import (CheckpointCorruptError, CheckpointUnverifiedError, manager,
                           move_aside, read_meta, restore_meta, restore_state, save)
-from ._io import cache_dir
+from ._io import cache_dir, progress_bar
 from .adversarial import DEFAULT_ATTACKS, PGD, attack_core, robust_accuracy
 from .classifier import as_classifier, predict
 
@@ -554,7 +553,7 @@ def _config_diff(old: Mapping, new: Mapping) -> str:
 def _progress(total: int, desc: str, enabled: bool):
     if not enabled:
         return None
-    return tqdm(total=total, desc=desc, leave=True, dynamic_ncols=True)
+    return progress_bar(total, desc=desc, leave=True)
 
 
 # ----------------------------------------------------------------------------------
