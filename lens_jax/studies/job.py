@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import evaluate as ev
+from ..classifier import guarded_softmax
 from ..domains import PROTOCOL_DOMAINS
 from . import reference
 from ..tables import record_command, save_json, write_tables
@@ -177,12 +178,6 @@ def load_classifiers(dataset: str, *, ccexam: bool, quick: bool = False, seed: i
 # steps
 # ----------------------------------------------------------------------------------
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z, np.float64)
-    z = z - z.max(-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
-
 
 def _a(name: str) -> str:
     """``name`` with its indefinite article ("an 8", "a 3", "an ankle boot")."""
@@ -241,7 +236,7 @@ def gallery(drivers: Mapping[str, Any], src: ev.Sources, evaluators: Mapping[str
                     m = morphs[d]
                     frames = np.asarray(m.frames)
                     z = {n: ev.predict(f, frames) for n, f in evaluators.items()}
-                    ev_p = {n: _softmax(zz)[:, t] for n, zz in z.items()}
+                    ev_p = {n: np.asarray(guarded_softmax(zz)[0])[:, t] for n, zz in z.items()}
                     last = {n: int(np.argmax(zz[-1])) for n, zz in z.items()}
                     p_last = float(np.asarray(m.probs)[-1, t])
                     n_hit, caption = verdict(t, p_last, last, class_names)
