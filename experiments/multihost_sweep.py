@@ -53,7 +53,7 @@ def main(argv=None) -> int:
         out="outputs/multihost_sweep", coordinator=None, num_processes=0, process_id=-1,
         spawn_local=0, spawn_timeout=600, cpu_devices=0, n_images=512, size=32,
         n_alphas=8, alpha_max=6.0, l2_budget=0.0, alpha_shards=1, domain="csp_phase",
-        chunk_size=128, keep=4, check=False, resume=True), argv)
+        chunk_size=128, keep=4, check=False, resume=True), argv=argv)
     if args.quick:
         args.n_images, args.size, args.n_alphas, args.chunk_size = 24, 16, 4, 8
     if args.spawn_local > 0:
