@@ -57,6 +57,14 @@ def _conv(features: int, k: int, stride: int, name: str) -> nn.Conv:
                    use_bias=False, name=name)
 
 
+def _shortcut(x, features: int, stride: int, downsample: bool, calibrate: bool):
+    """The residual branch's identity, or its 1x1 strided projection (torchvision's
+    ``downsample``); called inside a block's ``nn.compact`` so the names are the block's."""
+    if not downsample:
+        return x
+    return _bn("downsample_bn", calibrate)(_conv(features, 1, stride, "downsample_conv")(x))
+
+
 class _Basic(nn.Module):
     width: int
     stride: int
@@ -67,10 +75,8 @@ class _Basic(nn.Module):
     def __call__(self, x):
         h = nn.relu(_bn("bn1", self.calibrate)(_conv(self.width, 3, self.stride, "conv1")(x)))
         h = _bn("bn2", self.calibrate)(_conv(self.width, 3, 1, "conv2")(h))
-        if self.downsample:
-            x = _bn("downsample_bn", self.calibrate)(
-                _conv(self.width, 1, self.stride, "downsample_conv")(x))
-        return nn.relu(h + x)
+        return nn.relu(h + _shortcut(x, self.width, self.stride, self.downsample,
+                                     self.calibrate))
 
 
 class _Bottleneck(nn.Module):
@@ -84,10 +90,8 @@ class _Bottleneck(nn.Module):
         h = nn.relu(_bn("bn1", self.calibrate)(_conv(self.width, 1, 1, "conv1")(x)))
         h = nn.relu(_bn("bn2", self.calibrate)(_conv(self.width, 3, self.stride, "conv2")(h)))
         h = _bn("bn3", self.calibrate)(_conv(4 * self.width, 1, 1, "conv3")(h))
-        if self.downsample:
-            x = _bn("downsample_bn", self.calibrate)(
-                _conv(4 * self.width, 1, self.stride, "downsample_conv")(x))
-        return nn.relu(h + x)
+        return nn.relu(h + _shortcut(x, 4 * self.width, self.stride, self.downsample,
+                                     self.calibrate))
 
 
 class ResNet(nn.Module):
