@@ -181,8 +181,10 @@ def test_checkpoint_with_flipped_bytes_is_detected(tiny_run):
     params, _, meta = T.restore_checkpoint(run)                 # intact: verified, equal
     assert _leaves_equal(params, res.params) and len(meta["content_sha256"]) == 64
     _flip(_array_files(run / "1")[0])
+    # which file comes first varies: flipped data fails its sha256, a flipped chunk header
+    # makes the array unreadable; either is named as damage, never restored
     with pytest.raises(T.CheckpointCorruptError,
-                       match=r"run \(epoch 1\) is damaged: its arrays. sha256"):
+                       match=r"run \(epoch 1\) is damaged: its arrays(. sha256| cannot be read)"):
         T.restore_checkpoint(run)
     assert issubclass(T.CheckpointCorruptError, ValueError)
 
