@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import numpy as np
 
+
 def _ocp():
     # orbax (and TensorStore) load on first use: ``import lens_jax.train`` stays light
     import orbax.checkpoint as ocp
@@ -60,8 +61,60 @@ def _state_hash(state: Any) -> str:
     return h.hexdigest()
 
 
+#: the sha256 of every file of a saved step, written beside them once orbax has finished
+_FILES = "lens_jax_files.json"
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_file_hashes(step_dir: Path) -> None:
+    """Record the sha256 of every file of a finished step (atomically: a temporary file
+    renamed into place), so a damaged file is named before orbax or TensorStore read it."""
+    hashes = {p.relative_to(step_dir).as_posix(): _sha256_file(p)
+              for p in sorted(step_dir.rglob("*")) if p.is_file() and p.name != _FILES}
+    tmp = step_dir / f".{_FILES}.tmp"
+    tmp.write_text(json.dumps(hashes, indent=0, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, step_dir / _FILES)
+
+
+def _verify_files(workdir: Path, step: int) -> None:
+    """Check a step's files against the sha256 recorded at save time (a step saved by an
+    older lens_jax has no record: its arrays are still checked by ``content_sha256``).
+
+    A damaged file is refused here, before TensorStore reads it: its read failing
+    part-way leaves reads in flight that print tracebacks from other threads."""
+    step_dir = workdir / str(step)
+    record = step_dir / _FILES
+    if not record.is_file():
+        return
+    where = f"checkpoint {workdir} (epoch {step}) is damaged"
+    try:
+        hashes = json.loads(record.read_text(encoding="utf-8"))
+        if not (isinstance(hashes, dict) and hashes
+                and all(isinstance(k, str) and isinstance(v, str) and len(v) == 64
+                        for k, v in hashes.items())):
+            raise ValueError("not a map of file names to sha256 digests")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointCorruptError(f"{where}: its file list {_FILES} cannot be read "
+                                     f"({e}); {_FIX}") from None
+    for rel, want in hashes.items():
+        path = step_dir / rel
+        if ".." in Path(rel).parts or not path.is_file():
+            raise CheckpointCorruptError(f"{where}: {rel} is missing; {_FIX}")
+        if _sha256_file(path) != want:
+            raise CheckpointCorruptError(f"{where}: {rel} differs from the sha256 saved "
+                                         f"with it; {_FIX}")
+
+
 def restore_meta(mngr, step: int, workdir: Path) -> dict:
     ocp = _ocp()
+    _verify_files(Path(mngr.directory), step)
     try:
         meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many types
@@ -147,6 +200,7 @@ def save(mngr, step, params, opt_state, rng, history, config, *, finished, test_
         state=ocp.args.StandardSave(state),
         meta=ocp.args.JsonSave(json.loads(json.dumps(meta)))), force=True)
     mngr.wait_until_finished()
+    _write_file_hashes(Path(mngr.directory) / str(step))
 
 
 def move_aside(workdir: Path, err: Exception) -> Path:

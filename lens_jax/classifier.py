@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import weakref
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -246,23 +247,32 @@ def params_fingerprint(params: Any) -> tuple:
     if not leaves:
         return (treedef, avals)
     # jax arrays are immutable: the same array objects have the same values.  The cache
-    # holds the arrays it keys (so an id is never reused while cached); numpy arrays are
-    # mutable and always checksummed.
+    # holds weak references only (it never keeps a parameter set alive: a few bytes per
+    # entry); a reference that no longer resolves to the same object is a miss, so a
+    # reused id is never mistaken for the old array.  numpy arrays are mutable and
+    # always checksummed.
     ids = tuple(id(l) for l in leaves)
     cacheable = all(isinstance(l, jax.Array) for l in leaves)
     hit = _FINGERPRINTS.get(ids) if cacheable else None
-    if hit is not None and all(a is b for a, b in zip(hit[0], leaves)):
+    if hit is not None and all(r() is l for r, l in zip(hit[0], leaves)):
         return hit[1]
     h1, h2 = _checksum(leaves)
     fp = (treedef, avals, int(h1), int(h2))
     if cacheable:
-        if len(_FINGERPRINTS) >= 8:
+        try:
+            refs = [weakref.ref(l) for l in leaves]
+        except TypeError:              # an array type without weak references
+            return fp
+        if len(_FINGERPRINTS) >= _FINGERPRINTS_MAX:
             _FINGERPRINTS.pop(next(iter(_FINGERPRINTS)))
-        _FINGERPRINTS[ids] = (list(leaves), fp)
+        _FINGERPRINTS[ids] = (refs, fp)
     return fp
 
 
+#: fingerprints of recently seen parameter sets, by the ids of their leaves (weak
+#: references: the arrays are never kept alive by this cache)
 _FINGERPRINTS: dict = {}
+_FINGERPRINTS_MAX = 64
 
 
 def fold_params(model: Any) -> Classifier:

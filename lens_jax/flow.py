@@ -43,6 +43,7 @@ import numpy as np
 
 from . import _grid
 from ._grid import interp_matrix   # noqa: F401  (re-exported: the control grid's weights)
+from ._pyramid_plan import ARRAYS_CACHE
 from .pyramid import PyramidCoeffs, SteerablePyramid, modulate_phase
 
 __all__ = ["local_frequency", "nominal_frequencies", "interp_matrix", "band_flow",
@@ -130,8 +131,13 @@ def _mask_centroid(mask: np.ndarray) -> np.ndarray:
                      (p * wx).sum(axis=(-2, -1)) / tot], axis=-1)
 
 
-@functools.lru_cache(maxsize=32)
 def _hp_masks(pyr: SteerablePyramid) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_build_hp_masks`, kept in the pyramid's array cache (bounded in bytes: the
+    masks are ``K x H x W`` float64, 8 MiB for 4 orientations at 512 x 512)."""
+    return ARRAYS_CACHE.get(("flow_hp_masks", pyr), lambda: _build_hp_masks(pyr))
+
+
+def _build_hp_masks(pyr: SteerablePyramid) -> tuple[np.ndarray, np.ndarray]:
     """One-sided angular masks splitting the high-pass into ``K`` analytic parts with
     ``sum_k Re(part_k) == highpass``, and their centre frequencies ``(K, 2)``.
 

@@ -272,7 +272,11 @@ def _build_chunk_fn(apply, mesh: Mesh, image_axis: str, alpha_axis: str | None,
     return fn, [NamedSharding(mesh, s) for s in in_specs]
 
 
+#: compiled chunk functions per (classifier apply, mesh, options); an entry holds its
+#: classifier's apply (for a plain closure, the closure and what it closes over), so the
+#: cache is kept small: the oldest entry goes first
 _FN_CACHE: dict = {}
+_FN_CACHE_MAX = 8
 
 
 def _chunk_fn(apply, mesh, image_axis, alpha_axis, sched_ndim, **static):
@@ -284,8 +288,8 @@ def _chunk_fn(apply, mesh, image_axis, alpha_axis, sched_ndim, **static):
     except TypeError:
         return _build_chunk_fn(apply, mesh, image_axis, alpha_axis, sched_ndim, **static)
     if key not in _FN_CACHE:
-        if len(_FN_CACHE) > 32:
-            _FN_CACHE.clear()
+        while len(_FN_CACHE) >= _FN_CACHE_MAX:
+            _FN_CACHE.pop(next(iter(_FN_CACHE)))
         _FN_CACHE[key] = _build_chunk_fn(apply, mesh, image_axis, alpha_axis, sched_ndim,
                                          **static)
     return _FN_CACHE[key]

@@ -203,3 +203,25 @@ def test_classifier_mistakes_are_named_in_every_entry_point():
                  target=1, alphas=[0.0, 1.0])
     with pytest.raises(ValueError, match="keep the batch size"):
         lj.morph(lambda x: x[:1].reshape(1, -1) @ w, img, target=1, alphas=[0.0, 1.0])
+
+
+def test_fingerprint_cache_keeps_no_parameters_alive():
+    """The fingerprint cache holds weak references only: dropped parameters are freed
+    (a long-running process holding many checkpoints does not grow), a new array at a
+    reused id is checksummed afresh, and equal values keep equal fingerprints."""
+    import gc
+    import weakref
+
+    C._FINGERPRINTS.clear()
+    p = {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3)}
+    fp = C.params_fingerprint(p)
+    assert C.params_fingerprint(p) == fp and len(C._FINGERPRINTS) == 1      # a hit
+    ref = weakref.ref(p["w"])
+    del p
+    gc.collect()
+    assert ref() is None                       # the cache did not keep the array alive
+    for i in range(2 * C._FINGERPRINTS_MAX):   # bounded in entries of a few refs each
+        q = {"w": jnp.full((2, 3), float(i)), "b": jnp.ones(3)}
+        assert C.params_fingerprint(q) != fp
+    assert len(C._FINGERPRINTS) <= C._FINGERPRINTS_MAX
+    assert C.params_fingerprint({"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3)}) == fp

@@ -508,3 +508,21 @@ def test_clean_under_strict_dtype_and_rank_promotion(kw, dtype):
     with precision(dtype):                  # promotion errors are raised while tracing
         c, out = jax.eval_shape(everything, x)
     assert c.highpass.dtype == dtype and out[0].dtype == out[1].dtype == out[3].dtype == dtype
+
+
+def test_flow_highpass_masks_live_in_the_byte_bounded_cache(small_caches):
+    """The flow domain's K x H x W high-pass masks are counted in the pyramid's array
+    cache (bounded in bytes), not kept in a cache bounded only by its entry count."""
+    from lens_jax import flow
+
+    pyr = SteerablePyramid((48, 48), 2, 3)
+    ws, nom = flow._hp_masks(pyr)
+    assert ws.shape == (4, 48, 48) and nom.shape == (4, 2)
+    assert ("flow_hp_masks", pyr) in _pyramid_plan.ARRAYS_CACHE._d
+    assert cache_info()["arrays"]["bytes"] >= ws.nbytes + nom.nbytes
+    assert flow._hp_masks(pyr)[0] is ws                                 # reused
+    for n in (40, 44, 52, 56):                                          # evicted in turn
+        flow._hp_masks(SteerablePyramid((n, n), 2, 3))
+        assert cache_info()["arrays"]["bytes"] <= cache_info()["arrays"]["max_bytes"]
+    assert ("flow_hp_masks", pyr) not in _pyramid_plan.ARRAYS_CACHE._d
+    np.testing.assert_array_equal(flow._hp_masks(pyr)[0], ws)           # rebuilt equal

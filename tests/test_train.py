@@ -1,5 +1,7 @@
 """Training, orbax checkpoints, resume after interruption, cached models."""
 
+import time
+
 import jax
 import numpy as np
 import pytest
@@ -174,19 +176,44 @@ def tiny_run(tmp_path):
     return tmp_path / "run", res
 
 
-def test_checkpoint_with_flipped_bytes_is_detected(tiny_run):
+def test_checkpoint_with_flipped_bytes_is_detected(tiny_run, capfd):
     """64 flipped bytes restored without error: parameters off by up to 2.7e35 while the
-    metadata still reported the old accuracy."""
+    metadata still reported the old accuracy.  The damaged file is named before TensorStore
+    reads it, so stderr stays clean (a read failing part-way printed "Event loop is
+    closed" tracebacks from TensorStore's threads)."""
     run, res = tiny_run
     params, _, meta = T.restore_checkpoint(run)                 # intact: verified, equal
     assert _leaves_equal(params, res.params) and len(meta["content_sha256"]) == 64
+    for where in (0.0, 0.5):                                   # a chunk header, then data
+        _flip(_array_files(run / "1")[0], where=where)
+        with pytest.raises(T.CheckpointCorruptError,
+                           match=r"run \(epoch 1\) is damaged: state/\S+ differs from the "
+                                 r"sha256 saved with it; delete the folder"):
+            T.restore_checkpoint(run)
+        _flip(_array_files(run / "1")[0], where=where)         # undone: readable again
+        assert _leaves_equal(T.restore_checkpoint(run)[0], res.params)
+    time.sleep(0.5)                                            # any late thread output
+    assert capfd.readouterr().err == ""
+    assert issubclass(T.CheckpointCorruptError, ValueError)
+
+
+def test_checkpoint_without_a_file_record_is_checked_by_its_array_hash(tiny_run):
+    """A step saved before file records existed (no lens_jax_files.json) is still verified
+    by the sha256 of its arrays, and a damaged file list is refused, never trusted."""
+    run, _ = tiny_run
+    record = run / "1" / "lens_jax_files.json"
+    saved = record.read_text()
+    record.write_text('{"state/x": 3}')
+    with pytest.raises(T.CheckpointCorruptError, match="file list lens_jax_files.json cannot"):
+        T.restore_checkpoint(run)
+    record.write_text(saved)
+    record.unlink()
     _flip(_array_files(run / "1")[0])
     # which file comes first varies: flipped data fails its sha256, a flipped chunk header
     # makes the array unreadable; either is named as damage, never restored
     with pytest.raises(T.CheckpointCorruptError,
                        match=r"run \(epoch 1\) is damaged: its arrays(. sha256| cannot be read)"):
         T.restore_checkpoint(run)
-    assert issubclass(T.CheckpointCorruptError, ValueError)
 
 
 def test_train_zero_epochs_is_refused():
