@@ -9,14 +9,19 @@
   runs inside ``jax.enable_x64(True)`` (``x64`` fixture below).  Nothing turns x64 on globally.
 * **Warnings are errors** (``filterwarnings`` in ``pyproject.toml``, with each exception named
   and justified there).
+* **Quick CPU code generation** (``QUICK_CODEGEN`` below): the same HLO, machine code
+  generated about 2.4x faster; ``LENS_JAX_TEST_CODEGEN=default`` restores XLA's defaults.
 * **CPU only**, eight forced host devices, so the sharded paths (``lens_jax.sweep``) run on
   a real multi-device mesh; everything else keeps using the default device.
 * **A persistent XLA compilation cache** in ``$LENS_JAX_CACHE/jax_compile`` (default
-  ``<repo>/.cache/jax_compile``, the Makefile's cache folder), shared by the xdist workers,
-  by the subprocesses and by later runs.  Most tests build a fresh closure around the same
-  small classifier, so ``jax.jit``'s in-memory cache misses while the compiled program is
-  identical: the persistent cache turns those recompilations into reads.  Entries are keyed
-  by the program, the JAX version and the flags, so a stale cache is never used wrongly.
+  ``<repo>/.cache/jax_compile``, the Makefile's cache folder), shared by the xdist workers
+  and by later runs (subprocesses use ``jax_compile_subprocess`` beside it).  Most tests
+  build a fresh closure around the same small classifier, so ``jax.jit``'s in-memory cache
+  misses while the compiled program is identical: the persistent cache turns those
+  recompilations into reads.  Entries are keyed by the program, the JAX version and the
+  flags, so a stale cache is never used wrongly.  It has no size cap while the tests run
+  (JAX's cap rescans the folder on every write) and is pruned to 1 GiB at the start of a
+  session that finds it above 2 GiB.
 """
 import functools
 import os
@@ -26,16 +31,47 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("LENS_JAX_CACHE") or ROOT / ".cache")
 
+#: XLA's quick CPU code generation: the elemental fusion emitter and LLVM -O1.  Compilation
+#: is most of this suite's time; these flags cut it about 2.4x (a csp_flow_joint and a
+#: csp_joint morph at 16x16: 5.9 s -> 2.5 s) and the programs run as fast (4 epochs of the
+#: digits CNN: 1.7 s -> 1.8 s; -O0 compiled faster still but ran training 2x slower).  They
+#: change only how machine code is generated from the same optimised HLO, never what is
+#: computed; tests/test_lens.py checks that morphs compiled with XLA's defaults (what
+#: users run) equal these.  LENS_JAX_TEST_CODEGEN=default runs the suite with XLA's
+#: defaults.
+QUICK_CODEGEN = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=1"
+
+
+def xla_flags(devices: int | None = None, *, codegen: str | None = None) -> str:
+    """``XLA_FLAGS`` for a test's subprocess: ``devices`` forced host devices (None: XLA's
+    one) and the suite's code generation (``"quick"`` or ``"default"``)."""
+    codegen = codegen or os.environ.get("LENS_JAX_TEST_CODEGEN", "quick")
+    if codegen not in ("quick", "default"):
+        raise ValueError(f"LENS_JAX_TEST_CODEGEN must be 'quick' or 'default'; got {codegen!r}")
+    flags = [QUICK_CODEGEN] if codegen == "quick" else []
+    if devices is not None:
+        flags.append(f"--xla_force_host_platform_device_count={devices}")
+    return " ".join(flags)
+
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + " --xla_force_host_platform_device_count=8").strip()
-# every compiled program (0 s minimum; -1: no minimum entry size); a size cap turns on
-# JAX's file lock, so two workers never read an entry the other is half-way writing
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(CACHE / "jax_compile"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + xla_flags(8)).strip()
+# every compiled program is cached (0 s minimum; -1: no minimum entry size).  The test
+# processes share one folder WITHOUT a size cap: with a cap, JAX scans the whole folder
+# (stat and read every entry) under a file lock on every write, which is quadratic in the
+# number of entries (thousands per run: minutes of system time; pytest took 1,477 s cold
+# with the cap and 535 s without, with the quick code generation above).  Writes are made
+# atomic below instead; the folder is pruned once per session (``pytest_configure``).
+# Programs compiled in subprocesses (the CLI, the main job, multi-process sweeps) go to a
+# folder of their own with JAX's locked, capped cache (they cannot take the patch below),
+# holding only programs that took at least 0.25 s to compile, so it stays small to scan.
+COMPILE_CACHE = Path(os.environ.get("LENS_JAX_TEST_COMPILE_CACHE") or CACHE / "jax_compile")
+COMPILE_CACHE_BYTES = 2 << 30
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(CACHE / "jax_compile_subprocess"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.25")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
-os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 << 30))
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(COMPILE_CACHE_BYTES))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -46,13 +82,57 @@ import pytest  # noqa: E402
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_enable_x64", False)
-jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
-jax.config.update("jax_persistent_cache_min_compile_time_secs",
-                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
-jax.config.update("jax_persistent_cache_min_entry_size_bytes",
-                  int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
-jax.config.update("jax_compilation_cache_max_size",
-                  int(os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"]))
+jax.config.update("jax_compilation_cache_dir", str(COMPILE_CACHE))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+jax.config.update("jax_compilation_cache_max_size", -1)       # no scan, no lock: see above
+
+
+def _atomic_cache_writes():
+    """JAX's uncapped cache writes an entry in place; a second worker could read it half
+    written.  Write to a temporary file and rename it into place (atomic on POSIX)."""
+    from jax._src import lru_cache
+
+    plain_put = lru_cache.LRUCache.put
+
+    def put(self, key, value):
+        if self.eviction_enabled or not key:
+            return plain_put(self, key, value)
+        path = Path(str(self.path)) / f"{key}-cache"
+        if path.exists():
+            return None
+        tmp = path.with_name(f".{key}.{os.getpid()}.tmp")
+        tmp.write_bytes(value)
+        os.replace(tmp, path)
+        return None
+
+    lru_cache.LRUCache.put = put
+
+
+_atomic_cache_writes()
+
+
+def _prune_compile_cache(folder: Path, max_bytes: int) -> None:
+    """Once per session: oldest entries (by modification time) go until the folder holds
+    at most half of ``max_bytes`` (JAX's capped cache would scan it on every write)."""
+    try:
+        entries = [(p.stat().st_mtime, p.stat().st_size, p) for p in folder.iterdir()
+                   if p.is_file()]
+    except FileNotFoundError:
+        return
+    total = sum(size for _, size, _ in entries)
+    if total <= max_bytes:
+        return
+    for _, size, p in sorted(entries):
+        if total <= max_bytes // 2:
+            break
+        p.unlink(missing_ok=True)
+        total -= size
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):        # the controller, before any worker runs
+        _prune_compile_cache(COMPILE_CACHE, COMPILE_CACHE_BYTES)
 
 
 # Third-party code that is not strict-clean runs with standard promotion; the library's

@@ -21,6 +21,8 @@ import pytest
 import lens_jax as lj
 from lens_jax.sweep import SweepResult, load, run, sweep_mesh
 
+from conftest import xla_flags
+
 ROOT = Path(__file__).resolve().parent.parent
 H = W = 16
 K = 3
@@ -278,7 +280,7 @@ def test_two_processes_match_one_process(tmp_path):
     cmd = [sys.executable, str(ROOT / "experiments" / "multihost_sweep.py"), "--quick",
            "--domain", "pixel", "--out", str(out), "--spawn-local", "2", "--cpu-devices", "2",
            "--spawn-timeout", "240"]
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = dict(os.environ, XLA_FLAGS=xla_flags())      # the script forces its own devices
     p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())

@@ -17,9 +17,10 @@ CASES = ("alphas_default_mesh", "budget_default_mesh", "step_cap_user_axis",
 
 
 def test_every_schedule_on_8_devices_matches_one_device():
+    from conftest import xla_flags
     env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUMPY_DTYPE_PROMOTION="strict",
                JAX_NUMPY_RANK_PROMOTION="raise",
-               XLA_FLAGS="--xla_force_host_platform_device_count=8")
+               XLA_FLAGS=xla_flags(8))
     p = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True,
                        timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:]

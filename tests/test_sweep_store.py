@@ -22,6 +22,8 @@ import pytest
 from lens_jax import _store
 from lens_jax.sweep import load, run, sweep_mesh
 
+from conftest import xla_flags
+
 H = W = 16
 K = 3
 ALPHAS = np.array([0.0, 1.0, 2.5, 4.0], np.float32)
@@ -276,7 +278,7 @@ def test_resume_from_another_process(stored):
     env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUMPY_DTYPE_PROMOTION="strict",
                JAX_NUMPY_RANK_PROMOTION="raise",
                JAX_ENABLE_X64=str(bool(jax.config.jax_enable_x64)))
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = xla_flags()                     # one device
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                        timeout=300)
     assert p.returncode == 0 and "resumed" in p.stdout, p.stderr[-3000:]

@@ -256,12 +256,14 @@ TINY_MLP = dict(num_classes=2, epochs=1, batch_size=32, progress=False,
 
 
 def _strip_hash(step_dir):
-    """Make a checkpoint look like one of an older lens_jax (no content_sha256)."""
+    """Make a checkpoint look like one of an older lens_jax (no content_sha256, no file
+    record)."""
     import json
     meta = step_dir / "meta" / "metadata"
     d = json.loads(meta.read_text())
     d.pop("content_sha256")
     meta.write_text(json.dumps(d))
+    (step_dir / "lens_jax_files.json").unlink()
 
 
 def test_checkpoint_without_hash_is_refused_unless_allowed_and_never_with_nan(tiny_run,
