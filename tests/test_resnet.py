@@ -345,17 +345,37 @@ def test_morph_photo_with_resnet50_pixel(chelsea224):
     assert float(m.l2[1]) > 0
 
 
+def _strided_conv_classifier(seed=0):
+    """ImageNet-shaped logits (1000) from one 8x8 stride-8 convolution, tanh, mean pool and
+    a linear head: a smooth nonlinear classifier over the whole 224x224 image that compiles
+    in a fraction of a ResNet's time."""
+    r = np.random.default_rng(seed)
+    k = jnp.asarray(r.standard_normal((8, 8, 3, 32)) * 0.05, jnp.float32)
+    w = jnp.asarray(r.standard_normal((32, 1000)) * 0.3, jnp.float32)
+
+    def logits_fn(x):
+        h = jax.lax.conv_general_dilated(x, k, (8, 8), "VALID",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jnp.tanh(h).mean((1, 2)) @ w
+    return logits_fn
+
+
 @pytest.mark.slow     # every domain compiles its own program at 224x224
 def test_morph_photo_every_domain_at_224(chelsea224):
-    """Every registered domain at 224x224 on a photo (ResNet-18: the property is the
-    domains' at this size; ResNet-50 on the photo is the test above)."""
+    """Every registered domain at 224x224 on a photo: the domains' property at this size
+    (a pyramid of 6 scales, the flow grid, the colour handling).  The classifier is a
+    strided convolution (a ResNet's compile time per domain was most of this test); the
+    ResNet-18 runs the domain with the most machinery, csp_flow_joint, and ResNet-50 the
+    pixel domain (the test above)."""
     import lens_jax as lj
     from lens_jax.domains import domain_names
-    clf = P.resnet18(seed=0)
-    for d in domain_names():
+    light = _strided_conv_classifier()
+    cases = [(d, light) for d in domain_names()] + [("csp_flow_joint", P.resnet18(seed=0))]
+    for d, clf in cases:
         m = lj.morph(clf, chelsea224, target=287, domain=d, color="luminance", n_frames=2,
                      l2_budget=5.0)
         probs = np.asarray(m.probs)
         assert m.frames.shape == (2, 224, 224, 3), d
         assert np.all(np.isfinite(probs)) and np.all(np.isfinite(np.asarray(m.l2))), d
         assert float(m.l2[-1]) > 0, d
+        np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5, err_msg=d)
