@@ -144,9 +144,12 @@ def read_meta(workdir: Path) -> tuple[Any, int | None, dict | None]:
         raise
 
 
-def restore_state(mngr, step: int, target: Any, *, allow_unverified: bool = False) -> dict:
+def restore_state(mngr, step: int, target: Any, *, allow_unverified: bool = False,
+                  meta: dict | None = None) -> dict:
     """The state saved at ``step`` (``target``: its structure, arrays or
-    ``jax.ShapeDtypeStruct``), verified against the sha256 saved with it.
+    ``jax.ShapeDtypeStruct``), verified against the sha256 saved with it.  ``meta``: the
+    step's metadata when the caller has read it with :func:`restore_meta` (which verified
+    the step's files), so they are not hashed twice.
 
     A checkpoint without a hash (written before content hashes existed) cannot be
     verified: it is refused (:class:`CheckpointUnverifiedError`) unless
@@ -158,7 +161,8 @@ def restore_state(mngr, step: int, target: Any, *, allow_unverified: bool = Fals
     """
     ocp = _ocp()
     workdir = Path(mngr.directory)
-    meta = restore_meta(mngr, step, workdir)
+    if meta is None:       # else: read (and its files verified) by restore_meta already
+        meta = restore_meta(mngr, step, workdir)
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
     try:
         state = mngr.restore(step, args=ocp.args.Composite(

@@ -309,7 +309,8 @@ def restore_checkpoint(workdir: str | os.PathLike, *, step: int | None = None,
             meta = restore_meta(mngr, step, workdir)
         step = latest if step is None else step
         model, _, target = _target_state(meta["config"], abstract=True)
-        state = restore_state(mngr, step, target, allow_unverified=allow_unverified)
+        state = restore_state(mngr, step, target, allow_unverified=allow_unverified,
+                              meta=meta)
     finally:
         mngr.close()
     return state["params"], model, meta
@@ -468,7 +469,7 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
                     shutil.rmtree(child)
             mngr, latest = manager(workdir), None
         if latest is not None:
-            state = restore_state(mngr, latest, state)
+            state = restore_state(mngr, latest, state, meta=meta)
             history = list(meta["history"])
             start_epoch = int(meta["epoch"])
     resumed_from = start_epoch
