@@ -34,11 +34,11 @@ CACHE = Path(os.environ.get("LENS_JAX_CACHE") or ROOT / ".cache")
 #: XLA's quick CPU code generation: the elemental fusion emitter and LLVM -O1.  Compilation
 #: is most of this suite's time; these flags cut it about 2.4x (a csp_flow_joint and a
 #: csp_joint morph at 16x16: 5.9 s -> 2.5 s) and the programs run as fast (4 epochs of the
-#: digits CNN: 1.7 s -> 1.8 s; -O0 compiled faster still but ran training 2x slower).  They
-#: change only how machine code is generated from the same optimised HLO, never what is
-#: computed; tests/test_lens.py checks that morphs compiled with XLA's defaults (what
-#: users run) equal these.  LENS_JAX_TEST_CODEGEN=default runs the suite with XLA's
-#: defaults.
+#: CNN on 512 28x28 images: 1.7 s -> 1.8 s; -O0 compiled faster still but ran training 2x
+#: slower).  They change only how machine code is generated from the same optimised HLO,
+#: never what is computed; tests/test_lens.py checks that morphs compiled with XLA's
+#: defaults (what users run) equal these.  LENS_JAX_TEST_CODEGEN=default runs the suite
+#: with XLA's defaults.
 QUICK_CODEGEN = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=1"
 
 
@@ -60,9 +60,10 @@ if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "
 # every compiled program is cached (0 s minimum; -1: no minimum entry size).  The test
 # processes share one folder WITHOUT a size cap: with a cap, JAX scans the whole folder
 # (stat and read every entry) under a file lock on every write, which is quadratic in the
-# number of entries (thousands per run: minutes of system time; pytest took 1,477 s cold
-# with the cap and 535 s without, with the quick code generation above).  Writes are made
-# atomic below instead; the folder is pruned once per session (``pytest_configure``).
+# number of entries (thousands per run: minutes of system time; cold pytest took 1,477 s
+# before both changes, 1,106 s with the quick code generation alone, 535 s with both).
+# Writes are made atomic below instead; the folder is pruned once per session
+# (``pytest_configure``).
 # Programs compiled in subprocesses (the CLI, the main job, multi-process sweeps) go to a
 # folder of their own with JAX's locked, capped cache (they cannot take the patch below),
 # holding only programs that took at least 0.25 s to compile, so it stays small to scan.

@@ -525,7 +525,6 @@ def test_morph_stream_keep_frames_changes_no_value():
         # (at most 2 ulp: keep_frames and chunk_size compile different programs, whose
         # fusions XLA may round differently; no value is recomputed another way)
         np.testing.assert_array_equal(m.reached, ref.reached)
-        np.testing.assert_array_equal(np.isnan(m.probs), np.isnan(ref.probs))
         _same_to_ulp(m.probs, ref.probs)
         _same_to_ulp(m.l2, ref.l2)
         np.testing.assert_array_equal(m.alphas, ref.alphas)
