@@ -8,16 +8,20 @@ so an interrupted run never leaves a truncated file behind.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
 import os
+import socket
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["cache_dir", "atomic_write", "atomic_write_bytes", "atomic_write_text",
+__all__ = ["cache_dir", "exclusive", "atomic_write", "atomic_write_bytes", "atomic_write_text",
            "atomic_save_npz", "atomic_save_json", "progress_bar", "LogProgress"]
 
 
@@ -28,6 +32,63 @@ def cache_dir(*parts: str) -> Path:
     path = Path(root, *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+class Busy(RuntimeError):
+    """Another process holds the lock that :func:`exclusive` was asked not to wait for."""
+
+    def __init__(self, path: Path, holder: str):
+        super().__init__(f"{path} is locked by another process{holder}")
+        self.path, self.holder = path, holder
+
+
+@contextlib.contextmanager
+def exclusive(path: str | os.PathLike, *, wait: bool, what: str = "") -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (a folder, or a file; created when missing)
+    for the block; the system releases it when the block ends or the process dies.
+
+    ``wait=False``: a lock held elsewhere raises :class:`Busy` (naming the holder's process
+    where the system tells it).  ``wait=True``: block until it is free, printing one line
+    (``what`` names the work) to stderr first.  On a file system without locks (some NFS)
+    a note is printed and the block runs unlocked."""
+    path = Path(path)
+    if path.suffix == ".lock":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    else:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            if not wait:
+                raise Busy(path, holder) from None
+            print(f"lens_jax: waiting for process{holder or ' (another one)'}, which holds "
+                  f"{path}{f' ({what})' if what else ''} ...", file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            print(f"lens_jax: {path} is free after {time.perf_counter() - t0:.0f} s",
+                  file=sys.stderr, flush=True)
+        except OSError as e:                # a file system without locks (some NFS)
+            print(f"lens_jax: cannot lock {path} ({e}); make sure no other process "
+                  f"writes it{f' ({what})' if what else ''}", file=sys.stderr, flush=True)
+        yield
+    finally:
+        os.close(fd)                        # releases the lock
+
+
+def _lock_holder(fd: int) -> str:
+    """`` (process N on HOST)`` from /proc/locks for the locked inode (Linux); else ``""``."""
+    with contextlib.suppress(OSError, ValueError):
+        st = os.fstat(fd)
+        want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        for line in Path("/proc/locks").read_text().splitlines():
+            parts = line.split()
+            if len(parts) > 5 and parts[1] == "FLOCK" and parts[5] == want:
+                return f" (process {parts[4]} on {socket.gethostname()})"
+    return ""
 
 
 @contextlib.contextmanager

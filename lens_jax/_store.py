@@ -25,18 +25,17 @@ resume and recomputed, and named by :func:`load_chunks` (a ``ValueError``).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
-import os
 import re
 import shutil
-import socket
 import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+from ._io import Busy, exclusive
 
 FORMAT = "lens_jax.sweep/4"      # /4: Zarr v3 through TensorStore (/3: npz chunks + sweep.json)
 GROUP = "zarr.json"
@@ -155,36 +154,14 @@ def lock(path: Path) -> Iterator[None]:
     ``flock`` on the folder itself (no lock file, so the folder stays a clean Zarr
     hierarchy), released when the block ends or the process dies.  A second writer gets
     a ``RuntimeError`` naming the holder's process id where the system tells it."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDONLY)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _lock_holder(fd)
-            raise RuntimeError(
-                f"{path} is being written by another sweep{holder}; two writers would mix "
-                "their chunks: wait for it to finish (then rerun to resume, or load it), "
-                "or use another out_dir") from None
-        except OSError as e:                # a file system without locks (some NFS)
-            print(f"lens_jax.sweep: cannot lock {path} ({e}); make sure no other process "
-                  "writes this out_dir", file=sys.stderr, flush=True)
-        yield
-    finally:
-        os.close(fd)                        # releases the lock
-
-
-def _lock_holder(fd: int) -> str:
-    """`` (process N)`` from /proc/locks for the locked inode (Linux); else ``""``."""
-    with contextlib.suppress(OSError, ValueError):
-        st = os.fstat(fd)
-        want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-        for line in Path("/proc/locks").read_text().splitlines():
-            parts = line.split()
-            if len(parts) > 5 and parts[1] == "FLOCK" and parts[5] == want:
-                return f" (process {parts[4]} on {socket.gethostname()})"
-    return ""
+        with exclusive(path, wait=False, what="a sweep"):
+            yield
+    except Busy as e:
+        raise RuntimeError(
+            f"{e.path} is being written by another sweep{e.holder}; two writers would mix "
+            "their chunks: wait for it to finish (then rerun to resume, or load it), "
+            "or use another out_dir") from None
 
 
 def clear(path: Path) -> None:

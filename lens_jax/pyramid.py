@@ -534,6 +534,12 @@ class SteerablePyramid:
         """
         want = self._parse_levels("all" if scales is None else scales, arg="scales")
         x = self._check_image(x)
+        # one compiled program per plan, shape and dtype (called eagerly, the analysis
+        # would otherwise dispatch -- and compile -- each of its ~60 operations alone)
+        return _jit_forward(self, x, frozenset(want))
+
+    def _forward(self, x: jax.Array, want: frozenset) -> PyramidCoeffs:
+        """:meth:`forward` after its checks (compiled by ``_jit_forward``)."""
         p = plan_arrays(self._key(), x.dtype.name)
         norm = self._norm
         full = self.grid == "peers"
@@ -692,6 +698,12 @@ class SteerablePyramid:
             raise ValueError(
                 f"coefficients lack {missing} (not computed by forward(x, scales=...)); "
                 f"reconstruct with levels={have} or analyse every scale")
+        return _jit_inverse(self, c, synthesis, frozenset(use_levels),
+                            None if use_bands is None else tuple(int(b) for b in use_bands))
+
+    def _inverse(self, c: PyramidCoeffs, synthesis: str, use_levels: frozenset,
+                 use_bands: tuple | None) -> jax.Array:
+        """:meth:`inverse` after its checks (compiled by ``_jit_inverse``)."""
         leaf = self._first_leaf(c)
         lead = self._lead_of(c)
         nl = len(lead)
@@ -865,6 +877,13 @@ class SteerablePyramid:
 # ----------------------------------------------------------------------------------
 # steering weights
 # ----------------------------------------------------------------------------------
+
+# the pyramid's analysis and synthesis as compiled programs, keyed by the plan (hashable),
+# the static options and the shapes and dtypes of the arrays; under an outer jit, vmap or
+# grad they are nested calls, inlined by XLA
+_jit_forward = jax.jit(SteerablePyramid._forward, static_argnums=(0, 2))
+_jit_inverse = jax.jit(SteerablePyramid._inverse, static_argnums=(0, 2, 3, 4))
+
 
 def _angles(angles, dtype) -> jax.Array:
     a = jnp.asarray(angles)

@@ -41,7 +41,7 @@ import optax
 from . import models as _models
 from ._checkpoint import (CheckpointCorruptError, CheckpointUnverifiedError, manager,
                           move_aside, read_meta, restore_meta, restore_state, save)
-from ._io import cache_dir, progress_bar
+from ._io import cache_dir, exclusive, progress_bar
 from .adversarial import DEFAULT_ATTACKS, PGD, attack_core, robust_accuracy
 from .classifier import as_classifier, predict
 
@@ -627,46 +627,54 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
     workdir = (Path(cache) if cache is not None else cache_dir()) / "models" / name
     wanted = {"model": model_name, "epochs": int(epochs), "seed": int(seed),
               "lr": float(lr)}
-    try:
+    def cached():
+        """``(result, meta)`` of a finished model of this configuration, or ``(None, None)``;
+        CheckpointCorruptError for a damaged one."""
         mngr, latest, meta = read_meta(workdir)
-    except CheckpointCorruptError as e:
-        mngr, latest, meta = None, None, None
-        move_aside(workdir, e)
-    if mngr is not None:
-        mngr.close()
-    cached_ok = (latest is not None and meta.get("finished")
-                 and all(meta["config"].get(k) == v for k, v in wanted.items())
-                 and meta["config"].get("adversary") == adv_config
-                 and meta["config"].get("batch_size")
-                 == min(batch_size, meta["config"].get("n_train", batch_size)))
-    if cached_ok:
-        try:
-            params, model, meta = restore_checkpoint(workdir,
-                                                     allow_unverified=allow_unverified)
-            result = TrainResult(params, model, meta["history"], meta["test_accuracy"],
-                                 workdir)
-        except CheckpointCorruptError as e:      # never serve damaged weights: retrain
-            move_aside(workdir, e)
-            cached_ok = False
-    if not cached_ok:
+        if mngr is not None:
+            mngr.close()
+        if not (latest is not None and meta.get("finished")
+                and all(meta["config"].get(k) == v for k, v in wanted.items())
+                and meta["config"].get("adversary") == adv_config
+                and meta["config"].get("batch_size")
+                == min(batch_size, meta["config"].get("n_train", batch_size))):
+            return None, None
+        params, model, meta = restore_checkpoint(workdir, allow_unverified=allow_unverified)
+        return TrainResult(params, model, meta["history"], meta["test_accuracy"],
+                           workdir), meta
+
+    try:                        # a finished model: read only, no lock, nothing loaded
+        result, meta = cached()
+    except CheckpointCorruptError:
+        result = None           # set aside below, under the lock
+    if result is None:
         from . import data as _data  # lazy: only needed when training
         sized = {} if size is None else {"size": int(size)}
         train = _data.load(dataset, "train", data_dir=data_dir, **sized)
         test = _data.load(dataset, "test", data_dir=data_dir, **sized)
         num_classes = _num_classes(_data, dataset, train[1], test[1])
-        kwargs = dict(num_classes=num_classes, epochs=epochs, batch_size=batch_size, lr=lr,
-                      seed=seed, workdir=workdir, progress=progress)
-        if adversarial:
-            kwargs.update(adversary=adversary, ramp_epochs=ramp_epochs)
-        try:   # resume an interrupted run of this configuration
-            result = train_classifier(model_name, train, test, resume=True, **kwargs)
-        except CheckpointMismatchError:   # another configuration lives here: start over
-            result = train_classifier(model_name, train, test, resume=False, **kwargs)
-        except CheckpointCorruptError as e:   # a damaged partial run: set aside, start over
-            move_aside(workdir, e)
-            result = train_classifier(model_name, train, test, resume=True, **kwargs)
-        mngr, _, meta = read_meta(workdir)
-        mngr.close()
+        # one process trains a given model at a time: a second one (another study, another
+        # test worker) waits here, then finds the first one's finished model
+        lock = workdir.parent / f".{name.replace('/', '__')}.lock"
+        with exclusive(lock, wait=True, what=f"training {name}"):
+            try:
+                result, meta = cached()
+            except CheckpointCorruptError as e:     # never serve damaged weights: retrain
+                move_aside(workdir, e)
+            if result is None:
+                kwargs = dict(num_classes=num_classes, epochs=epochs, batch_size=batch_size,
+                              lr=lr, seed=seed, workdir=workdir, progress=progress)
+                if adversarial:
+                    kwargs.update(adversary=adversary, ramp_epochs=ramp_epochs)
+                try:   # resume an interrupted run of this configuration
+                    result = train_classifier(model_name, train, test, resume=True, **kwargs)
+                except CheckpointMismatchError:   # another configuration here: start over
+                    result = train_classifier(model_name, train, test, resume=False, **kwargs)
+                except CheckpointCorruptError as e:   # a damaged partial run: start over
+                    move_aside(workdir, e)
+                    result = train_classifier(model_name, train, test, resume=True, **kwargs)
+                mngr, _, meta = read_meta(workdir)
+                mngr.close()
     config = meta["config"]
     info = {"dataset": dataset, "model": model_name, "seed": seed,
             "epochs": config["epochs"], "lr": config["lr"],

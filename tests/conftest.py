@@ -212,6 +212,20 @@ def x64(request):
         yield True
 
 
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """One ``LENS_JAX_CACHE`` for the tests that run the studies' ``--quick`` paths (the CLI's
+    ``run --quick``, the experiment scripts, the resolution study), shared by the xdist
+    workers of this run: the prepared mnist5k data set and the quick 1-epoch models are
+    made once per run instead of once per test module (``load_or_train`` holds a lock per
+    model, so a second worker waits for the first and loads its model).  Fresh each run."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    path = root / "shared_cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
 def sk_digits(size: int):
     """scikit-learn digits resized to ``size`` x ``size`` in [0, 1], shuffled with seed 0:
     ``((x_train, y_train), (x_test, y_test))`` with 600 / 200 images."""

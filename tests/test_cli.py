@@ -128,9 +128,10 @@ def test_morph_tiny(cache, capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_run_quick_end_to_end(tmp_path):
-    """`python -m lens_jax run --quick` in a fresh cache: trains tiny models, writes a report."""
-    env = dict(os.environ, LENS_JAX_CACHE=str(tmp_path / "cache"), JAX_PLATFORMS="cpu")
+def test_run_quick_end_to_end(tmp_path, shared_cache):
+    """`python -m lens_jax run --quick` in the run's shared cache (conftest.py: the quick
+    models are trained there once a run, by this test or another): writes a report."""
+    env = dict(os.environ, LENS_JAX_CACHE=str(shared_cache), JAX_PLATFORMS="cpu")
     out = tmp_path / "run"
     plug = tmp_path / "my_domains.py"       # a domain registered by the user (issue 17.4)
     plug.write_text("import lens_jax as lj\nlj.register(lj.REGISTRY['pixel']._replace("
@@ -158,8 +159,9 @@ def test_run_quick_end_to_end(tmp_path):
     md = (out / "index.md").read_text()
     assert "Caveat" in md and "pairs/endpoints_3to8.png" in md and "§" not in md
     # the quick models live apart from the full ones
-    assert (tmp_path / "cache" / "quick" / "models").is_dir()
-    assert not (tmp_path / "cache" / "models").exists()
+    quick = shared_cache / "quick" / "models"
+    assert {"mnist5k_cnn_s0_e1", "mnist5k_mlp_s0_e1"} <= {p.name for p in quick.iterdir()}
+    assert not list((shared_cache / "models").glob("mnist5k_*"))
 
 
 def test_weak_answers_are_one_line_errors(cache, capsys, tmp_path):

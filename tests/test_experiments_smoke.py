@@ -1,8 +1,9 @@
 """Smoke tests: each experiment script runs end to end at tiny sizes (``--quick``).
 
 Experiments live outside the package (``experiments/``); they are loaded from their files
-and their ``main(argv)`` is called in-process with a temporary ``LENS_JAX_CACHE`` (tiny
-models are trained there; nothing is downloaded).  protocol.py, fashion.py and
+and their ``main(argv)`` is called in-process with the run's temporary ``LENS_JAX_CACHE``
+(``shared_cache`` in conftest.py: tiny models are trained there once; nothing is
+downloaded).  protocol.py, fashion.py and
 ablations.py are smoke-tested offline in ``test_protocol_smoke.py``.
 """
 import ast
@@ -26,11 +27,10 @@ def _load(name):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
+def cache(shared_cache):
     mp = pytest.MonkeyPatch()
-    d = tmp_path_factory.mktemp("cache")
-    mp.setenv("LENS_JAX_CACHE", str(d))
-    yield d
+    mp.setenv("LENS_JAX_CACHE", str(shared_cache))
+    yield shared_cache
     mp.undo()
 
 

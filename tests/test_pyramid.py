@@ -434,6 +434,38 @@ def test_jit_matches_eager():
         np.testing.assert_allclose(syn(c_eager), jax.jit(syn)(c_eager), atol=1e-14)
 
 
+def test_an_eager_call_is_one_compiled_program_per_plan_and_shape():
+    """Called eagerly, forward and inverse each run as one compiled program (they used to
+    dispatch -- and compile -- each of their ~60 operations alone); an equal pyramid built
+    again, and a second image of the same shape, compile nothing new; an inverse with a
+    different static option (levels) is its own program."""
+    import collections
+
+    import jax.monitoring as mon
+    compiles = collections.Counter()
+
+    def count(name, secs, **kw):     # every program lowered (compiled or read from a cache)
+        if name == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+            compiles["n"] += 1
+    x = jnp.asarray(image((37, 29)), jnp.float32)            # a shape no other test uses
+    half = jnp.asarray(np.asarray(x) * 0.5)
+    mon.register_event_duration_secs_listener(count)
+    try:
+        pyr = SteerablePyramid((37, 29), height=2, order=3)
+        pyr.inverse(pyr.forward(x))
+        first = compiles["n"]
+        assert first == 2, first                              # forward, inverse
+        again = SteerablePyramid((37, 29), height=2, order=3)
+        y = again.inverse(again.forward(half))
+        assert compiles["n"] == first
+        partial = again.inverse(again.forward(x), levels=[0, "residual_lowpass"])
+        assert compiles["n"] == first + 1
+        np.testing.assert_allclose(np.asarray(y), np.asarray(x) * 0.5, atol=2e-6)
+        assert partial.shape == x.shape
+    finally:
+        mon.unregister_event_duration_listener(count)
+
+
 def test_vmap_and_leading_dims_match_per_image():
     pyr = SteerablePyramid((24, 40), 2, 3)
     xs = image((2, 3, 24, 40), seed=6)

@@ -73,10 +73,10 @@ def test_reader_sheets_from_cells_with_unedited_controls(res, tmp_path, monkeypa
 
 
 @pytest.mark.slow
-def test_resolution_quick_smoke_and_resume(res, tmp_path, monkeypatch):
+def test_resolution_quick_smoke_and_resume(res, tmp_path, monkeypatch, shared_cache):
     """SMOKE TEST: ``--quick`` end to end (1-epoch models, 3 sources, 28 and 56 px), then
     a rerun that finds every cell finished and recomputes none."""
-    monkeypatch.setenv("LENS_JAX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("LENS_JAX_CACHE", str(shared_cache))    # quick models made once a run
     out = tmp_path / "out"
     argv = ["--quick", "--datasets", "mnist5k", "--drivers", "cnn", "--out", str(out)]
     assert res.main(argv) == 0

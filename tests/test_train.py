@@ -224,6 +224,60 @@ def test_train_zero_epochs_is_refused():
                                progress=False)
 
 
+def test_a_second_process_waits_for_the_trainer_and_loads_its_model(digits, tmp_path,
+                                                                   fake_data, capfd,
+                                                                   monkeypatch):
+    """Two callers of load_or_train for one model (two studies, two test workers): the
+    second waits on the model's lock, says so, and loads what the first finished -- it
+    neither trains a second copy nor reads a half-written checkpoint."""
+    import shutil
+    import threading
+
+    from lens_jax._io import exclusive
+    train, test = digits
+    calls = fake_data({"train": (train[0][:128], train[1][:128]), "test": test})
+    kw = dict(epochs=1, progress=False, batch_size=64)
+    _, params, _ = T.load_or_train("mlp", "toy", cache=tmp_path / "elsewhere", **kw)
+    made = next((tmp_path / "elsewhere" / "models").glob("toy_mlp_s0*"))
+    assert len(calls) == 2
+    models = tmp_path / "shared" / "models"
+    got = {}
+
+    def no_training(*a, **k):
+        raise AssertionError("the waiting caller trained a second copy")
+    monkeypatch.setattr(T, "train_classifier", no_training)
+    with exclusive(models / f".{made.name}.lock", wait=False):   # "the first trainer"
+        waiter = threading.Thread(target=lambda: got.update(
+            r=T.load_or_train("mlp", "toy", cache=tmp_path / "shared", **kw)))
+        waiter.start()
+        for _ in range(200):
+            if "waiting for process" in capfd.readouterr().err:
+                break
+            waiter.join(0.05)
+        else:
+            raise AssertionError("the second caller did not say that it waits")
+        assert waiter.is_alive() and not got            # still waiting: nothing read yet
+        shutil.copytree(made, models / made.name)         # the first one's finished model
+    waiter.join(60)
+    assert not waiter.is_alive() and "r" in got, "the waiting caller failed"
+    assert _leaves_equal(params, got["r"][1])              # the first one's model
+    assert " is free after " in capfd.readouterr().err
+
+
+def test_exclusive_refuses_or_waits(tmp_path):
+    """``_io.exclusive``: ``wait=False`` names the holder; the lock is released at exit."""
+    import os
+
+    from lens_jax._io import Busy, exclusive
+    path = tmp_path / "x.lock"
+    with exclusive(path, wait=False):
+        with pytest.raises(Busy, match=f"process {os.getpid()}"):
+            with exclusive(path, wait=False):
+                pass
+    with exclusive(path, wait=False):                    # free again
+        pass
+
+
 def test_load_or_train_sets_a_damaged_model_aside_and_retrains(digits, tmp_path, fake_data):
     train, test = digits
     calls = fake_data({"train": (train[0][:128], train[1][:128]), "test": test})
