@@ -463,12 +463,12 @@ def test_budget_needs_two_frames():
 def test_non_finite_logits_raise_eagerly_and_are_nan_under_jit(kind):
     H = W = 16
     g = smooth_classifier(H, W)
-    if kind == "nan":
-        f = lambda x: g(x) * jnp.nan
-    elif kind == "inf":
-        f = lambda x: g(x).at[:, 0].set(jnp.inf)
-    else:
-        f = lambda x: g(x) * 1e20 * 1e20                   # float32 overflow to +-inf
+    # NaN logits, an inf logit, or float32 overflow to +-inf, each from the weights (arrays
+    # the classifier closes over are its parameters: the three kinds share one program)
+    a, b, c = {"nan": (jnp.nan, 1.0, [0.0, 0.0, 0.0]), "inf": (1.0, 1.0, [jnp.inf, 0.0, 0.0]),
+               "overflow": (1e20, 1e20, [0.0, 0.0, 0.0])}[kind]
+    a, b, c = jnp.float32(a), jnp.float32(b), jnp.asarray([c], jnp.float32)
+    f = lambda x: g(x) * a * b + c
     img = smooth_image(H, W)
     with pytest.raises(ValueError, match="non-finite|not finite"):
         lj.morph(f, img, target=1, n_frames=3)
