@@ -534,7 +534,9 @@ class SteerablePyramid:
         """
         want = self._parse_levels("all" if scales is None else scales, arg="scales")
         x = self._check_image(x)
-        # one compiled program per plan, shape and dtype (called eagerly, the analysis
+        if _traced(x):                   # inside a jit / grad / vmap: traced inline
+            return self._forward(x, frozenset(want))
+        # called eagerly: one compiled program per plan, shape and dtype (the analysis
         # would otherwise dispatch -- and compile -- each of its ~60 operations alone)
         return _jit_forward(self, x, frozenset(want))
 
@@ -698,8 +700,11 @@ class SteerablePyramid:
             raise ValueError(
                 f"coefficients lack {missing} (not computed by forward(x, scales=...)); "
                 f"reconstruct with levels={have} or analyse every scale")
-        return _jit_inverse(self, c, synthesis, frozenset(use_levels),
-                            None if use_bands is None else tuple(int(b) for b in use_bands))
+        static = (synthesis, frozenset(use_levels),
+                  None if use_bands is None else tuple(int(b) for b in use_bands))
+        if _traced(c):                   # inside a jit / grad / vmap: traced inline
+            return self._inverse(c, *static)
+        return _jit_inverse(self, c, *static)       # eagerly: one compiled program
 
     def _inverse(self, c: PyramidCoeffs, synthesis: str, use_levels: frozenset,
                  use_bands: tuple | None) -> jax.Array:
@@ -878,9 +883,15 @@ class SteerablePyramid:
 # steering weights
 # ----------------------------------------------------------------------------------
 
-# the pyramid's analysis and synthesis as compiled programs, keyed by the plan (hashable),
-# the static options and the shapes and dtypes of the arrays; under an outer jit, vmap or
-# grad they are nested calls, inlined by XLA
+# the pyramid's analysis and synthesis as compiled programs for eager calls, keyed by the
+# plan (hashable), the static options and the shapes and dtypes of the arrays.  Under a
+# transformation they are traced inline instead: a nested jit ran forward+inverse of 64
+# images of 64x64 about 1.1x slower inside an outer jit on CPU
+# (benchmarks/bench_pyramid_nesting.py)
+def _traced(tree) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree))
+
+
 _jit_forward = jax.jit(SteerablePyramid._forward, static_argnums=(0, 2))
 _jit_inverse = jax.jit(SteerablePyramid._inverse, static_argnums=(0, 2, 3, 4))
 

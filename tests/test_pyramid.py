@@ -464,6 +464,11 @@ def test_an_eager_call_is_one_compiled_program_per_plan_and_shape():
         assert partial.shape == x.shape
     finally:
         mon.unregister_event_duration_listener(count)
+    # under a transformation both are traced inline into the caller's program (no nested
+    # compiled call: a user's jit compiles what it compiled before)
+    jaxpr = jax.make_jaxpr(lambda z: pyr.inverse(pyr.forward(z)))(x)
+    names = {str(e.params.get("name")) for e in jaxpr.eqns if e.primitive.name in ("pjit", "jit")}
+    assert not names & {"_forward", "_inverse"}, names
 
 
 def test_vmap_and_leading_dims_match_per_image():
