@@ -60,6 +60,7 @@ bench: venv
 	$(BIN)/python benchmarks/bench_lens.py
 	$(BIN)/python benchmarks/bench_params.py
 	$(BIN)/python benchmarks/bench_flow.py
+	$(BIN)/python benchmarks/bench_pyramid_nesting.py
 
 # every study (hours on a CPU); `make experiments QUICK=1` runs the tiny versions
 experiments: venv sysdeps
