@@ -21,8 +21,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["cache_dir", "exclusive", "atomic_write", "atomic_write_bytes", "atomic_write_text",
-           "atomic_save_npz", "atomic_save_json", "progress_bar", "LogProgress"]
+__all__ = ["cache_dir", "exclusive", "Busy", "atomic_write", "atomic_write_bytes",
+           "atomic_write_text", "atomic_save_npz", "atomic_save_json", "progress_bar",
+           "LogProgress"]
 
 
 def cache_dir(*parts: str) -> Path:

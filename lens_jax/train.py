@@ -595,6 +595,11 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
     cached model without a content hash (an older lens_jax), unless ``allow_unverified``
     (see :func:`restore_checkpoint`).
 
+    One process trains a given model at a time: a finished model is read without a lock;
+    otherwise the data are loaded and a lock on ``models/.<folder>.lock`` is taken, the cache
+    is checked again and the model trained.  A second process asking for the same model
+    meanwhile prints that it waits, then loads the first one's finished checkpoint.
+
     ``model_name``, ``dataset`` and ``seed`` become a folder name: they are checked before
     anything is created (a name with ``..``, a path separator other than a data set's
     ``name/config``, or an unknown model raise ValueError), and the model's folder is

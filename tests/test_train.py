@@ -264,8 +264,9 @@ def test_a_second_process_waits_for_the_trainer_and_loads_its_model(digits, tmp_
     assert " is free after " in capfd.readouterr().err
 
 
-def test_exclusive_refuses_or_waits(tmp_path):
-    """``_io.exclusive``: ``wait=False`` names the holder; the lock is released at exit."""
+def test_exclusive_refuses_naming_the_holder_and_releases(tmp_path):
+    """``_io.exclusive``: ``wait=False`` names the holder; the lock is released at exit
+    (``wait=True`` is the test above, through ``load_or_train``)."""
     import os
 
     from lens_jax._io import Busy, exclusive
