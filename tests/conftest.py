@@ -10,7 +10,9 @@
 * **Warnings are errors** (``filterwarnings`` in ``pyproject.toml``, with each exception named
   and justified there).
 * **Quick CPU code generation** (``QUICK_CODEGEN`` below): the same HLO, machine code
-  generated about 2.4x faster; ``LENS_JAX_TEST_CODEGEN=default`` restores XLA's defaults.
+  generated about 2.4x faster; in the test processes LLVM runs at -O0 except while a
+  classifier trains or is attacked (about 2.3x faster again);
+  ``LENS_JAX_TEST_CODEGEN=default`` restores XLA's defaults.
 * **CPU only**, eight forced host devices, so the sharded paths (``lens_jax.sweep``) run on
   a real multi-device mesh; everything else keeps using the default device.
 * **A persistent XLA compilation cache** in ``$LENS_JAX_CACHE/jax_compile`` (default
@@ -26,6 +28,7 @@
 import functools
 import os
 import re
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,6 +174,68 @@ def _exempt_third_party():
 
 
 _exempt_third_party()
+
+
+# Unoptimised machine code for the tests' own programs, optimised code for training.
+# Compilation is most of this suite's time: LLVM at -O0 compiles a flow-domain morph about
+# 2.3x faster than -O1 (4.3 s -> 1.8 s for a csp_flow_joint and a csp_joint morph at 16x16,
+# median of 3) and its programs run as correctly but more slowly (0.6 -> 1.0 ms), which
+# costs nothing for the tests' small morphs but doubles training time.  So every program
+# compiled in a test process gets ``xla_backend_optimization_level=0`` except those compiled
+# while a classifier trains or is attacked (``train_classifier``, ``pgd_attack`` and
+# ``robust_accuracy``, named below: they run programs many times), which keep the suite's
+# quick code generation above (-O1).  As with QUICK_CODEGEN, only how machine code is made
+# from the same optimised HLO changes, never what is computed; the cache key includes the
+# option, so a program made one way is never read back for the other; subprocesses
+# (the CLI, the main job) run QUICK_CODEGEN; tests/test_lens.py checks that morphs
+# compiled here equal those compiled with XLA's defaults; LENS_JAX_TEST_CODEGEN=default
+# turns this off too.
+_OPTIMISED = threading.local()
+
+
+def _unoptimised_test_programs():
+    if os.environ.get("LENS_JAX_TEST_CODEGEN", "quick") != "quick":
+        return
+    from jax._src import compiler
+
+    plain = compiler.get_compile_options
+
+    def get_compile_options(*args, **kwargs):
+        options = plain(*args, **kwargs)
+        overrides = dict(options.env_option_overrides)
+        level = "xla_backend_optimization_level"
+        if not getattr(_OPTIMISED, "depth", 0) and level not in overrides:
+            options.env_option_overrides = [*overrides.items(),
+                                            (level, 0)]
+        return options
+
+    compiler.get_compile_options = get_compile_options
+
+    import lens_jax.train
+
+    def optimised(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            _OPTIMISED.depth = getattr(_OPTIMISED, "depth", 0) + 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _OPTIMISED.depth -= 1
+        return wrapper
+
+    import lens_jax.adversarial
+
+    for module, name in ((lens_jax.train, "train_classifier"),
+                         (lens_jax.adversarial, "pgd_attack"),        # many PGD steps
+                         (lens_jax.adversarial, "robust_accuracy")):  # over a test set
+        plain_fn = getattr(module, name)
+        wrapped = optimised(plain_fn)
+        for m in (lens_jax.train, lens_jax.adversarial):     # and where it is re-exported
+            if getattr(m, name, None) is plain_fn:
+                setattr(m, name, wrapped)
+
+
+_unoptimised_test_programs()
 
 
 def pytest_xdist_make_scheduler(config, log):

@@ -128,20 +128,29 @@ def test_morph_tiny(cache, capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_run_quick_end_to_end(tmp_path, shared_cache):
-    """`python -m lens_jax run --quick` in the run's shared cache (conftest.py: the quick
-    models are trained there once a run, by this test or another): writes a report."""
-    env = dict(os.environ, LENS_JAX_CACHE=str(shared_cache), JAX_PLATFORMS="cpu")
+def test_run_quick_end_to_end(tmp_path, shared_cache, monkeypatch, capsys):
+    """`lens_jax run --quick` in the run's shared cache (conftest.py: the quick models are
+    trained there once a run, by this test or another): writes a report.  In-process, so
+    it shares this worker's compiled programs (``python -m lens_jax`` itself: the test
+    below); the domain the user's file registers is removed afterwards."""
+    from lens_jax import domains
+    monkeypatch.setenv("LENS_JAX_CACHE", str(shared_cache))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    before = dict(domains.REGISTRY)
     out = tmp_path / "run"
     plug = tmp_path / "my_domains.py"       # a domain registered by the user (issue 17.4)
     plug.write_text("import lens_jax as lj\nlj.register(lj.REGISTRY['pixel']._replace("
                     "name='pixel_copy', label='Pixel (copy)'))\n")
-    p = subprocess.run([sys.executable, "-m", "lens_jax", "run", "--quick", "--out", str(out),
-                        "--domains-module", str(plug), "--domains", "pixel_copy,csp_phase"],
-                       env=env, capture_output=True, text=True, timeout=600,
-                       cwd=str(tmp_path))
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
-    assert "done in" in p.stdout and "index.html" in p.stdout
+    try:
+        code = cli.main(["run", "--quick", "--out", str(out), "--domains-module", str(plug),
+                         "--domains", "pixel_copy,csp_phase"])
+    finally:
+        domains.REGISTRY.clear()
+        domains.REGISTRY.update(before)
+    stdout = capsys.readouterr().out
+    assert code == 0
+    assert "done in" in stdout and "index.html" in stdout
     for f in ("index.md", "index.html", "metrics.md", "metrics.csv", "metrics.json",
               "summary.md", "summary_raw.json", "per_source.csv", "timing.json",
               "command.txt", "pairs/endpoints_3to8.png"):
@@ -162,6 +171,21 @@ def test_run_quick_end_to_end(tmp_path, shared_cache):
     quick = shared_cache / "quick" / "models"
     assert {"mnist5k_cnn_s0_e1", "mnist5k_mlp_s0_e1"} <= {p.name for p in quick.iterdir()}
     assert not list((shared_cache / "models").glob("mnist5k_*"))
+
+
+def test_python_dash_m_runs_the_command_line(tmp_path):
+    """``python -m lens_jax`` is the command line: its help lists the commands, and a user
+    error is one line with exit status 2 (the end-to-end run above is in-process)."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", LENS_JAX_CACHE=str(tmp_path / "cache"))
+    p = subprocess.run([sys.executable, "-m", "lens_jax", "--help"], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and all(c in p.stdout for c in ("morph", "run", "train"))
+    taken = tmp_path / "a_file.txt"
+    taken.write_text("x")
+    p = subprocess.run([sys.executable, "-m", "lens_jax", "run", "--quick", "--out", str(taken)],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert "error:" in p.stderr and "is an existing file" in p.stderr
 
 
 def test_weak_answers_are_one_line_errors(cache, capsys, tmp_path):

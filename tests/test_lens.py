@@ -811,8 +811,8 @@ def test_prepare_edit_traced_bad_target_gives_nan_loss():
 
 
 def test_quick_test_codegen_gives_the_results_of_xlas_default(tmp_path):
-    """The suite compiles with XLA's quick CPU code generation (tests/conftest.py); a
-    morph compiled with XLA's defaults (what users run) in a fresh process gives the same
+    """The suite compiles with XLA's quick CPU code generation and, in the test processes,
+    LLVM at -O0 (tests/conftest.py); a morph compiled with XLA's defaults (what users run) in a fresh process gives the same
     frames and probabilities, for a pixel, a pyramid and a flow domain."""
     import subprocess
     import sys
@@ -836,6 +836,9 @@ def test_quick_test_codegen_gives_the_results_of_xlas_default(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     if os.environ.get("LENS_JAX_TEST_CODEGEN", "quick") == "quick":   # this process: quick
         assert "xla_cpu_use_fusion_emitters" in os.environ["XLA_FLAGS"]
+        from jax._src import compiler                   # and unoptimised machine code
+        opts = compiler.get_compile_options(num_replicas=1, num_partitions=1)
+        assert ("xla_backend_optimization_level", 0) in list(opts.env_option_overrides)
     ref = np.load(tmp_path / "default.npz")
     f, img = smooth_classifier(16, 16), smooth_image(16, 16)
     for d in domains:
