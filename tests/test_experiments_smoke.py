@@ -26,12 +26,11 @@ def _load(name):
     return mod
 
 
-@pytest.fixture(scope="module")
-def cache(shared_cache):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LENS_JAX_CACHE", str(shared_cache))
-    yield shared_cache
-    mp.undo()
+@pytest.fixture
+def cache(shared_cache, monkeypatch):
+    """The run's shared cache (per test, so this module's tests spread over the workers)."""
+    monkeypatch.setenv("LENS_JAX_CACHE", str(shared_cache))
+    return shared_cache
 
 
 def _check_common(out: Path):

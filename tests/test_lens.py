@@ -812,8 +812,9 @@ def test_prepare_edit_traced_bad_target_gives_nan_loss():
 
 def test_quick_test_codegen_gives_the_results_of_xlas_default(tmp_path):
     """The suite compiles with XLA's quick CPU code generation and, in the test processes,
-    LLVM at -O0 (tests/conftest.py); a morph compiled with XLA's defaults (what users run) in a fresh process gives the same
-    frames and probabilities, for a pixel, a pyramid and a flow domain."""
+    LLVM at -O0 (tests/conftest.py); a morph compiled with XLA's defaults (what users run)
+    in a fresh process gives the same frames and probabilities, for a pixel, a pyramid and
+    a flow domain."""
     import subprocess
     import sys
 

@@ -15,12 +15,21 @@ from lens_jax import data, reader
 SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "resolution.py"
 
 
-@pytest.fixture(scope="module")
-def res():
+def _load_script():
     spec = importlib.util.spec_from_file_location("_resolution", SCRIPT)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+_SCRIPT = _load_script()
+
+
+@pytest.fixture
+def res():
+    """The study script as a module (loaded once; not a module-scoped fixture, so this
+    file's tests spread over the workers)."""
+    return _SCRIPT
 
 
 def test_judges_see_a_larger_image_downsampled_to_28(res):
