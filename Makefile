@@ -45,7 +45,8 @@ run: venv sysdeps
 
 # every test, on $(JOBS) workers; the 15 slowest are listed at the end. Compiled programs
 # are cached in $(LENS_JAX_CACHE)/jax_compile (tests/conftest.py), shared by the workers;
-# the tests use XLA's quick CPU code generation (LENS_JAX_TEST_CODEGEN=default: XLA's own).
+# the tests use XLA's quick CPU code generation and, in the test processes, LLVM -O0 except
+# while training (tests/conftest.py; LENS_JAX_TEST_CODEGEN=default: XLA's own).
 test: venv sysdeps
 	$(BIN)/python -m pytest -n $(JOBS) -q --durations=15 $(PYTEST_ARGS) tests
 
