@@ -11,7 +11,7 @@
   and justified there).
 * **Quick CPU code generation** (``QUICK_CODEGEN`` below): the same HLO, machine code
   generated about 2.4x faster; in the test processes LLVM runs at -O0 except while a
-  classifier trains or is attacked (about 2.3x faster again);
+  classifier trains or is attacked (a flow-domain morph compiles about 2.4x faster again);
   ``LENS_JAX_TEST_CODEGEN=default`` restores XLA's defaults.
 * **CPU only**, eight forced host devices, so the sharded paths (``lens_jax.sweep``) run on
   a real multi-device mesh; everything else keeps using the default device.
@@ -177,41 +177,39 @@ _exempt_third_party()
 
 
 # Unoptimised machine code for the tests' own programs, optimised code for training.
-# Compilation is most of this suite's time: LLVM at -O0 compiles a flow-domain morph about
-# 2.3x faster than -O1 (4.3 s -> 1.8 s for a csp_flow_joint and a csp_joint morph at 16x16,
-# median of 3) and its programs run as correctly but more slowly (0.6 -> 1.0 ms), which
-# costs nothing for the tests' small morphs but doubles training time.  So every program
-# compiled in a test process gets ``xla_backend_optimization_level=0`` except those compiled
-# while a classifier trains or is attacked (``train_classifier``, ``pgd_attack`` and
-# ``robust_accuracy``, named below: they run programs many times), which keep the suite's
-# quick code generation above (-O1).  As with QUICK_CODEGEN, only how machine code is made
-# from the same optimised HLO changes, never what is computed; the cache key includes the
-# option, so a program made one way is never read back for the other; subprocesses
-# (the CLI, the main job) run QUICK_CODEGEN; tests/test_lens.py checks that morphs
-# compiled here equal those compiled with XLA's defaults; LENS_JAX_TEST_CODEGEN=default
-# turns this off too.
+# Compilation is most of this suite's time.  A csp_flow_joint and a csp_joint morph at 16x16
+# (fresh process, 3 runs): backend compile 4.3-6.8 s at -O1, 1.7-2.1 s at -O0; the morph
+# then runs in 0.8-1.1 ms instead of 0.5-0.7 ms, nothing for the tests' small morphs.
+# Training is the exception: 1 epoch of the CNN on mnist5k took 7.8 s at -O0 vs 6.6 s at
+# -O1 at 28 px and 39.8 vs 28.0 s at 56 px (and with -O0 everywhere the main job's quick
+# training ran past 12 CPU-minutes).  So every program compiled in a test process gets
+# ``xla_backend_optimization_level=0`` except those compiled while a classifier trains or
+# is attacked (``train_classifier``, ``pgd_attack``, ``robust_accuracy``: they run their
+# programs many times), which keep QUICK_CODEGEN's -O1.  As with QUICK_CODEGEN, only how
+# machine code is made from the same optimised HLO changes, never what is computed; the
+# cache key includes the option, so a program made one way is never read back for the
+# other; subprocesses run QUICK_CODEGEN; tests/test_lens.py checks that morphs compiled
+# here equal those compiled with XLA's defaults; LENS_JAX_TEST_CODEGEN=default turns this
+# off too.
 _OPTIMISED = threading.local()
 
 
 def _unoptimised_test_programs():
     if os.environ.get("LENS_JAX_TEST_CODEGEN", "quick") != "quick":
         return
+    import lens_jax.adversarial
+    import lens_jax.train
     from jax._src import compiler
 
     plain = compiler.get_compile_options
+    level = "xla_backend_optimization_level"
 
     def get_compile_options(*args, **kwargs):
         options = plain(*args, **kwargs)
         overrides = dict(options.env_option_overrides)
-        level = "xla_backend_optimization_level"
         if not getattr(_OPTIMISED, "depth", 0) and level not in overrides:
-            options.env_option_overrides = [*overrides.items(),
-                                            (level, 0)]
+            options.env_option_overrides = [*overrides.items(), (level, 0)]
         return options
-
-    compiler.get_compile_options = get_compile_options
-
-    import lens_jax.train
 
     def optimised(fn):
         @functools.wraps(fn)
@@ -223,11 +221,10 @@ def _unoptimised_test_programs():
                 _OPTIMISED.depth -= 1
         return wrapper
 
-    import lens_jax.adversarial
-
+    compiler.get_compile_options = get_compile_options
     for module, name in ((lens_jax.train, "train_classifier"),
-                         (lens_jax.adversarial, "pgd_attack"),        # many PGD steps
-                         (lens_jax.adversarial, "robust_accuracy")):  # over a test set
+                         (lens_jax.adversarial, "pgd_attack"),
+                         (lens_jax.adversarial, "robust_accuracy")):
         plain_fn = getattr(module, name)
         wrapped = optimised(plain_fn)
         for m in (lens_jax.train, lens_jax.adversarial):     # and where it is re-exported
