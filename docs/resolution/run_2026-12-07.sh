@@ -23,7 +23,10 @@ $PY -u experiments/resolution.py --datasets mnist5k --modes fixed --budgets 2 --
 $PY -u experiments/resolution.py --datasets mnist5k --modes live --budgets 4,6 --n 10 --n-specificity 1 \
     --epochs-large 4 --out docs/resolution --domains pixel,csp_phase,csp_joint,csp_flow_joint \
     --sizes 28,56 --drivers cnn,cnn+robust
-# 6. thirty sources per pair: the robust driver at 28 px, pixel and CSP phase, fixed and live
+# 6. thirty sources per pair at 28 px, pixel and CSP phase, fixed and live: robust, then standard
 $PY -u experiments/resolution.py --datasets mnist5k --modes fixed,live --budgets 4,6 --n 30 \
     --n-specificity 1 --out docs/resolution/n30 --domains pixel,csp_phase --sizes 28 \
     --drivers cnn+robust > docs/resolution/n30/log.txt 2>&1
+$PY -u experiments/resolution.py --datasets mnist5k --modes fixed,live --budgets 4,6 --n 30 \
+    --n-specificity 1 --out docs/resolution/n30 --domains pixel,csp_phase --sizes 28 \
+    --drivers cnn > docs/resolution/n30/log_cnn.txt 2>&1
