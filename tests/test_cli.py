@@ -135,8 +135,7 @@ def test_run_quick_end_to_end(tmp_path, shared_cache, monkeypatch, capsys):
     below); the domain the user's file registers is removed afterwards."""
     from lens_jax import domains
     monkeypatch.setenv("LENS_JAX_CACHE", str(shared_cache))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(tmp_path)              # (--domains-module restores sys.path itself)
     before = dict(domains.REGISTRY)
     out = tmp_path / "run"
     plug = tmp_path / "my_domains.py"       # a domain registered by the user (issue 17.4)
