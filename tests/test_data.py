@@ -10,11 +10,16 @@ import numpy as np
 import pytest
 
 from lens_jax import data
-from lens_jax.datasets import DataUnavailableError
+from lens_jax.datasets import BUILDERS, DataUnavailableError
 from lens_jax.datasets import _common, synthetic
 from lens_jax.datasets.fashion_mnist_local import CLASS_NAMES as FASHION_NAMES
 
 FASHION_DIR = data.fashion_mnist_dir()
+
+
+def V(name: str) -> str:
+    """The version folder a local builder prepares (``name/[config/]VERSION``)."""
+    return str(BUILDERS[name].VERSION)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +119,7 @@ def test_second_call_cached_and_silent(tmp_path, capfd):
     first = time.perf_counter() - t0
     err = capfd.readouterr().err
     assert "preparing 'synthetic/small'" in err and len(err.strip().splitlines()) == 2
-    prepared = tmp_path / "synthetic" / "small" / "1.0.0"
+    prepared = tmp_path / "synthetic" / "small" / V("synthetic")
     assert (prepared / "dataset_info.json").is_file()
     assert list(prepared.glob("*.array_record*"))
 
@@ -191,7 +196,7 @@ def test_missing_package_names_pip_install(tmp_path, monkeypatch, name, module, 
     monkeypatch.setitem(sys.modules, module, None)  # import of it now raises ImportError
     with pytest.raises(DataUnavailableError, match=f"pip install {pip}"):
         data.load(name, data_dir=tmp_path)
-    assert not list((tmp_path / name).glob("1.0.0"))  # nothing half-prepared
+    assert not list((tmp_path / name).glob(V(name)))  # nothing half-prepared
 
 
 # ------------------------------------------------------------------------ Fashion-MNIST
@@ -209,7 +214,7 @@ def test_fashion_missing_files_names_apt_get(tmp_path):
         builder.download_and_prepare(
             file_format="array_record",
             download_config=tfds.download.DownloadConfig(manual_dir=str(empty)))
-    assert not (tmp_path / "fashion_mnist_local" / "1.0.0").exists()
+    assert not (tmp_path / "fashion_mnist_local" / V("fashion_mnist_local")).exists()
 
 
 def test_fashion_class_names():
@@ -263,7 +268,7 @@ def test_prepared_tfds_dataset_is_read_with_data_source(data_dir, tmp_path, no_n
     np.testing.assert_array_equal(x, xs)
     np.testing.assert_array_equal(y, ys)
     assert info["class_names"] == ["left", "right"]
-    assert Path(info["data_dir"]).name == "1.0.0"
+    assert Path(info["data_dir"]).name == V("synthetic")
     assert data.class_names("other_set", data_dir=tmp_path) == ["left", "right"]
 
 
@@ -280,7 +285,7 @@ def test_tfrecord_without_tensorflow_is_a_clear_error(data_dir, tmp_path, no_net
         pytest.skip("TensorFlow installed: tfrecord data sets are readable")
     data.prepare("synthetic/small", data_dir=data_dir)
     dst = tmp_path / "tf_set" / "1.0.0"
-    shutil.copytree(data_dir / "synthetic" / "small" / "1.0.0", dst)
+    shutil.copytree(data_dir / "synthetic" / "small" / V("synthetic"), dst)
     info = json.loads((dst / "dataset_info.json").read_text())
     info["fileFormat"] = "tfrecord"
     (dst / "dataset_info.json").write_text(json.dumps(info))
@@ -308,7 +313,7 @@ def test_name_and_split_types_are_named(data_dir):
 def _prepared_copy(tmp_path):
     x, y = data.load("synthetic/small", "train", data_dir=tmp_path)
     data.clear_memo()
-    return x, y, tmp_path / "synthetic" / "small" / "1.0.0"
+    return x, y, tmp_path / "synthetic" / "small" / V("synthetic")
 
 
 def test_deleted_dataset_info_is_prepared_again(tmp_path, capfd):

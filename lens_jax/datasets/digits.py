@@ -24,14 +24,16 @@ class Digits(tfds.core.GeneratorBasedBuilder):
     """scikit-learn digits at 32x32 (1500 train / 297 test)."""
 
     name = "digits"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release.",
+                     "1.1.0": "Images stored as raw bytes: same pixels, faster to prepare."}
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
             description=__doc__,
             features=tfds.features.FeaturesDict({
-                "image": tfds.features.Tensor(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.uint8),
+                "image": tfds.features.Tensor(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.uint8,
+                                            encoding=tfds.features.Encoding.BYTES),
                 "label": tfds.features.ClassLabel(names=[str(d) for d in range(10)]),
                 "index": tfds.features.Scalar(dtype=np.int64),
             }),

@@ -66,15 +66,17 @@ class FashionMnistLocal(tfds.core.GeneratorBasedBuilder):
     """Fashion-MNIST from the original idx files given through ``manual_dir``."""
 
     name = "fashion_mnist_local"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release.",
+                     "1.1.0": "Images stored as raw bytes: same pixels, faster to prepare."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
             description=__doc__,
             features=tfds.features.FeaturesDict({
-                "image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
+                "image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8,
+                                            encoding=tfds.features.Encoding.BYTES),
                 "label": tfds.features.ClassLabel(names=CLASS_NAMES),
                 "index": tfds.features.Scalar(dtype=np.int64),
             }),

@@ -117,8 +117,9 @@ class Synthetic(tfds.core.GeneratorBasedBuilder):
     """Procedural blobs whose class is their horizontal slot (see module docstring)."""
 
     name = "synthetic"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release.",
+                     "1.1.0": "Images stored as raw bytes: same pixels, faster to prepare."}
     BUILDER_CONFIGS = [
         SyntheticConfig(name="default", description="32x32, 2 classes (left/right), 4000/1000"),
         SyntheticConfig(name="small", num_train=400, num_test=100,
@@ -131,7 +132,8 @@ class Synthetic(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         c = self.builder_config
         feats = {
-            "image": tfds.features.Tensor(shape=(c.image_size, c.image_size, 1), dtype=np.uint8),
+            "image": tfds.features.Tensor(shape=(c.image_size, c.image_size, 1), dtype=np.uint8,
+                                            encoding=tfds.features.Encoding.BYTES),
             "label": tfds.features.ClassLabel(names=class_names(c.num_classes)),
         }
         feats.update({k: tfds.features.Scalar(dtype=np.float32) for k in PARAM_NAMES})
