@@ -64,7 +64,7 @@ from ._batching import map_chunks
 __all__ = ["Classifier", "as_classifier", "carries_params", "fold_params",
            "params_fingerprint", "guarded_softmax", "checked_logits", "predict",
            "predict_proba", "Preprocess", "WithPreprocess", "with_preprocess",
-           "ClassifierError"]
+           "ClassifierError", "trace_with_consts"]
 
 
 class Classifier(NamedTuple):
@@ -147,7 +147,7 @@ class _JaxprApply:
                              f"got a batch of shape {shape}")
         key = str(jax.typeof(x))                 # shape, dtype and varying axes
         if key not in self.traces:
-            cj = jax.make_jaxpr(self.fn)(x)
+            cj = trace_with_consts(self.fn, (x,))
             same = (len(cj.consts) == len(params) and all(
                 jnp.shape(a) == jnp.shape(b) and jnp.result_type(a) == jnp.result_type(b)
                 for a, b in zip(cj.consts, params)))
@@ -176,6 +176,26 @@ class _FoldedApply:
 
     def __call__(self, params, x):
         return self.apply(self.params, x)
+
+
+def _consts_apart():
+    """A context in which traced closures keep their closed-over arrays in
+    ``ClosedJaxpr.consts``.  JAX's newer constant handling
+    (``jax_use_simplified_jaxpr_constants``) writes them into the jaxpr's equations
+    instead, where :func:`_hoist` would not find them and the printed jaxpr would not
+    show their values: two closures with different weights would then share one
+    compiled program (the first one's weights).  So every trace that hoists arrays or
+    keys programs by jaxpr text runs in this context."""
+    state = getattr(getattr(jax, "_src", None) and jax._src.config,
+                    "use_simplified_jaxpr_constants", None)
+    return state(False) if callable(state) else contextlib.nullcontext()
+
+
+def trace_with_consts(fn: Callable, args: tuple) -> ClosedJaxpr:
+    """``jax.make_jaxpr(fn)(*args)`` with the closed-over arrays in ``.consts`` whatever
+    JAX's constant handling (see :func:`_consts_apart`)."""
+    with _consts_apart():
+        return jax.make_jaxpr(fn)(*args)
 
 
 def _is_nnx_module(obj: Any) -> bool:
@@ -307,7 +327,7 @@ def _hoist(fn: Callable, example) -> Classifier:
     would freeze the closed-over arrays at the first trace; a fresh wrapper per call
     reads them afresh (a module updated in place, a dict entry replaced)."""
     with _explained():
-        cj = jax.make_jaxpr(lambda x: fn(x))(example)
+        cj = trace_with_consts(lambda x: fn(x), (example,))
     if len(cj.out_avals) != 1:
         raise ValueError("logits_fn must return one array of logits (N, num_classes); "
                          f"it returned {len(cj.out_avals)} outputs")

@@ -83,7 +83,7 @@ from . import _sweep_plan as _plan
 from ._store import FORMAT
 from ._sweep_plan import sweep_mesh
 from .checks import check_count
-from .classifier import Classifier, as_classifier, predict
+from .classifier import Classifier, as_classifier, predict, trace_with_consts
 from .domains import domain_names, get_domain
 from .lens import PROBLEMS, morph_stream
 from .pyramid import SteerablePyramid
@@ -168,8 +168,8 @@ def _fingerprint(clf: Classifier, images, plan: _plan.Plan) -> tuple[dict, np.nd
     N, H, W, C = plan.shape
     leaves = [np.asarray(v) for v in jax.tree.leaves(clf.params)]
     ph = _store.params_hash(leaves)
-    jaxpr = jax.make_jaxpr(clf.apply)(clf.params,
-                                      jax.ShapeDtypeStruct((2, H, W, C), plan.dtype))
+    jaxpr = trace_with_consts(clf.apply, (clf.params,
+                                          jax.ShapeDtypeStruct((2, H, W, C), plan.dtype)))
     code = _store.code_hash(str(jaxpr.jaxpr), [np.asarray(c) for c in jaxpr.consts])
     m = min(N, _N_PROBE if ph is not None else _N_PROBE_NO_PARAMS)
     idx = np.unique(np.linspace(0, N - 1, m).round().astype(np.int64))

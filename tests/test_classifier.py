@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import lens_jax as lj
 from lens_jax import classifier as C
 from lens_jax._batching import map_chunks
 
@@ -103,6 +104,29 @@ def test_predict_refuses_numpy_classifier_and_batch_ignoring_classifier():
         C.predict(lambda a: jnp.argsort(a.reshape(len(a), -1), axis=1), x)
     with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
         C.predict(_linear(w), x[0])
+
+
+@pytest.mark.parametrize("simplified", [False, True])
+def test_closures_with_new_weights_are_seen_in_either_constant_mode(simplified):
+    """A plain closure's arrays are hoisted as params under JAX's default constant handling
+    and under ``jax_use_simplified_jaxpr_constants`` (JAX's newer mode writes closed-over
+    arrays into the jaxpr's equations; before the fix the second closure below reused the
+    first one's compiled weights through ``morph`` and ``predict``)."""
+    from jax._src import config as jax_config
+
+    rng = np.random.default_rng(5)
+    x = rng.uniform(size=(2, 8, 8, 1)).astype(np.float32)
+    w1, w2 = (jnp.asarray(rng.normal(size=(64, 3)), jnp.float32) for _ in range(2))
+    lin = lambda w: (lambda a: a.reshape(len(a), -1) @ w)         # noqa: E731
+    with jax_config.use_simplified_jaxpr_constants(simplified):
+        for w in (w1, w2):
+            clf = C.as_classifier(lin(w), example=x[:1])
+            assert len(jax.tree.leaves(clf.params)) == 1          # the weights: a param
+            np.testing.assert_allclose(np.asarray(C.predict(lin(w), x)),
+                                       x.reshape(2, -1) @ np.asarray(w), rtol=1e-5, atol=1e-5)
+            m = lj.morph(lin(w), x[0], target=1, domain="pixel", alphas=[0.0])
+            np.testing.assert_allclose(np.asarray(m.logits[0]),
+                                       x[0].reshape(-1) @ np.asarray(w), rtol=1e-5, atol=1e-5)
 
 
 # ------------------------------------------------------------------ preprocessing
