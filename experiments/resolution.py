@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lens_jax import _io, data, reader
-from lens_jax import evaluate as ev
+from lens_jax import _io, data, reader, evaluate as ev
 from lens_jax.adversarial import default_attack
 from lens_jax.classifier import as_classifier
 from lens_jax.studies import job, protocol, reference
@@ -30,7 +29,8 @@ def load_driver(spec: str, dataset: str, size: int, args):   # --epochs-large: S
     kw = {} if size == BASE else {"size": size, "epochs": args.epochs_large or None}
     if spec.endswith("+robust"):
         kw["adversary"] = dataclasses.replace(a := default_attack(dataset), eps=a.eps * size / BASE)
-    fn, _, info = job.load_model(spec.split("+")[0], dataset, quick=args.quick, **kw)
+    q = args.quick          # full models: a progress bar per training epoch
+    fn, _, info = job.load_model(spec.split("+")[0], dataset, quick=q, progress=not q, **kw)
     print(f"   {spec} at {size} px: test accuracy {info['test_accuracy']:.4f}", flush=True)
     return fn
 
