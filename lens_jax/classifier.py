@@ -10,13 +10,16 @@ the compiled program as an argument, so
 * new parameter values of the same shapes reuse the compiled program;
 * a flax ``nnx.Module`` updated in place (``net.fc.kernel.value = ...``) is seen on
   the next call (the module is split into graph and state on every call);
-* a new ``lambda x: model.apply(params, x)`` does not recompile: a plain callable is
+* a new ``lambda x: model.apply(params, x)`` made by the same line of code (new
+  weights, a new closure) does not recompile: a plain callable is
   traced once per call (``jax.make_jaxpr``, milliseconds) and the arrays it closes
   over are hoisted out of the program as its ``params``; the program is keyed by the
-  traced computation (its jaxpr text and shapes), not by the function object.
+  traced computation (its jaxpr text and shapes) and where the function's code was
+  defined, not by the function object.
 
-What is cached for a plain callable: programs are shared by every callable whose trace
-on a ``(1, H, W, C)`` batch prints the same jaxpr.  Custom derivative rules
+What is cached for a plain callable: programs are shared by the callables made by the
+same code (file, line, bytecode) whose trace on a ``(1, H, W, C)`` batch prints the same
+jaxpr.  Custom derivative rules
 (``custom_jvp``/``custom_vjp``) appear in a jaxpr by name only, so a rule that closes
 over arrays of its own is compiled in from the first such callable.  A callable whose
 closed-over arrays sit inside a nested ``jax.jit`` cannot be hoisted; it is keyed by a
@@ -51,6 +54,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import hashlib
 import weakref
 from typing import Any, Callable, NamedTuple
 
@@ -318,6 +323,35 @@ def fold_params(model: Any) -> Classifier:
     return Classifier(_FoldedApply(clf.apply, clf.params, ident), ())
 
 
+def _code_identity(fn: Any) -> str:
+    """Where ``fn``'s code was defined (file, line, name and a hash of its bytecode).
+
+    Part of a plain callable's program key beside its batch-1 jaxpr: two different
+    functions can trace to the same program at batch 1 and differ at other batch sizes
+    (``x[:1].reshape(1, -1) @ w`` against ``x.reshape(len(x), -1) @ w``: the slice
+    vanishes at batch 1), and the program for another batch size re-traces the first
+    function of a key.  New closures made by the same code (the same ``lambda`` called
+    with new weights) still share programs."""
+    seen = 0
+    while seen < 8:                       # partials, bound methods, callable objects
+        seen += 1
+        if isinstance(fn, functools.partial):
+            fn = fn.func
+        elif hasattr(fn, "__func__"):
+            fn = fn.__func__
+        elif not hasattr(fn, "__code__") and hasattr(type(fn), "__call__") \
+                and hasattr(type(fn).__call__, "__code__"):
+            fn = type(fn).__call__
+        else:
+            break
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return f"{type(fn).__module__}.{type(fn).__qualname__}"
+    return (f"{code.co_filename}:{code.co_firstlineno}:"
+            f"{getattr(code, 'co_qualname', code.co_name)}:"
+            f"{hashlib.sha256(code.co_code).hexdigest()[:12]}")
+
+
 def _hoist(fn: Callable, example) -> Classifier:
     """Trace ``fn`` on ``example`` (a ``(1, H, W, C)`` array, tracer or
     ShapeDtypeStruct; a tracer keeps its sharding / varying-axes type) and hoist the
@@ -335,10 +369,11 @@ def _hoist(fn: Callable, example) -> Classifier:
     nested = _nested_consts(cj.jaxpr)
     if nested:
         # arrays inside a nested jit: compile them in, keyed by their fingerprint
-        ident = (str(aval), str(cj.jaxpr), params_fingerprint(list(cj.consts) + nested))
+        ident = (_code_identity(fn), str(aval), str(cj.jaxpr),
+                 params_fingerprint(list(cj.consts) + nested))
         return Classifier(_FoldedApply(_CallApply(fn), (), ident), ())
     consts = list(cj.consts)
-    key = "\n".join([str(aval), str(cj.jaxpr),
+    key = "\n".join([_code_identity(fn), str(aval), str(cj.jaxpr),
                      repr([(jnp.shape(c), str(jnp.result_type(c))) for c in consts])])
     return Classifier(_JaxprApply(key, cj.jaxpr, fn, aval), tuple(consts))
 

@@ -129,6 +129,22 @@ def test_closures_with_new_weights_are_seen_in_either_constant_mode(simplified):
                                        x[0].reshape(-1) @ np.asarray(w), rtol=1e-5, atol=1e-5)
 
 
+def test_callables_alike_at_batch_one_never_share_a_program():
+    """``x[:1].reshape(1, -1) @ w`` traces to the same program as
+    ``x.reshape(len(x), -1) @ w`` at batch 1 (the slice vanishes); the second must still
+    be refused for ignoring the batch size, whichever was seen first."""
+    w = np.ones((64, 3), np.float32)
+    img = np.random.default_rng(6).uniform(size=(8, 8, 1)).astype(np.float32)
+    good = lambda x: x.reshape(len(x), -1) @ w                    # noqa: E731
+    bad = lambda x: x[:1].reshape(1, -1) @ w                      # noqa: E731
+    assert C.predict(good, np.stack([img, img])).shape == (2, 3)
+    lj.morph(good, img, target=1, alphas=[0.0, 1.0])
+    with pytest.raises(ValueError, match="keep the batch size"):
+        lj.morph(bad, img, target=1, alphas=[0.0, 1.0])
+    with pytest.raises(ValueError, match="keep the batch size"):
+        C.predict(bad, np.stack([img, img]))
+
+
 # ------------------------------------------------------------------ preprocessing
 def test_preprocess_matches_a_hand_written_closure_and_is_traced():
     rng = np.random.default_rng(2)

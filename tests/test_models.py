@@ -159,12 +159,13 @@ def test_new_closure_does_not_recompile():
     w, b = _weights()
     params = {"params": {"Dense_0": {"kernel": w, "bias": b}}}
     img = _image()
-    L.morph(lambda x: mod.apply(params, x), img, **KW)    # compile once
+    closure = lambda p: (lambda x: mod.apply(p, x))       # noqa: E731  (one line of code)
+    L.morph(closure(params), img, **KW)                   # compile once
     n_core, n_cls = L._core_jit._cache_size(), L._classify_jit._cache_size()
     for seed in (1, 2):
         w2, b2 = _weights(seed)
         p2 = {"params": {"Dense_0": {"kernel": w2, "bias": b2}}}
-        m = L.morph(lambda x: mod.apply(p2, x), img, **KW)     # a new closure each time
+        m = L.morph(closure(p2), img, **KW)                    # a new closure each time
         want = jax.nn.softmax(jnp.tanh(m.frames.reshape(3, -1) @ w2 + b2[None]) * 3.0, -1)
         np.testing.assert_allclose(m.probs, want, atol=1e-6)   # its own weights, not stale
     assert (L._core_jit._cache_size(), L._classify_jit._cache_size()) == (n_core, n_cls)
