@@ -191,9 +191,8 @@ def _consts_apart():
     show their values: two closures with different weights would then share one
     compiled program (the first one's weights).  So every trace that hoists arrays or
     keys programs by jaxpr text runs in this context."""
-    state = getattr(getattr(jax, "_src", None) and jax._src.config,
-                    "use_simplified_jaxpr_constants", None)
-    return state(False) if callable(state) else contextlib.nullcontext()
+    state = getattr(jax._src.config, "use_simplified_jaxpr_constants", None)  # JAX >= 0.7
+    return state(False) if state is not None else contextlib.nullcontext()
 
 
 def trace_with_consts(fn: Callable, args: tuple) -> ClosedJaxpr:
@@ -332,15 +331,14 @@ def _code_identity(fn: Any) -> str:
     vanishes at batch 1), and the program for another batch size re-traces the first
     function of a key.  New closures made by the same code (the same ``lambda`` called
     with new weights) still share programs."""
-    seen = 0
-    while seen < 8:                       # partials, bound methods, callable objects
-        seen += 1
+    for _ in range(8):        # partials, jitted / wrapped functions, methods, objects
         if isinstance(fn, functools.partial):
             fn = fn.func
+        elif hasattr(fn, "__wrapped__"):
+            fn = fn.__wrapped__
         elif hasattr(fn, "__func__"):
             fn = fn.__func__
-        elif not hasattr(fn, "__code__") and hasattr(type(fn), "__call__") \
-                and hasattr(type(fn).__call__, "__code__"):
+        elif not hasattr(fn, "__code__") and hasattr(type(fn).__call__, "__code__"):
             fn = type(fn).__call__
         else:
             break
