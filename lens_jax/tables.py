@@ -184,7 +184,10 @@ def write_tables(rows: Sequence[Mapping], stem: str | os.PathLike, *,
 def record_command(out_dir: str | os.PathLike, wall_s: float, *,
                    argv: Sequence[str] | None = None) -> Path:
     """``out_dir/command.txt``: the command (``argv``, default ``sys.argv``), wall time,
-    host, backend and date, so every table can be traced to the run that made it."""
+    host, backend and date, so every table can be traced to the run that made it.
+
+    Runs that resume or add to a folder keep its history: an existing ``command.txt``
+    follows the new record under ``Earlier runs into this folder`` (newest first)."""
     argv = list(sys.argv if argv is None else argv)
     cmd = " ".join(shlex.quote(str(a)) for a in argv)
     if argv and str(argv[0]).endswith(".py"):
@@ -195,9 +198,16 @@ def record_command(out_dir: str | os.PathLike, wall_s: float, *,
     except Exception:  # noqa: BLE001 - jax is always present in practice
         backend = "jax unavailable"
     path = Path(out_dir) / "command.txt"
-    atomic_write_text(path, (
-        f"command: {cmd}\ncwd: {os.getcwd()}\nwall_s: {wall_s:.1f}\n"
-        f"host: {platform.node()} {platform.machine()} {os.cpu_count()} CPUs, "
-        f"python {platform.python_version()}\nbackend: {backend}\n"
-        f"date: {time.strftime('%Y-%m-%d %H:%M:%S')}\n"))
+    record = (f"command: {cmd}\ncwd: {os.getcwd()}\nwall_s: {wall_s:.1f}\n"
+              f"host: {platform.node()} {platform.machine()} {os.cpu_count()} CPUs, "
+              f"python {platform.python_version()}\nbackend: {backend}\n"
+              f"date: {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    old = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    if old.strip():
+        last, _, earlier = old.partition(_EARLIER)
+        record += _EARLIER + last.strip("\n") + "\n" + (f"\n{earlier}" if earlier else "")
+    atomic_write_text(path, record)
     return path
+
+
+_EARLIER = "\nEarlier runs into this folder (newest first):\n\n"

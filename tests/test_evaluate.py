@@ -217,6 +217,13 @@ def test_tables_round_trip(tmp_path):
         tables.read_json(tmp_path / "bad.json")
     c = tables.record_command(tmp_path, 1.25, argv=["experiments/x.py", "--quick"])
     assert "python experiments/x.py --quick" in c.read_text() and "wall_s: 1.2" in c.read_text()
+    # a second and third run into the folder keep the history, newest first
+    tables.record_command(tmp_path, 2.5, argv=["experiments/x.py", "--n", "2"])
+    tables.record_command(tmp_path, 3.5, argv=["experiments/x.py", "--n", "3"])
+    text = c.read_text()
+    assert text.startswith("command: python experiments/x.py --n 3\n")
+    order = [text.index(f"wall_s: {w}") for w in ("3.5", "2.5", "1.2")]
+    assert order == sorted(order) and text.count("Earlier runs into this folder") == 1
 
 
 def test_endpoints_is_one_morph_batch_call(problem, monkeypatch):
