@@ -56,6 +56,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import types
 import weakref
 from typing import Any, Callable, NamedTuple
 
@@ -322,17 +323,21 @@ def fold_params(model: Any) -> Classifier:
     return Classifier(_FoldedApply(clf.apply, clf.params, ident), ())
 
 
-def _code_identity(fn: Any) -> str:
-    """Where ``fn``'s code was defined (file, line, name and a hash of its bytecode).
+def _code_identity(fn: Any, _depth: int = 0) -> str:
+    """Where ``fn``'s code was defined (file, line, name and a hash of its bytecode), and
+    the same for every function it closes over or binds (``lambda x: f(x, w)``,
+    ``functools.partial(f, w=w)``).
 
     Part of a plain callable's program key beside its batch-1 jaxpr: two different
     functions can trace to the same program at batch 1 and differ at other batch sizes
     (``x[:1].reshape(1, -1) @ w`` against ``x.reshape(len(x), -1) @ w``: the slice
     vanishes at batch 1), and the program for another batch size re-traces the first
-    function of a key.  New closures made by the same code (the same ``lambda`` called
-    with new weights) still share programs."""
+    function of a key.  New closures made by the same code around the same functions
+    (the same ``lambda`` called with new weights) still share programs."""
+    inner = []                # functions bound by partials / closed over, keyed too
     for _ in range(8):        # partials, jitted / wrapped functions, methods, objects
         if isinstance(fn, functools.partial):
+            inner += [v for v in (*fn.args, *fn.keywords.values()) if _is_function(v)]
             fn = fn.func
         elif hasattr(fn, "__wrapped__"):
             fn = fn.__wrapped__
@@ -345,9 +350,26 @@ def _code_identity(fn: Any) -> str:
     code = getattr(fn, "__code__", None)
     if code is None:
         return f"{type(fn).__module__}.{type(fn).__qualname__}"
-    return (f"{code.co_filename}:{code.co_firstlineno}:"
-            f"{getattr(code, 'co_qualname', code.co_name)}:"
-            f"{hashlib.sha256(code.co_code).hexdigest()[:12]}")
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            v = cell.cell_contents
+        except ValueError:        # an empty cell (a name not yet bound)
+            continue
+        if _is_function(v) and v is not fn:
+            inner.append(v)
+    ident = (f"{code.co_filename}:{code.co_firstlineno}:"
+             f"{getattr(code, 'co_qualname', code.co_name)}:"
+             f"{hashlib.sha256(code.co_code).hexdigest()[:12]}")
+    if inner and _depth < 4:
+        ident += "(" + ",".join(_code_identity(v, _depth + 1) for v in inner) + ")"
+    return ident
+
+
+def _is_function(v: Any) -> bool:
+    """A Python function, method, partial or jitted function (not a class, module or
+    array): what :func:`_code_identity` follows into closures."""
+    return (isinstance(v, (types.FunctionType, types.MethodType, functools.partial))
+            or (callable(v) and hasattr(v, "__wrapped__") and not isinstance(v, type)))
 
 
 def _hoist(fn: Callable, example) -> Classifier:

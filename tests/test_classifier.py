@@ -129,14 +129,21 @@ def test_closures_with_new_weights_are_seen_in_either_constant_mode(simplified):
                                        x[0].reshape(-1) @ np.asarray(w), rtol=1e-5, atol=1e-5)
 
 
-def test_callables_alike_at_batch_one_never_share_a_program():
+@pytest.mark.parametrize("wrap", ["plain", "jit", "partial"])
+def test_callables_alike_at_batch_one_never_share_a_program(wrap):
     """``x[:1].reshape(1, -1) @ w`` traces to the same program as
     ``x.reshape(len(x), -1) @ w`` at batch 1 (the slice vanishes); the second must still
-    be refused for ignoring the batch size, whichever was seen first."""
+    be refused for ignoring the batch size, whichever was seen first — also when both
+    are ``jax.jit``-ed or ``functools.partial``-s (the key sees through the wrapper)."""
+    import functools
     w = np.ones((64, 3), np.float32)
     img = np.random.default_rng(6).uniform(size=(8, 8, 1)).astype(np.float32)
-    good = lambda x: x.reshape(len(x), -1) @ w                    # noqa: E731
-    bad = lambda x: x[:1].reshape(1, -1) @ w                      # noqa: E731
+    good = lambda x, w: x.reshape(len(x), -1) @ w                 # noqa: E731
+    bad = lambda x, w: x[:1].reshape(1, -1) @ w                   # noqa: E731
+    make = {"plain": lambda f: (lambda x: f(x, w)),
+            "jit": lambda f: jax.jit(functools.partial(f, w=w)),
+            "partial": lambda f: functools.partial(f, w=w)}[wrap]
+    good, bad = make(good), make(bad)
     assert C.predict(good, np.stack([img, img])).shape == (2, 3)
     lj.morph(good, img, target=1, alphas=[0.0, 1.0])
     with pytest.raises(ValueError, match="keep the batch size"):
