@@ -211,9 +211,11 @@ def _import_file(path: str, option: str):
         sys.modules[name] = mod
         spec.loader.exec_module(mod)
     except SystemExit as e:
+        sys.modules.pop(name, None)          # no half-imported module left behind
         raise CLIError(f"{option} {path!r} exited while being imported (status {e.code})"
                        ) from None
     except Exception as e:  # noqa: BLE001 - the user's code: one line, where it failed
+        sys.modules.pop(name, None)
         import traceback
         tb = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == str(p)]
         where = f" (line {tb[-1].lineno})" if tb else (

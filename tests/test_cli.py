@@ -385,6 +385,12 @@ def test_model_file_errors_are_one_line(own, capsys, tmp_path):
     bad.write_text("def make(:\n")
     err = _err(capsys, ["morph", "--model", f"{bad}:make", "--image", png, "--target", "1"])
     assert "failed to import (line 1): SyntaxError" in err
+    assert "_lens_jax_user_syntax" not in sys.modules      # nothing half-imported is kept
+    boom = own / "raises.py"
+    boom.write_text("raise ValueError('no')\n")
+    err = _err(capsys, ["morph", "--model", f"{boom}:make", "--image", png, "--target", "1"])
+    assert "failed to import (line 1): ValueError: no" in err
+    assert "_lens_jax_user_raises" not in sys.modules
     err = _err(capsys, ["run", "--model", f"{mf}:bare", "--images", str(tmp_path / "none"),
                         "--target", "1"])
     assert "no such image file or folder" in err
