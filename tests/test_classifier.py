@@ -1,5 +1,7 @@
 """lens_jax.classifier: the one guarded softmax, the one predict, the classifier checks;
 lens_jax._batching.map_chunks: the one chunk/pad/trim loop."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -134,8 +136,8 @@ def test_callables_alike_at_batch_one_never_share_a_program(wrap):
     """``x[:1].reshape(1, -1) @ w`` traces to the same program as
     ``x.reshape(len(x), -1) @ w`` at batch 1 (the slice vanishes); the second must still
     be refused for ignoring the batch size, whichever was seen first — also when both
-    are ``jax.jit``-ed or ``functools.partial``-s (the key sees through the wrapper)."""
-    import functools
+    are wrapped by one factory (``lambda x: f(x, w)``: the same code closing over different
+    functions; they shared a program before), ``jax.jit``-ed or ``functools.partial``-s."""
     w = np.ones((64, 3), np.float32)
     img = np.random.default_rng(6).uniform(size=(8, 8, 1)).astype(np.float32)
     good = lambda x, w: x.reshape(len(x), -1) @ w                 # noqa: E731
