@@ -1,11 +1,10 @@
 """Study: where does the paper's claim hold? Image size x driver robustness x edit domain.
 
-Digits at 28, 56, 112 px, Fashion-MNIST at 28, 112 px (``data.load(..., size=S)``); standard
-and robust (PGD eps x S/28) driver CNNs trained at each size (``cnn+robust@56``: at 56 px only);
-pyramid height follows S; every domain, fixed and live, at L2 = 2, 4, 6 x S/28.  Per cell:
-driver median p(target), transfer to the independent classifiers at 28 px (antialiased) and to
-the other driver, E warp, specificity, phase change, wrapped fraction; saved atomically per cell
-(reruns skip them).  ``--reader 4 --cells "112,cnn,fixed,csp_joint;..."``: blind 28-px sheets.
+Digits at 28, 56, 112 px, Fashion-MNIST at 28, 112 px (``data.load(..., size=S)``); standard and
+robust (PGD eps x S/28) CNN drivers per size (``cnn+robust@56``: 56 px only); every domain, fixed
+and live, L2 = 2, 4, 6 x S/28.  Per cell (atomic; reruns skip it): driver p(target), transfer at 28
+px to the independent judges and the other driver, E warp, specificity, phase change.  Galleries:
+every finished cell.  ``--reader 4 --cells "S,driver,mode,domain;..."``: sheets.
 """
 import dataclasses
 import itertools
@@ -73,16 +72,19 @@ def run_dataset(dataset: str, args, out: Path) -> None:
         for (dname, fn), mode in itertools.product(drivers.items(), args.modes.split(",")):
             judges = {k: at_base(f, size) for k, f in evaluators.items()} | dict(zip(
                 ["other driver"], [f for k, f in drivers.items() if k != dname]))   # if any
+            stem = out / "cells" / f"{size}px_{dname}_{mode}"
             for domain in args.domains.split(","):
-                path = out / "cells" / f"{size}px_{dname}_{mode}_{domain}.json"
+                path = Path(f"{stem}_{domain}.json")
                 if not (path.is_file() and path.with_suffix(".npz").is_file()):   # else: done
                     run_cell(path, fn, judges, src, domain=domain, mode=mode, size=size,
                              budgets=budgets, args=args)
-            summarise(list(evaluators), out, args)
-            protocol.grid_figure(out / f"gallery_{size}px_{dname}_{mode}.png", [
-                [(src.images[i], f"source ({size} px)")] + [
-                    (np.load(out / "cells" / f"{size}px_{dname}_{mode}_{d}.npz")["gallery"][
-                        j, k], f"{d} L2={b:g}") for d in args.domains.split(",")]
+            summarise(list(evaluators), out, args)   # gallery: every cell done at these budgets
+            doms = [d for d in dict.fromkeys([*job.default_domains(), *args.domains.split(",")])
+                    if (c := Path(f"{stem}_{d}.json")).is_file() and [r["B"] for r in read_json(
+                        c)["records"][:len(budgets)]] == budgets]    # (records: budget-minor)
+            protocol.grid_figure(out / f"gallery_{stem.name}.png", [
+                [(src.images[i], f"source ({size} px)")] + [(np.load(f"{stem}_{d}.npz")["gallery"][
+                    j, k], f"{d} L2={b:g}") for d in doms]
                 for j, i in enumerate(args.first) for k, b in enumerate(budgets)],
                 suptitle=f"{dname} at {size} px, {mode} (L2 at 28 px)")
 
@@ -111,10 +113,9 @@ def make_reader(args, out: Path) -> None:   # blind sheets, every tile at 28 px
     for cell in args.cells.split(";"):
         stem = out / ds / "cells" / "{}px_{}_{}_{}".format(*cell.split(","))
         recs = read_json(stem.with_suffix(".json"))["records"][k::len(bs)]   # one per source
-        frames = np.load(stem.with_suffix(".npz"))["frames28"][:, k] / 255.0
         pairs = [r["pair"] for r in recs]
         keep = [i for i, q in enumerate(pairs) if i - pairs.index(q) < args.reader]
-        tiles += [frames[i] for i in keep]
+        tiles += list(np.load(stem.with_suffix(".npz"))["frames28"][keep, k] / 255.0)
         meta += [{**dict(zip(("size", "driver", "mode", "domain"), cell.split(","))),
                   **{f: recs[i][f] for f in ("index", "source", "target", "reached")},
                   "B": float(args.reader_budget)} for i in keep]
@@ -136,8 +137,7 @@ def main(argv=None) -> int:
     if args.reader:            # sheets of --reader sources per pair of each of --cells
         return make_reader(args, Path(args.out)) or 0
     if args.quick:
-        vars(args).update(n=1, n_specificity=1, budgets="4", modes="fixed",
-                          domains="pixel,csp_phase")
+        vars(args).update(n=1, budgets="4", modes="fixed", domains="pixel,csp_phase")
     t0, out = time.perf_counter(), Path(args.out)
     for dataset in args.datasets.split(","):   # Fashion-MNIST: apt-get dataset-fashion-mnist
         run_dataset(dataset, args, out / dataset)

@@ -5,6 +5,7 @@ a temporary cache and morphs 3 sources at 28 and 56 px); the other tests are che
 """
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,23 @@ def test_resolution_quick_smoke_and_resume(res, tmp_path, monkeypatch, shared_ca
     stamps = [c.stat().st_mtime_ns for c in cells]
     assert res.main(argv) == 0                              # resume: nothing recomputed
     assert [c.stat().st_mtime_ns for c in cells] == stamps
+    # the gallery shows every finished cell of its (size, driver, mode) at the run's budgets
+    # (a rerun with fewer --domains used to redraw it with those alone), never a cell made
+    # at other budgets: add a finished csp_joint cell and a csp_flow_joint one at L2 = 6
+    folder = out / "mnist5k" / "cells"
+    for domain, b in (("csp_joint", 4.0), ("csp_flow_joint", 6.0)):
+        cell = json.loads((folder / "56px_cnn_fixed_pixel.json").read_text())
+        for r in cell["records"]:
+            r.update(method=domain, B=b)
+        (folder / f"56px_cnn_fixed_{domain}.json").write_text(json.dumps(cell))
+        shutil.copy(folder / "56px_cnn_fixed_pixel.npz", folder / f"56px_cnn_fixed_{domain}.npz")
+    drawn = {}
+    monkeypatch.setattr(res.protocol, "grid_figure", lambda path, rows, **kw: drawn.setdefault(
+        Path(path).name, [title for _, title in rows[0]]))
+    assert res.main(argv) == 0
+    assert drawn["gallery_56px_cnn_fixed.png"] == [
+        "source (56 px)", "pixel L2=4", "csp_phase L2=4", "csp_joint L2=4"]
+    assert drawn["gallery_28px_cnn_fixed.png"] == ["source (28 px)", "pixel L2=4", "csp_phase L2=4"]
 
 
 def test_summary_covers_every_cell_with_and_without_other_driver(res, tmp_path):
