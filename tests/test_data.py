@@ -343,6 +343,64 @@ def test_damaged_records_are_prepared_again(tmp_path, capfd, damage):
     np.testing.assert_array_equal(y2, y)
 
 
+def test_records_read_directly_equal_tfds_decoding(data_dir, monkeypatch, no_network):
+    """Records of fixed-shape tensors and scalars are read straight from the serialized
+    examples; every local data set loads exactly as tfds's own decoding gives it (values
+    and dtypes), and the direct reader is what ran where it applies (synthetic's float
+    parameters keep tfds's decoding)."""
+    names = ["digits", "mnist5k", "synthetic/small"] + (["fashion_mnist"] if FASHION_DIR else [])
+    raw_calls = []
+    real_raw = data._read_raw
+    monkeypatch.setattr(data, "_read_raw", lambda *a: raw_calls.append(1) or real_raw(*a))
+    direct = {}
+    for name in names:
+        data.clear_memo()
+        n0 = len(raw_calls)
+        direct[name] = data.load(name, "test", data_dir=data_dir, with_info=True)
+        assert len(raw_calls) == n0 + (name != "synthetic/small"), name
+    monkeypatch.setattr(data, "_column_plans", lambda *a: None)     # tfds decodes each record
+    for name in names:
+        data.clear_memo()
+        ref = data.load(name, "test", data_dir=data_dir, with_info=True)
+        for got, want in zip(direct[name][:2], ref[:2], strict=True):
+            assert got.dtype == want.dtype and got.shape == want.shape, name
+            np.testing.assert_array_equal(got, want)
+        for k, v in ref[2].items():
+            if isinstance(v, np.ndarray):
+                np.testing.assert_array_equal(direct[name][2][k], v)
+            elif isinstance(v, dict):
+                for kk, vv in v.items():
+                    np.testing.assert_array_equal(direct[name][2][k][kk], vv)
+    data.clear_memo()
+
+
+def test_a_record_that_does_not_fit_its_features_is_refused():
+    """The direct reader checks every record: a short image or a missing label raises."""
+    from tensorflow_datasets.proto import tf_example_pb2
+
+    def record(image: bytes, labels: list[int]) -> bytes:
+        ex = tf_example_pb2.Example()
+        ex.features.feature["image"].bytes_list.value.append(image)
+        ex.features.feature["label"].int64_list.value.extend(labels)
+        return ex.SerializeToString()
+
+    class Source:
+        def __init__(self, recs):
+            self.data_source = type("S", (), {"__getitems__": lambda _, idx: [
+                recs[i] for i in idx]})()
+
+    plans = {"image": ("bytes_list", np.dtype(np.uint8), (2, 2, 1)),
+             "label": ("int64_list", np.dtype(np.int64), ())}
+    good = record(bytes(range(4)), [3])
+    got = data._read_raw(Source([good, good]), plans, 2)
+    np.testing.assert_array_equal(got["image"][1, :, :, 0], [[0, 1], [2, 3]])
+    np.testing.assert_array_equal(got["label"], [3, 3])
+    with pytest.raises(ValueError, match="does not hold"):
+        data._read_raw(Source([good, record(bytes(3), [3])]), plans, 2)
+    with pytest.raises(ValueError, match="holds 0 values"):
+        data._read_raw(Source([good, record(bytes(4), [])]), plans, 2)
+
+
 # ------------------------------------------------------------------ size= and name checks
 
 @pytest.mark.parametrize("size", [56, 112, 14, (21, 35)])
