@@ -1,7 +1,7 @@
 """Tests of experiments/resolution.py (the image-size x robustness study).
 
 The end-to-end ``--quick`` run is a SMOKE TEST marked ``slow`` (it trains 1-epoch models in
-a temporary cache and morphs 3 sources at 28 and 56 px); the other tests are cheap.
+a temporary cache and morphs 3 sources at 28 and 42 px); the other tests are cheap.
 """
 import importlib.util
 import json
@@ -84,28 +84,30 @@ def test_reader_sheets_from_cells_with_unedited_controls(res, tmp_path, monkeypa
 
 @pytest.mark.slow
 def test_resolution_quick_smoke_and_resume(res, tmp_path, monkeypatch, shared_cache):
-    """SMOKE TEST: ``--quick`` end to end (1-epoch models, 3 sources, 28 and 56 px), then
-    a rerun that finds every cell finished and recomputes none."""
+    """SMOKE TEST: ``--quick`` end to end (1-epoch models, 3 sources, 28 and 42 px: a
+    ratio of 1.5, so resizing, budgets and radii are not special to doubling), then a
+    rerun that finds every cell finished and recomputes none."""
     monkeypatch.setenv("LENS_JAX_CACHE", str(shared_cache))    # quick models made once a run
     out = tmp_path / "out"
-    argv = ["--quick", "--datasets", "mnist5k", "--drivers", "cnn", "--out", str(out)]
+    argv = ["--quick", "--datasets", "mnist5k", "--drivers", "cnn", "--sizes", "28,42",
+            "--out", str(out)]
     assert res.main(argv) == 0
     cells = sorted((out / "mnist5k" / "cells").glob("*.json"))
     assert [c.stem for c in cells] == ["28px_cnn_fixed_csp_phase", "28px_cnn_fixed_pixel",
-                                       "56px_cnn_fixed_csp_phase", "56px_cnn_fixed_pixel"]
+                                       "42px_cnn_fixed_csp_phase", "42px_cnn_fixed_pixel"]
     rows = json.loads((out / "mnist5k" / "summary_raw.json").read_text())
     assert {(r["size"], r["method"]) for r in rows} == {
-        (s, m) for s in (28, 56) for m in ("pixel", "csp_phase")}
+        (s, m) for s in (28, 42) for m in ("pixel", "csp_phase")}
     for r in rows:
         assert r["n"] == 3 and r["B"] == 4.0
         if r["reached"] == r["n"]:       # the budget is RMS-matched: L2 = 4 x S / 28
             assert r["l2_med"] == pytest.approx(4.0 * r["size"] / 28, rel=0.02)
         assert (r["wrapped"] is None) == (r["method"] == "pixel")
         assert r["method"] == "pixel" or 0.0 <= r["wrapped"] <= 1.0
-    z = np.load(out / "mnist5k" / "cells" / "56px_cnn_fixed_csp_phase.npz")
+    z = np.load(out / "mnist5k" / "cells" / "42px_cnn_fixed_csp_phase.npz")
     assert z["frames28"].shape == (3, 1, 28, 28, 1) and z["frames28"].dtype == np.uint8
-    assert z["gallery"].shape == (3, 1, 56, 56, 1)
-    assert (out / "mnist5k" / "gallery_56px_cnn_fixed.png").is_file()
+    assert z["gallery"].shape == (3, 1, 42, 42, 1)
+    assert (out / "mnist5k" / "gallery_42px_cnn_fixed.png").is_file()
     assert "command: python experiments/resolution.py" in (out / "command.txt").read_text()
     stamps = [c.stat().st_mtime_ns for c in cells]
     assert res.main(argv) == 0                              # resume: nothing recomputed
@@ -115,17 +117,17 @@ def test_resolution_quick_smoke_and_resume(res, tmp_path, monkeypatch, shared_ca
     # at other budgets: add a finished csp_joint cell and a csp_flow_joint one at L2 = 6
     folder = out / "mnist5k" / "cells"
     for domain, b in (("csp_joint", 4.0), ("csp_flow_joint", 6.0)):
-        cell = json.loads((folder / "56px_cnn_fixed_pixel.json").read_text())
+        cell = json.loads((folder / "42px_cnn_fixed_pixel.json").read_text())
         for r in cell["records"]:
             r.update(method=domain, B=b)
-        (folder / f"56px_cnn_fixed_{domain}.json").write_text(json.dumps(cell))
-        shutil.copy(folder / "56px_cnn_fixed_pixel.npz", folder / f"56px_cnn_fixed_{domain}.npz")
+        (folder / f"42px_cnn_fixed_{domain}.json").write_text(json.dumps(cell))
+        shutil.copy(folder / "42px_cnn_fixed_pixel.npz", folder / f"42px_cnn_fixed_{domain}.npz")
     drawn = {}
     monkeypatch.setattr(res.protocol, "grid_figure", lambda path, rows, **kw: drawn.setdefault(
         Path(path).name, [title for _, title in rows[0]]))
     assert res.main(argv) == 0
-    assert drawn["gallery_56px_cnn_fixed.png"] == [
-        "source (56 px)", "pixel L2=4", "csp_phase L2=4", "csp_joint L2=4"]
+    assert drawn["gallery_42px_cnn_fixed.png"] == [
+        "source (42 px)", "pixel L2=4", "csp_phase L2=4", "csp_joint L2=4"]
     assert drawn["gallery_28px_cnn_fixed.png"] == ["source (28 px)", "pixel L2=4", "csp_phase L2=4"]
 
 
