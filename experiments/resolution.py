@@ -1,11 +1,10 @@
 """Study: where does the paper's claim hold? Image size x driver robustness x edit domain.
 
-Digits at 28, 56, 112 px, Fashion-MNIST at 28, 112 px (``data.load(..., size=S)``); standard and
+Digits at 28/56/112 px, Fashion-MNIST at 28/112 px (``data.load(..., size=S)``); standard and
 robust (PGD eps x S/28) CNN drivers per size (``cnn+robust@56``: 56 px only); every domain, fixed
 and live, L2 = 2, 4, 6 x S/28.  Per cell (atomic; reruns skip it): driver p(target), transfer at 28
-px to the independent judges and the other driver, E warp, specificity, phase change.  Galleries:
-every finished cell.  ``--reader 4 --cells "S,driver,mode,domain;..."``: sheets.
-"""
+px to the judges and the other driver, E warp, specificity, phase change; galleries of every
+finished cell.  ``--reader 4 --cells "S,driver,mode,domain;..."``: sheets."""
 import dataclasses
 import itertools
 import time
@@ -24,12 +23,13 @@ SIZES = {"mnist5k": "28,56,112", "fashion_mnist": "28,112"}
 PAIRS = {"mnist5k": reference.MNIST_PAIRS, "fashion_mnist": reference.FASHION_PAIRS}
 
 
-def load_driver(spec: str, dataset: str, size: int, args):   # --epochs-large: S > 28 only
-    kw = {} if size == BASE else {"size": size, "epochs": args.epochs_large or None}
+def load_driver(spec: str, dataset: str, size: int, args):  # --*-large: S > 28 (0: default)
+    kw = {} if size == BASE else {"size": size, "epochs": args.epochs_large or None,
+                                  "n_train": args.n_train_large or None}
     if spec.endswith("+robust"):
         kw["adversary"] = dataclasses.replace(a := default_attack(dataset), eps=a.eps * size / BASE)
-    q = args.quick          # full models: a progress bar per training epoch
-    fn, _, info = job.load_model(spec.split("+")[0], dataset, quick=q, progress=not q, **kw)
+    fn, _, info = job.load_model(spec.split("+")[0], dataset, quick=args.quick,   # full: a
+                                 progress=not args.quick, **kw)     # bar per training epoch
     print(f"   {spec} at {size} px: test accuracy {info['test_accuracy']:.4f}", flush=True)
     return fn
 
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
         __doc__.splitlines()[0], out="outputs/resolution", datasets="mnist5k,fashion_mnist",
         sizes="", drivers="cnn,cnn+robust", modes="fixed,live", budgets="2,4,6",
         domains=",".join(job.default_domains()), n=30, n_specificity=3, reader=0, cells="",
-        reader_budget="4", epochs_large=0)   # --sizes: 28,56,112 (MNIST), 28,112 (Fashion)
+        reader_budget="4", epochs_large=0, n_train_large=0)   # --sizes: see SIZES
     args = protocol.parse_study_args(p, argv=argv)
     if args.reader:            # sheets of --reader sources per pair of each of --cells
         return make_reader(args, Path(args.out)) or 0

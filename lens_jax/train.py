@@ -566,7 +566,8 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
                   batch_size: int = 128, lr: float | None = None, progress: bool = True,
                   data_dir: str | os.PathLike | None = None,
                   adversary: PGD | None = None, ramp_epochs: int | None = None,
-                  size: int | None = None, allow_unverified: bool = False,
+                  size: int | None = None, n_train: int | None = None,
+                  allow_unverified: bool = False,
                   ) -> tuple[Callable[[jax.Array], jax.Array], Any, dict]:
     """A trained ``model_name`` classifier for ``dataset``: ``(logits_fn, params, info)``.
 
@@ -578,7 +579,7 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
     default to :data:`DEFAULTS` (:func:`default_epochs`, :func:`default_lr`).
     ``info`` has ``test_accuracy``, ``history``, ``epochs``, ``lr``, ``batch_size``,
     ``input_shape``, ``num_classes``, ``workdir``, ``dataset``, ``model``, ``seed``,
-    ``adversary`` (the attack's fields and ``ramp_epochs``, or None).
+    ``adversary`` (the attack's fields and ``ramp_epochs``, or None), ``n_train``.
 
     ``adversary`` (a :class:`PGD`, e.g. ``DEFAULT_ATTACKS["mnist5k"]``) trains
     adversarially (see :func:`train_classifier`) with ``epochs``, ``lr`` and
@@ -588,6 +589,9 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
 
     ``size`` trains on images resized to ``size x size`` (``lens_jax.data.load(...,
     size=size)``: bicubic, antialiased when shrinking), in its own folder (``..._px{size}``).
+    ``n_train`` trains on the first ``n_train`` images of the training split (in the data
+    set's stored order; resized after selection), in its own folder (``..._n{n_train}``);
+    test accuracy is still measured on the whole test split.
 
     A damaged cached model (unreadable, or arrays that differ from the sha256 saved with
     them) is never returned: its folder is renamed ``<folder>.damaged-<UTC time>``, a
@@ -620,6 +624,9 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
         name += f"_e{epochs}"
     if size is not None:
         name += f"_px{int(size)}"
+    if n_train is not None:
+        n_train = _positive_int("n_train", n_train)
+        name += f"_n{n_train}"
     adv_config = None
     if adversarial:
         default_ramp = _defaults(dataset, model_name, True)[2]
@@ -631,7 +638,7 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
                                             "ramp_epochs": int(ramp_epochs)}))
     workdir = (Path(cache) if cache is not None else cache_dir()) / "models" / name
     wanted = {"model": model_name, "epochs": int(epochs), "seed": int(seed),
-              "lr": float(lr)}
+              "lr": float(lr), **({} if n_train is None else {"n_train": n_train})}
     def cached():
         """``(result, meta)`` of a finished model of this configuration, or ``(None, None)``;
         CheckpointCorruptError for a damaged one."""
@@ -655,7 +662,15 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
     if result is None:
         from . import data as _data  # lazy: only needed when training
         sized = {} if size is None else {"size": int(size)}
-        train = _data.load(dataset, "train", data_dir=data_dir, **sized)
+        train = _data.load(dataset, "train", data_dir=data_dir,
+                           **(sized if n_train is None else {}))
+        if n_train is not None:             # select first, then resize only what is used
+            if n_train > len(train[1]):
+                raise ValueError(f"n_train={n_train}: {dataset!r} has only {len(train[1])} "
+                                 "training images")
+            train = (train[0][:n_train], train[1][:n_train])
+            if size is not None:
+                train = (np.asarray(_data.resize(train[0], int(size))), train[1])
         test = _data.load(dataset, "test", data_dir=data_dir, **sized)
         num_classes = _num_classes(_data, dataset, train[1], test[1])
         # one process trains a given model at a time: a second one (another study, another
@@ -686,7 +701,8 @@ def load_or_train(model_name: str, dataset: str, *, epochs: int | None = None,
             "batch_size": config["batch_size"], "num_classes": config["num_classes"],
             "input_shape": tuple(config["input_shape"]),
             "test_accuracy": float(result.test_accuracy), "history": result.history,
-            "workdir": str(workdir), "adversary": config.get("adversary")}
+            "workdir": str(workdir), "adversary": config.get("adversary"),
+            "n_train": config.get("n_train")}
     return result.logits_fn, result.params, info
 
 

@@ -85,13 +85,16 @@ def test_reader_sheets_from_cells_with_unedited_controls(res, tmp_path, monkeypa
 @pytest.mark.slow
 def test_resolution_quick_smoke_and_resume(res, tmp_path, monkeypatch, shared_cache):
     """SMOKE TEST: ``--quick`` end to end (1-epoch models, 3 sources, 28 and 42 px: a
-    ratio of 1.5, so resizing, budgets and radii are not special to doubling), then a
-    rerun that finds every cell finished and recomputes none."""
+    ratio of 1.5, so resizing, budgets and radii are not special to doubling; the 42-px
+    driver trained on the first 1,000 images), then a rerun that finds every cell finished
+    and recomputes none."""
     monkeypatch.setenv("LENS_JAX_CACHE", str(shared_cache))    # quick models made once a run
     out = tmp_path / "out"
     argv = ["--quick", "--datasets", "mnist5k", "--drivers", "cnn", "--sizes", "28,42",
-            "--out", str(out)]
+            "--n-train-large", "1000", "--out", str(out)]
     assert res.main(argv) == 0
+    models = {p.name for p in (shared_cache / "quick" / "models").iterdir()}
+    assert "mnist5k_cnn_s0_e1_px42_n1000" in models        # the 42-px driver: 1,000 images
     cells = sorted((out / "mnist5k" / "cells").glob("*.json"))
     assert [c.stem for c in cells] == ["28px_cnn_fixed_csp_phase", "28px_cnn_fixed_pixel",
                                        "42px_cnn_fixed_csp_phase", "42px_cnn_fixed_pixel"]

@@ -1,6 +1,7 @@
 """Training, orbax checkpoints, resume after interruption, cached models."""
 
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -139,6 +140,32 @@ def test_load_or_train_caches(digits, tmp_path, fake_data):
     assert len(calls) == 4 and info3["epochs"] == 1
     _, params4, _ = T.load_or_train("mlp", "toy", epochs=2, cache=tmp_path, progress=False)
     assert len(calls) == 4 and _leaves_equal(params, params4)
+
+
+def test_load_or_train_on_the_first_n_training_images(digits, tmp_path, fake_data):
+    """``n_train`` trains on the first n images, in a folder of its own (the full-set
+    model is untouched), is served from the cache, and is checked."""
+    train, test = digits
+    calls = fake_data({"train": (train[0][:256], train[1][:256]), "test": test})
+    _, _, info = T.load_or_train("mlp", "toy", epochs=1, n_train=130, cache=tmp_path,
+                                 progress=False)
+    assert info["n_train"] == 130 and calls == [("toy", "train"), ("toy", "test")]
+    folder = Path(info["workdir"])
+    assert folder.name.endswith("_n130") and folder.parent == tmp_path / "models"
+    _, _, ref = T.load_or_train("mlp", "toy", epochs=1, cache=tmp_path, progress=False)
+    assert ref["n_train"] == 256 and ref["workdir"] != info["workdir"] and len(calls) == 4
+    res = T.train_classifier("mlp", (train[0][:130], train[1][:130]), test, num_classes=10,
+                             epochs=1, progress=False)   # the same run, by hand
+    assert info["test_accuracy"] == pytest.approx(res.test_accuracy, abs=1e-6)
+    _, _, again = T.load_or_train("mlp", "toy", epochs=1, n_train=130, cache=tmp_path,
+                                  progress=False)
+    assert len(calls) == 4 and again["test_accuracy"] == info["test_accuracy"]
+    for bad in (0, -3, 1.5, True):
+        with pytest.raises(ValueError, match="n_train"):
+            T.load_or_train("mlp", "toy", epochs=1, n_train=bad, cache=tmp_path,
+                            progress=False)
+    with pytest.raises(ValueError, match="only 256 training images"):
+        T.load_or_train("mlp", "toy", epochs=1, n_train=300, cache=tmp_path, progress=False)
 
 
 def test_defaults_table():
