@@ -72,8 +72,8 @@ def main(argv=None):
     print(f"\nmachine: {info}")
     results["machine"] = info
     if args.json:
-        from lens_jax._io import atomic_save_json
-        atomic_save_json(args.json, results)
+        from lens_jax.tables import save_json
+        save_json(args.json, results)
 
 
 

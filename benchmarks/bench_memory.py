@@ -172,8 +172,8 @@ def main(argv=None) -> int:
               f"{r['xla_chunk_mb']:.1f} | {_fmt(r['wall_s'], '.1f')} |")
     if args.json:
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-        from lens_jax._io import atomic_save_json
-        atomic_save_json(args.json, {
+        from lens_jax.tables import save_json
+        save_json(args.json, {
             "benchmark": "sweep peak memory", "size": SIZE, "domain": args.domain,
             "chunk_size": CHUNK, "alpha_chunk": ALPHA_CHUNK,
             "measure": "ru_maxrss of one subprocess per configuration (incl. compile); "

@@ -315,8 +315,8 @@ def main(argv=None) -> int:
     results["machine"] = info
     print(f"\nmachine: {info}")
     if args.json:
-        from lens_jax._io import atomic_save_json
-        atomic_save_json(args.json, results)
+        from lens_jax.tables import save_json
+        save_json(args.json, results)
         print(f"wrote {args.json}")
     return 0
 

@@ -353,8 +353,8 @@ def main(argv=None):
     info["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     print(f"load average at the end: {' '.join(map(str, info['loadavg_end']))}")
     if args.json:
-        from lens_jax._io import atomic_save_json
-        atomic_save_json(args.json, {"machine": info, "height": HEIGHT, "order": ORDER,
+        from lens_jax.tables import save_json
+        save_json(args.json, {"machine": info, "height": HEIGHT, "order": ORDER,
                                      "cases": {k: list(v) for k, v in CASES.items()},
                                      "results": results, "targets": lines})
         print(f"saved {args.json}")

@@ -46,7 +46,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lens_jax._io import atomic_save_json  # noqa: E402
+from lens_jax.tables import save_json  # noqa: E402
 from lens_jax.domains import default_pyramid  # noqa: E402
 import importlib  # noqa: E402
 
@@ -363,7 +363,7 @@ def main(argv=None) -> int:
                   f"{chk} |")
     ok = all(r.get("check_ok", True) for r in rows)
     if args.json:
-        atomic_save_json(args.json, {
+        save_json(args.json, {
             "benchmark": "device_bench", "jax": jax.__version__,
             "device": dev.device_kind, "platform": dev.platform,
             "n_devices": len(jax.devices()), "small": small, "note": note,

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lens_jax import _io, data, reader, evaluate as ev
+from lens_jax import data, reader, evaluate as ev
 from lens_jax.adversarial import default_attack
 from lens_jax.classifier import as_classifier
 from lens_jax.studies import job, protocol, reference
-from lens_jax.tables import read_json, record_command, save_json, write_tables
+from lens_jax.tables import read_json, record_command, save_json, save_npz, write_tables
 
 BASE, LEAD = 28, ("size", "driver", "mode", "B", "method")
 SIZES = {"mnist5k": "28,56,112", "fashion_mnist": "28,112"}
@@ -51,9 +51,8 @@ def run_cell(path: Path, fn, judges, src, *, domain, mode, size, budgets, args):
         r.update(size=size, mode=mode, wrapped=float(ep.wrapped.reshape(-1)[i]))
         r.update({"specificity": float(sp[r["id"]])} if r["B"] == spec_b and r["id"] in sp else {})
     small = np.asarray(data.resize(ep.frames.reshape((-1,) + ep.frames.shape[2:]), BASE))
-    with _io.atomic_write(path.with_suffix(".npz")) as f:   # endpoints (28 px: uint8)
-        np.savez_compressed(f, frames28=np.round(small * 255).astype(np.uint8).reshape(
-            ep.l2.shape + small.shape[1:]), gallery=ep.frames[args.first])
+    save_npz(path.with_suffix(".npz"), frames28=np.round(small * 255).astype(np.uint8).reshape(
+        ep.l2.shape + small.shape[1:]), gallery=ep.frames[args.first])   # 28 px: uint8
     save_json(path, {"seconds": time.perf_counter() - t0, "records": recs})
     print(f"   {path.stem}: {time.perf_counter() - t0:.0f} s", flush=True)
 

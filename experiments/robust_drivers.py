@@ -29,7 +29,8 @@ import numpy as np  # noqa: E402
 
 from lens_jax import data  # noqa: E402
 from lens_jax import train as T  # noqa: E402
-from lens_jax._io import atomic_write_text, cache_dir  # noqa: E402
+from lens_jax.studies import job  # noqa: E402
+from lens_jax.tables import save_text  # noqa: E402
 
 
 def _cpu_s() -> float:
@@ -55,8 +56,8 @@ def evaluate(ds: str, *, n: int, steps: int, restarts: int, seed: int,
         print(f"[{ds}] {driver} driver: load or train ...", flush=True)
         t0, c0 = time.perf_counter(), _cpu_s()
         # quick: 1-epoch models in a cache of their own (never replace the real ones)
-        kw = dict(epochs=1, cache=cache_dir("quick")) if quick else {}
-        fn, _, info = T.load_or_train("cnn", ds, adversary=adversary, seed=seed, **kw)
+        fn, _, info = job.load_model("cnn", ds, quick=quick, adversary=adversary, seed=seed,
+                                     progress=True)
         train_s = sum(h["seconds"] for h in info["history"])
         load_s = time.perf_counter() - t0
         clean = T.accuracy(np.concatenate([np.asarray(fn(xt[i:i + 500]))
@@ -118,8 +119,8 @@ def main(argv=None) -> list[dict]:
             f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, load average "
             f"at the end {os.getloadavg()[0]:.1f}).\n")
     out = Path(args.out)
-    atomic_write_text(out / "table.md", text)
-    atomic_write_text(out / "results.json", json.dumps(rows, indent=2) + "\n")
+    save_text(out / "table.md", text)
+    save_text(out / "results.json", json.dumps(rows, indent=2) + "\n")
     print(text, flush=True)
     return rows
 

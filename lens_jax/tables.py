@@ -22,10 +22,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ._io import atomic_write_text
+from ._io import atomic_write, atomic_write_text
 
 __all__ = ["plain", "markdown_table", "html_table", "write_tables", "write_csv",
-           "save_json", "read_json", "record_command"]
+           "save_json", "read_json", "save_text", "save_npz", "record_command"]
 
 
 def plain(v: Any) -> Any:
@@ -155,6 +155,20 @@ def save_json(path: str | os.PathLike, obj: Any) -> Path:
     atomic_write_text(path, text)
     if Path(path).read_text() != text:
         raise OSError(f"{path} does not read back as written")
+    return Path(path)
+
+
+def save_text(path: str | os.PathLike, text: str) -> Path:
+    """``text`` to ``path`` atomically (a crash leaves the old file or the new, never half)."""
+    atomic_write_text(path, text)
+    return Path(path)
+
+
+def save_npz(path: str | os.PathLike, **arrays: Any) -> Path:
+    """``arrays`` as a compressed ``.npz`` file, atomically (read it back with ``np.load``,
+    which refuses object arrays by default)."""
+    with atomic_write(path) as f:
+        np.savez_compressed(f, **{k: np.asarray(v) for k, v in arrays.items()})
     return Path(path)
 
 
