@@ -345,6 +345,34 @@ def test_morph_photo_with_resnet50_pixel(chelsea224):
     assert float(m.l2[1]) > 0
 
 
+def test_cli_run_on_ones_photos_with_a_resnet50_checkpoint(r50, chelsea224, tmp_path, capsys):
+    """The researcher's path: ``run --classifier resnet50 --weights CKPT --images FOLDER
+    --target CLASS`` (a torchvision-layout ResNet-50 checkpoint, a 224x224 photo file) writes
+    the page; the source's predicted class is the torch model's on the same pixels."""
+    import json
+
+    from PIL import Image
+
+    from lens_jax import cli
+    torch.save(r50.state_dict(), tmp_path / "r50.pth")
+    (tmp_path / "imgs").mkdir()
+    pixels = np.round(chelsea224 * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "imgs" / "chelsea.png")
+    out = tmp_path / "page"
+    assert cli.main(["run", "--classifier", "resnet50", "--weights", str(tmp_path / "r50.pth"),
+                     "--images", str(tmp_path / "imgs"), "--target", "tiger cat", "--domains",
+                     "pixel", "--frames", "2", "--budget", "3", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    ref = _torch_logits(r50, (pixels / 255.0).astype(np.float32)[None])[0]
+    source = P.imagenet_classes()[int(np.argmax(ref))]
+    assert "resnet50 (r50.pth)" in said and f"chelsea.png: {source} → tiger cat" in said
+    (row,) = json.loads((out / "metrics.json").read_text())
+    assert row["image"] == "chelsea.png" and row["domain"] == "pixel"
+    assert row["reached"] and row["l2"] == pytest.approx(3.0, rel=1e-3)
+    page = (out / "index.html").read_text()
+    assert "<!DOCTYPE html>" in page and "tiger cat" in page and 'type="range"' in page
+
+
 def _strided_conv_classifier(seed=0):
     """ImageNet-shaped logits (1000) from one 8x8 stride-8 convolution, tanh, mean pool and
     a linear head: a smooth nonlinear classifier over the whole 224x224 image that compiles
