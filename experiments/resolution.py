@@ -104,6 +104,7 @@ def summarise(evaluators, out: Path, args) -> None:   # all cells on disk, by si
         w = [r["wrapped"] for r in records if r["reached"] and all(r[k] == row[k] for k in LEAD)]
         row["wrapped"] = s["wrapped (median)"] = np.nanmedian(w) if np.isfinite(w).any() else None
     write_tables(rows, out / "summary_raw"), write_tables(shown, out / "summary")
+    protocol.size_figure(out / "summary.png", rows, title=f"{out.name}: every judge says target")
 
 
 def make_reader(args, out: Path) -> None:   # blind sheets, every tile at 28 px

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lens_jax import data, reader
+from lens_jax import data, reader, viz
 
 SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "resolution.py"
 
@@ -134,7 +134,7 @@ def test_resolution_quick_smoke_and_resume(res, tmp_path, monkeypatch, shared_ca
     assert drawn["gallery_28px_cnn_fixed.png"] == ["source (28 px)", "pixel L2=4", "csp_phase L2=4"]
 
 
-def test_summary_covers_every_cell_with_and_without_other_driver(res, tmp_path):
+def test_summary_covers_every_cell_with_and_without_other_driver(res, tmp_path, monkeypatch):
     """The summary reads every finished cell on disk; in one (size, driver, mode) block,
     cells judged by another driver and cells computed before it existed are summarised
     apart (this mix once raised KeyError: 'pred_other driver')."""
@@ -161,3 +161,13 @@ def test_summary_covers_every_cell_with_and_without_other_driver(res, tmp_path):
         (56, "csp_flow_joint"), (56, "pixel"), (112, "pixel")]
     assert [r.get("other driver") for r in rows] == [4, None, None]
     assert all(r["mlp"] == 3 and r["n"] == 4 and r["wrapped"] is None for r in rows)
+    # the study's figure: one line per (domain, driver), each point the share of the
+    # sources every independent judge calls the target, at its image size
+    assert (tmp_path / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    drawn = {}
+    monkeypatch.setattr(viz, "save_figure", lambda fig, path, **kw: drawn.setdefault("fig", fig))
+    res.summarise(["mlp"], tmp_path, types.SimpleNamespace(quick=True))
+    (ax,) = drawn["fig"].axes
+    lines = {ln.get_label(): ln.get_xydata().tolist() for ln in ax.get_lines()}
+    assert lines == {"pixel (standard cnn)": [[56, 0.75], [112, 0.75]],
+                     "csp_flow_joint (standard cnn)": [[56, 0.75]]}

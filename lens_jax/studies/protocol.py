@@ -6,7 +6,7 @@
   independent classifiers, warp-explained energy; tables, figures and a report.
 * :func:`ablation_settings` / :func:`run_ablations` -- one batched run per setting of
   domain, pyramid, mode, schedule and loss.
-* :func:`grid_figure`, :func:`summary_figure` -- the studies' figures.
+* :func:`grid_figure`, :func:`summary_figure`, :func:`size_figure` -- the studies' figures.
 * :func:`fit_linear` -- a softmax-regression driver (a template-like classifier).
 
 The scripts in ``experiments/`` parse a few flags and call these.
@@ -23,8 +23,8 @@ from .. import evaluate as ev
 from ..tables import markdown_table, record_command, save_json, write_csv, write_tables
 from . import reference
 
-__all__ = ["grid_figure", "summary_figure", "protocol_study", "write_study", "study_parser",
-           "parse_study_args", "endpoint_rows",
+__all__ = ["grid_figure", "summary_figure", "size_figure", "protocol_study", "write_study",
+           "study_parser", "parse_study_args", "endpoint_rows",
            "reading", "ABLATION_GROUPS", "ablation_settings", "run_ablations", "fit_linear"]
 
 
@@ -85,6 +85,56 @@ def summary_figure(path: Path, rows: Sequence[Mapping], labels: Sequence[str], *
     ax2.set_xlim(0, 1)
     ax2.legend(fontsize=7)
     ax2.set_xlabel("median E" + (" (red x: follow-up)" if any(f for f, _ in marks) else ""))
+    return viz.save_figure(fig, path, dpi=130)
+
+
+#: line colours of :func:`size_figure` (pixel black; the phase domains red and blue; flow green)
+DOMAIN_COLORS = {"pixel": "#222222", "csp_phase": "#d62728", "csp_joint": "#1f77b4",
+                 "csp_flow_joint": "#2ca02c", "csp_flow": "#98df8a", "fourier_phase": "#ff9896",
+                 "warp": "#9467bd", "csp_amplitude": "#8c564b"}
+
+
+def size_figure(path: Path, rows: Sequence[Mapping], *, title: str = "",
+                count: str = "all") -> Path:
+    """Transfer against image size: per mode (figure rows) and budget ``B`` (columns), the
+    share ``row[count] / row["n"]`` of each cell's sources (by default: those every
+    independent judge calls the target) at each ``size``; one colour per ``method``, solid
+    for a robust driver (``"+robust"`` in ``driver``), dashed for a standard one."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from .. import viz
+    modes = [m for m in ("fixed", "live") if any(r["mode"] == m for r in rows)]
+    budgets, sizes = sorted({r["B"] for r in rows}), sorted({r["size"] for r in rows})
+    methods = list(dict.fromkeys([*DOMAIN_COLORS, *(r["method"] for r in rows)]))
+    drivers = sorted({r["driver"] for r in rows}, key=lambda d: ("+robust" not in d, d))
+    fig = Figure(figsize=(4.2 * len(budgets) + 2.2, 3.3 * len(modes)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(modes), len(budgets), squeeze=False, sharex=True, sharey=True)
+    for (i, mode), (j, b) in ((a, c) for a in enumerate(modes) for c in enumerate(budgets)):
+        ax = axes[i][j]
+        for m in methods:
+            for drv in drivers:
+                pts = sorted((r["size"], r[count] / r["n"]) for r in rows
+                             if (r["mode"], r["B"], r["method"], r["driver"]) == (mode, b, m, drv))
+                if pts:
+                    robust = "+robust" in drv
+                    ax.plot(*zip(*pts), "-" if robust else "--", marker="o", ms=4,
+                            color=DOMAIN_COLORS.get(m, "#7f7f7f"),
+                            label=f"{m} ({'robust' if robust else 'standard'} {drv.split('+')[0]})")
+        ax.set_title(f"{mode} gradient, L2 = {b:g} (28-px scale)", fontsize=10)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [str(v) for v in sizes])
+        ax.minorticks_off()
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("image size (px)" if i == len(modes) - 1 else "")
+        ax.set_ylabel(("share every judge" if count == "all" else f"share {count}")
+                      + " calls the target" if j == 0 else "")
+    ns = "/".join(str(v) for v in sorted({r["n"] for r in rows}))
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=8,
+               title=f"{ns} sources per cell")
+    fig.suptitle(title or "transfer against image size")
     return viz.save_figure(fig, path, dpi=130)
 
 
