@@ -355,8 +355,8 @@ def main(argv=None):
     if args.json:
         from lens_jax.tables import save_json
         save_json(args.json, {"machine": info, "height": HEIGHT, "order": ORDER,
-                                     "cases": {k: list(v) for k, v in CASES.items()},
-                                     "results": results, "targets": lines})
+                              "cases": {k: list(v) for k, v in CASES.items()},
+                              "results": results, "targets": lines})
         print(f"saved {args.json}")
 
 
