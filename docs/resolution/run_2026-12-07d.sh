@@ -3,6 +3,8 @@
 # 1. live, the standard 112-px driver's joint CSP and joint CSP flow (the robust ones are done
 #    and skipped), L2 = 4, 6
 # 2. L2 = 2 in live mode, every protocol domain, both drivers, 28 then 56 then 112 px
+#    (this script was stopped after step 1; the 28- and 56-px commands of step 2 ran after
+#    run_2026-12-07f.sh and run_2026-12-07h.sh, the 112-px one did not run)
 set -u
 PY=.venv/bin/python
 $PY -u experiments/resolution.py --datasets mnist5k --modes live --budgets 4,6 --n 10 --n-specificity 1 \
