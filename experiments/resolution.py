@@ -3,8 +3,8 @@
 Digits at 28/56/112 px, Fashion-MNIST at 28/112 px (``data.load(..., size=S)``); standard and
 robust (PGD eps x S/28) CNN drivers per size (``cnn+robust@56``: 56 px only); every domain, fixed
 and live, L2 = 2, 4, 6 x S/28.  Per cell (atomic; reruns skip it): driver p(target), transfer at 28
-px to the judges and the other driver, E warp, specificity, phase change; galleries of every
-finished cell.  ``--reader 4 --cells "S,driver,mode,domain;..."``: sheets."""
+px to the judges and the other driver, E warp, specificity, phase change; galleries, summary.png
+(transfer vs size).  ``--reader 4 --cells "S,driver,mode,domain;..."``: blind-reading sheets."""
 import dataclasses
 import itertools
 import time
