@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import io
-import json
 import os
 import socket
 import sys
@@ -19,10 +18,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 
 __all__ = ["cache_dir", "exclusive", "Busy", "atomic_write", "atomic_write_bytes",
-           "atomic_write_text", "atomic_save_npz", "atomic_save_json", "progress_bar",
+           "atomic_write_text", "progress_bar",
            "LogProgress"]
 
 
@@ -119,28 +117,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_write(path, "w") as f:
         f.write(text)
-
-
-def atomic_save_npz(path: str | os.PathLike, **arrays: Any) -> None:
-    """``np.savez`` to ``path`` atomically (object arrays are refused on load anyway)."""
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def atomic_save_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
 
 
 class LogProgress:
