@@ -166,6 +166,8 @@ def test_run_quick_end_to_end(tmp_path, shared_cache, monkeypatch, capsys):
     assert page.index('type="range"') < page.index("<table")
     md = (out / "index.md").read_text()
     assert "Caveat" in md and "pairs/endpoints_3to8.png" in md and "§" not in md
+    # the resolution study's answer: why the panels stay at 28 pixels
+    assert "Why 28-pixel panels" in md and "experiments/resolution.py" in md
     # the quick models live apart from the full ones
     quick = shared_cache / "quick" / "models"
     assert {"mnist5k_cnn_s0_e1", "mnist5k_mlp_s0_e1"} <= {p.name for p in quick.iterdir()}
