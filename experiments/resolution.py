@@ -1,10 +1,10 @@
 """Study: where does the paper's claim hold? Image size x driver robustness x edit domain.
 
-Digits at 28/56/112 px, Fashion-MNIST at 28/112 px (``data.load(..., size=S)``); standard and
-robust (PGD eps x S/28) CNN drivers per size (``cnn+robust@56``: 56 px only); every domain, fixed
-and live, L2 = 2, 4, 6 x S/28.  Per cell (atomic; reruns skip it): driver p(target), transfer at 28
-px to the judges and the other driver, E warp, specificity, phase change; galleries, summary.png
-(transfer vs size).  ``--reader 4 --cells "S,driver,mode,domain;..."``: blind-reading sheets."""
+Digits at 28/56/112 px, Fashion-MNIST at 28/112 (``data.load(..., size=S)``); standard, robust
+(PGD eps x S/28) CNN drivers per size (``cnn+robust@56``: 56 px only); every domain, fixed, live,
+L2 = 2, 4, 6 x S/28.  Per cell (atomic; reruns skip it): driver p(target), transfer at 28 px to
+the judges and the other driver, E warp, specificity, phase change; galleries, summary.png.
+``--reader 4 --cells "S,driver,mode,domain;..."``: blind-reading sheets."""
 import dataclasses
 import itertools
 import time
@@ -40,6 +40,7 @@ def at_base(fn, size: int):   # a 28-px classifier shown S-px images downsampled
 
 
 def run_cell(path: Path, fn, judges, src, *, domain, mode, size, budgets, args):
+    print(f"   {path.stem}: {len(src.id)} sources ...", end="", flush=True)   # (a kill: which)
     t0, scale, spec_b = time.perf_counter(), size / BASE, max(budgets)
     ep = ev.endpoints(fn, src, domain=domain, budgets=[b * scale for b in budgets], mode=mode)
     recs = ev.evaluate_endpoints(ep, src, judges, method=domain, endpoint_keys=budgets,
@@ -54,7 +55,7 @@ def run_cell(path: Path, fn, judges, src, *, domain, mode, size, budgets, args):
     save_npz(path.with_suffix(".npz"), frames28=np.round(small * 255).astype(np.uint8).reshape(
         ep.l2.shape + small.shape[1:]), gallery=ep.frames[args.first])   # 28 px: uint8
     save_json(path, {"seconds": time.perf_counter() - t0, "records": recs})
-    print(f"   {path.stem}: {time.perf_counter() - t0:.0f} s", flush=True)
+    print(f" {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 def run_dataset(dataset: str, args, out: Path) -> None:
@@ -128,11 +129,10 @@ def make_reader(args, out: Path) -> None:   # blind sheets, every tile at 28 px
 
 
 def main(argv=None) -> int:
-    p = protocol.study_parser(
-        __doc__.splitlines()[0], out="outputs/resolution", datasets="mnist5k,fashion_mnist",
-        sizes="", drivers="cnn,cnn+robust", modes="fixed,live", budgets="2,4,6",
-        domains=",".join(job.default_domains()), n=30, n_specificity=3, reader=0, cells="",
-        reader_budget="4", epochs_large=0, n_train_large=0)   # --sizes: see SIZES
+    p = protocol.study_parser(__doc__.splitlines()[0], out="outputs/resolution",
+        datasets="mnist5k,fashion_mnist", sizes="", drivers="cnn,cnn+robust", modes="fixed,live",
+        budgets="2,4,6", domains=",".join(job.default_domains()), n=30, n_specificity=3, reader=0,
+        cells="", reader_budget="4", epochs_large=0, n_train_large=0)   # --sizes: see SIZES
     args = protocol.parse_study_args(p, argv=argv)
     if args.reader:            # sheets of --reader sources per pair of each of --cells
         return make_reader(args, Path(args.out)) or 0

@@ -49,7 +49,7 @@ from .lens import morph_batch
 from .metrics import bootstrap_ci, transfer, warp_explained_energy
 
 __all__ = ["METHODS", "Sources", "Endpoints", "label", "predict", "select_sources",
-           "endpoints", "transfer_counts", "warp_energy", "evaluate_endpoints",
+           "default_chunk", "endpoints", "transfer_counts", "warp_energy", "evaluate_endpoints",
            "run_methods", "source_baseline", "bootstrap", "summarise", "display_rows",
            "target_specificity", "specificity", "fmt_prob", "fmt_pct"]
 
@@ -167,11 +167,20 @@ class Endpoints(NamedTuple):
     wrapped: np.ndarray | None = None
 
 
+def default_chunk(images) -> int:
+    """Sources per compiled call of :func:`endpoints` by default: 64 at 28x28 and fewer in
+    proportion to the pixels (16 at 56x56, 4 at 112x112, 1 from 224x224), so a call's working
+    memory stays that of 64 small images.  (A live-mode budget search at 112x112 with 64 sources
+    per call, 30 candidate step sizes each scanning the classifier's gradient, took 17 GB.)"""
+    h, w = np.shape(images)[-3:-1]
+    return max(1, (64 * 28 * 28) // (int(h) * int(w)))
+
+
 def endpoints(driver: Any, src: Sources, *, domain: str,
               budgets: Sequence[float] | None = None, mode: str = "fixed",
               alphas: Sequence[float] | None = None, step_cap: float | None = None,
               n_frames: int = 12, pyramid=None, loss: str = "nll", color: str = "luminance",
-              chunk: int = 64, progress: bool = False) -> Endpoints:
+              chunk: int | None = None, progress: bool = False) -> Endpoints:
     """The driver's morph of every source with :func:`lens_jax.morph_batch`.
 
     Give exactly one schedule.  With ``budgets`` each source gets one endpoint per
@@ -179,12 +188,15 @@ def endpoints(driver: Any, src: Sources, *, domain: str,
     steps whose size is searched).  Otherwise the schedule is ``alphas`` (one raw
     amplification shared by all sources) or ``step_cap`` with ``n_frames`` frames, and
     the endpoint is the last frame.  Sources run ``chunk`` per compiled call
-    (``morph_batch``'s ``images_per_call``; the last call padded).
+    (``morph_batch``'s ``images_per_call``; the last call padded); the default,
+    :func:`default_chunk`, keeps a call's pixels those of 64 images of 28x28.
     """
     chosen = [k for k, v in (("budgets", budgets), ("alphas", alphas),
                              ("step_cap", step_cap)) if v is not None]
     if len(chosen) != 1:
         raise ValueError(f"give exactly one of budgets, alphas, step_cap; got {chosen or 'none'}")
+    if chunk is None:
+        chunk = default_chunk(src.images)
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise ValueError(f"chunk must be a positive integer; got {chunk!r}")
     if budgets is not None:
@@ -289,7 +301,7 @@ def evaluate_endpoints(ep: Endpoints, src: Sources, independent: Mapping[str, An
 def run_methods(driver: Any, src: Sources, independent: Mapping[str, Any], *,
                 budgets: Sequence[float], methods: Sequence[str] = METHODS,
                 modes: Sequence[str] = ("fixed",), warp: bool = True, warp_steps: int = 200,
-                chunk: int = 64, extra: Mapping[str, Any] | None = None,
+                chunk: int | None = None, extra: Mapping[str, Any] | None = None,
                 progress: bool = True) -> tuple[dict, list[dict]]:
     """Endpoints of every (mode, method) at every budget, and their records.
 
@@ -439,7 +451,7 @@ def target_specificity(edits: np.ndarray) -> float:
 
 def specificity(driver: Any, src: Sources, *, num_classes: int, domain: str,
                 budget: float, mode: str = "fixed", targets: Sequence[int] | None = None,
-                chunk: int = 64, progress: bool = False) -> np.ndarray:
+                chunk: int | None = None, progress: bool = False) -> np.ndarray:
     """:func:`target_specificity` of every source: its edits at the matched L2 ``budget``
     toward every class of ``targets`` (default: all ``num_classes``) except its own.
 

@@ -240,3 +240,24 @@ def test_endpoints_is_one_morph_batch_call(problem, monkeypatch):
     monkeypatch.setattr(ev, "morph_batch", spy)
     ep = ev.endpoints(fn, src, domain="pixel", budgets=(0.5,), chunk=4)
     assert calls == [(6, 4)] and ep.l2.shape == (6, 1)
+
+
+def test_default_chunk_scales_with_pixels_and_changes_no_value(problem, monkeypatch):
+    # the default keeps a call's pixels those of 64 images of 28x28 (a 112-px live study
+    # with 64 per call was killed for memory at 17 GB); the chunk never changes a value
+    assert [ev.default_chunk(np.zeros((2, s, s, 1))) for s in (28, 56, 112, 224, 16)] == \
+        [64, 16, 4, 1, 196]
+    images, labels, fn = problem
+    src = ev.select_sources(images, labels, [(0, 3), (1, 2)], n_per_pair=3, driver=fn)
+    calls = []
+    real = ev.morph_batch
+
+    def spy(driver, imgs, **kw):
+        calls.append(kw.get("images_per_call"))
+        return real(driver, imgs, **kw)
+    monkeypatch.setattr(ev, "morph_batch", spy)
+    ep = ev.endpoints(fn, src, domain="pixel", budgets=(0.5,))
+    ep4 = ev.endpoints(fn, src, domain="pixel", budgets=(0.5,), chunk=4)
+    assert calls == [ev.default_chunk(src.images), 4]
+    np.testing.assert_allclose(ep.frames, ep4.frames, atol=1e-6)
+    np.testing.assert_allclose(ep.l2, ep4.l2, rtol=1e-5)

@@ -163,7 +163,7 @@ def protocol_study(out: str | Path, *, dataset: str, pairs: Sequence[tuple[int, 
                    n_per_pair: int, load: Callable | None = None, ccexam: bool = False,
                    quick: bool = False, methods: Sequence[str] = ev.METHODS,
                    budgets: Sequence[float] = reference.BUDGETS, n_boot: int = 2000,
-                   chunk: int = 64,
+                   chunk: int | None = None,
                    seed: int = 0, followup: Sequence[Mapping] = (), title: str = "",
                    notes: str = "", progress: bool = True) -> dict:
     """The protocol table on ``dataset``; everything written under ``out``.
@@ -376,7 +376,7 @@ def ablation_settings(*, quick: bool, shape: tuple[int, int] = (28, 28), budget:
 
 
 def run_ablations(driver: Any, src: ev.Sources, independent: Mapping[str, Any], *,
-                  settings: Sequence[Mapping], chunk: int = 64, warp_steps: int = 200,
+                  settings: Sequence[Mapping], chunk: int | None = None, warp_steps: int = 200,
                   progress: bool = True) -> tuple[list[dict], dict]:
     """Every setting, batched; ``(records, {(group, setting): Endpoints})``.  Unmatched
     schedules (raw alpha, step caps) count every endpoint as reached."""
