@@ -58,12 +58,13 @@ SIZE_NOTE = (
     "**Why 28-pixel panels.** The paper's claim was made at 224 pixels with a robust "
     "ResNet-50. On digits upsampled to 56 and 112 pixels, with standard and L2-robust "
     "drivers trained at each size, the fixed CSP-phase edit transferred to all three "
-    "independent classifiers for at most 4 of 90 sources at L2 = 4 and 1 at L2 = 6 (the "
-    "28-pixel scale), and blind readers saw the target in at most 3 of the 9-24 tiles of "
-    "any fixed CSP-phase cell; the "
-    "robust driver's pixel edit transferred for 53-65 of 90. No size or driver tried made "
-    "the paper's domain readable, so the panels stay at 28 pixels "
-    "(`python experiments/resolution.py`; tables, logs and readings in docs/resolution/).")
+    "independent classifiers for at most 4 of 90 sources at L2 = 4 and for none at L2 = 6 "
+    "(the 28-pixel scale; about half of its morphs never reach L2 = 6), and blind readers saw the "
+    "target in at most 2 of the 9-24 tiles of any such cell; the robust driver's pixel edit "
+    "transferred for 22-24 and 53-65 of 90. No size or driver tried made the paper's domain "
+    "readable, so the panels stay at 28 pixels (`python experiments/resolution.py`; "
+    "tables, logs and blind readings in docs/resolution/).")
+
 
 def _say(progress: bool, *args: Any) -> None:
     if progress:
