@@ -18,10 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-
 __all__ = ["cache_dir", "exclusive", "Busy", "atomic_write", "atomic_write_bytes",
-           "atomic_write_text", "progress_bar",
-           "LogProgress"]
+           "atomic_write_text", "progress_bar", "LogProgress"]
 
 
 def cache_dir(*parts: str) -> Path:

@@ -8,4 +8,4 @@ $PY -u experiments/resolution.py --datasets mnist5k --modes live --budgets 4,6 -
     --sizes 112 --drivers cnn+robust@112 > docs/resolution/n30/log_112_live.txt 2>&1
 $PY -u experiments/resolution.py --datasets mnist5k --modes live --budgets 2 --n 10 --n-specificity 1 \
     --epochs-large 4 --out docs/resolution/budget2 --domains pixel,csp_phase,csp_joint,csp_flow_joint \
-    --sizes 112 --drivers cnn,cnn+robust@112 > docs/resolution/budget2/log_live112.txt 2>&1
+    --sizes 112 --drivers cnn,cnn+robust@112 >> docs/resolution/budget2/log_live112.txt 2>&1

@@ -1,12 +1,6 @@
 #!/bin/bash
 # Session of 2026-12-07 (fifth), after run_2026-12-07k.sh's first command was killed for memory
-# (17 GB: 64 sources per compiled call at 112 px, live): the same two commands with the new
-# default of 4 sources per call at 112 px (evaluate.default_chunk).
-set -u
-PY=.venv/bin/python
-$PY -u experiments/resolution.py --datasets mnist5k --modes live --budgets 4,6 --n 30 --n-specificity 1 \
-    --epochs-large 4 --out docs/resolution/n30 --domains csp_phase,pixel \
-    --sizes 112 --drivers cnn+robust@112 > docs/resolution/n30/log_112_live.txt 2>&1
-$PY -u experiments/resolution.py --datasets mnist5k --modes live --budgets 2 --n 10 --n-specificity 1 \
-    --epochs-large 4 --out docs/resolution/budget2 --domains pixel,csp_phase,csp_joint,csp_flow_joint \
-    --sizes 112 --drivers cnn,cnn+robust@112 >> docs/resolution/budget2/log_live112.txt 2>&1
+# (17 GB: 64 sources per compiled call at 112 px, live): the same two commands, run again with
+# the library's new default of 4 sources per call at 112 px (evaluate.default_chunk).  Finished
+# cells are skipped, so rerunning resumes.
+exec "$(dirname "$0")/run_2026-12-07k.sh"
