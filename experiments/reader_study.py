@@ -28,7 +28,7 @@ from lens_jax import data, reader  # noqa: E402
 from lens_jax.studies import job  # noqa: E402
 from lens_jax import evaluate as ev  # noqa: E402
 from lens_jax.studies import reference  # noqa: E402
-from lens_jax.tables import record_command, write_tables  # noqa: E402
+from lens_jax.tables import read_json, record_command, write_tables  # noqa: E402
 
 PAIRS = {"mnist5k": reference.MNIST_PAIRS, "fashion_mnist": reference.FASHION_PAIRS}
 
@@ -72,6 +72,13 @@ def score(args) -> list[dict]:
     key = reader.load_key(labels_path.parent / "key.json")
     labels = reader.read_labels(labels_path, key)
     rows = reader.score(key, labels, group=tuple(args.by.split(",")))
+    if args.cells:          # tiles of resolution.py's cells: the judges on the same tiles
+        agree = judges_on_tiles(key, Path(args.cells))
+        for row in rows:
+            ts = [t for t in key["tiles"] if all(str(t.get(k)) == str(row[k]) for k in
+                                                  args.by.split(","))]
+            row["judges_target"] = sum(agree.get(t["tile"], 0) for t in ts) if all(
+                t["tile"] in agree for t in ts) else None
     stem = "scores" if args.by == "driver,mode,domain,B" else "scores_by_" + args.by.replace(
         ",", "_")
     paths = write_tables(rows, labels_path.parent / stem)
@@ -83,6 +90,20 @@ def score(args) -> list[dict]:
     return rows
 
 
+def judges_on_tiles(key, cells: Path) -> dict[int, bool]:
+    """``{tile: every independent classifier calls it the target}`` for the edited tiles of
+    ``experiments/resolution.py``'s cells (their records; not the driver, not the other one)."""
+    out, cache = {}, {}
+    for t in key["tiles"]:
+        stem = cells / "{size}px_{driver}_{mode}_{domain}.json".format(**t)
+        if t["domain"] != "unedited source" and stem.is_file():
+            recs = cache.setdefault(stem, read_json(stem)["records"])
+            r = next(r for r in recs if r["index"] == t["index"] and r["B"] == t["B"])
+            out[t["tile"]] = all(r[k] == t["target"] for k in r if k.startswith("pred_")
+                                 and k not in ("pred_G", "pred_other driver"))
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--score", metavar="LABELS", default=None,
@@ -90,6 +111,9 @@ def main(argv=None) -> int:
     p.add_argument("--by", default="driver,mode,domain,B",
                    help="with --score: key fields to group by (default driver,mode,domain,B; "
                         "add source for one row per pair)")
+    p.add_argument("--cells", default=None, metavar="DIR",
+                   help="with --score: resolution.py's cells/ folder the tiles came from; adds "
+                        "judges_target (tiles every independent classifier calls the target)")
     p.add_argument("--dataset", default="mnist5k", choices=sorted(PAIRS))
     p.add_argument("--out", default="outputs/reader_study")
     p.add_argument("--n", type=int, default=5, help="sources per pair (default 5)")

@@ -50,8 +50,11 @@ def test_judges_see_a_larger_image_downsampled_to_28(res):
 
 
 def _fake_cell(folder: Path, stem: str, *, n: int, budgets, value: float):
+    # the judges: the MLP calls even sources the target, the ccexam CNN all of them; the
+    # driver (pred_G) and the other driver never do, and are not independent judges
     recs = [{"id": i, "pair": i % 3, "index": 10 + i, "source": 3, "target": 8,
-             "reached": True, "B": b} for i in range(n) for b in budgets]
+             "reached": True, "B": b, "pred_mlp": 8 if i % 2 == 0 else 3, "pred_ccexam": 8,
+             "pred_G": 3, "pred_other driver": 3} for i in range(n) for b in budgets]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{stem}.json").write_text(json.dumps({"seconds": 0, "records": recs}))
     frames = np.full((n, len(budgets), 28, 28, 1), int(value * 255), np.uint8)
@@ -80,6 +83,20 @@ def test_reader_sheets_from_cells_with_unedited_controls(res, tmp_path, monkeypa
     assert {t["size"] for t in by["csp_joint"]} == {"112"} and by["csp_joint"][0]["B"] == 4.0
     assert sorted(t["index"] for t in by["unedited source"]) == [10, 11, 12]
     assert (tmp_path / "reader" / "labels.csv").is_file()
+    # scored with the cells beside it: every independent judge on the same tiles
+    spec = importlib.util.spec_from_file_location("_reader_study", SCRIPT.with_name(
+        "reader_study.py"))
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    labels = tmp_path / "reader" / "labels.csv"
+    lines = labels.read_text().splitlines()
+    labels.write_text("\n".join([*lines[:2], *(f"{t['tile']},8" for t in tiles)]) + "\n")
+    assert study.main(["--score", str(labels), "--by", "size,domain", "--cells", str(cells)]) == 0
+    rows = json.loads((tmp_path / "reader" / "scores_by_size_domain.json").read_text())
+    got = {(r["size"], r["domain"]): (r["as_target"], r["judges_target"]) for r in rows}
+    # sources 10, 11, 12 (ids 0, 1, 2): the MLP says 8 for ids 0 and 2
+    assert got == {("-", "unedited source"): (3, None), ("112", "csp_joint"): (3, 2),
+                   ("28", "pixel"): (3, 2)}
 
 
 @pytest.mark.slow
