@@ -9,6 +9,8 @@ mode x domain x budget, how often the reader saw the target.
 
     python experiments/reader_study.py                # mnist5k, 5 sources per pair, L2 = 4
     python experiments/reader_study.py --score outputs/reader_study/mnist5k/labels.csv
+    python experiments/reader_study.py --pool docs/reader/resolution_live_*/labels.csv \
+        --by size,driver,mode,domain,B --out outputs/pooled   # rounds summed, a figure
     python experiments/reader_study.py --modes fixed --budget 6,8 --source-seed 1 \\
         --domains pixel,csp_flow_joint --out outputs/reader_study_b68   # a second round
 """
@@ -27,7 +29,7 @@ import numpy as np  # noqa: E402
 from lens_jax import data, reader  # noqa: E402
 from lens_jax.studies import job  # noqa: E402
 from lens_jax import evaluate as ev  # noqa: E402
-from lens_jax.studies import reference  # noqa: E402
+from lens_jax.studies import protocol, reference  # noqa: E402
 from lens_jax.tables import read_json, record_command, write_tables  # noqa: E402
 
 PAIRS = {"mnist5k": reference.MNIST_PAIRS, "fashion_mnist": reference.FASHION_PAIRS}
@@ -90,6 +92,36 @@ def score(args) -> list[dict]:
     return rows
 
 
+def pool(args) -> list[dict]:
+    """Several scored rounds as one: their tiles' readings summed per ``--by`` group (each
+    round's labels checked against its own key); with ``size`` and ``mode`` in ``--by``, a
+    figure of the share read as the target against image size."""
+    rows: dict[tuple, dict] = {}
+    by = tuple(args.by.split(","))
+    for path in map(Path, args.pool):
+        key = reader.load_key(path.parent / "key.json")
+        for r in reader.score(key, reader.read_labels(path, key), group=by):
+            g = tuple(r[k] for k in by)
+            acc = rows.setdefault(g, {**{k: r[k] for k in by}, "rounds": 0} | {
+                k: 0 for k in r if k not in by and k != "target_frac"})
+            acc["rounds"] += 1
+            for k in acc.keys() - {*by, "rounds"}:
+                acc[k] += r[k]
+    out = sorted(rows.values(), key=lambda r: tuple(str(r[k]) for k in by))
+    for r in out:
+        r["target_frac"] = r["as_target"] / r["labelled"] if r["labelled"] else float("nan")
+    folder = Path(args.out)
+    paths = write_tables(out, folder / ("pooled_by_" + "_".join(by)))
+    print(f"{len(args.pool)} rounds pooled: {paths['md']}\n{paths['md'].read_text()}")
+    if {"size", "mode", "domain"} <= set(by):        # edited tiles: share read as the target
+        edited = [{**r, "size": int(r["size"]), "method": r["domain"], "driver": r.get(
+            "driver", "cnn+robust"), "B": r.get("B", 0.0)} for r in out if r["size"] != "-"]
+        protocol.size_figure(folder / "read_as_target.png", edited, count="as_target",
+                             ylabel="share read as the target", unit="tiles",
+                             title=f"{len(args.pool)} blind readings: tiles read as the target")
+    return out
+
+
 def judges_on_tiles(key, cells: Path) -> dict[int, bool]:
     """``{tile: every independent classifier calls it the target}`` for the edited tiles of
     ``experiments/resolution.py``'s cells (their records; not the driver, not the other one)."""
@@ -111,6 +143,9 @@ def main(argv=None) -> int:
     p.add_argument("--by", default="driver,mode,domain,B",
                    help="with --score: key fields to group by (default driver,mode,domain,B; "
                         "add source for one row per pair)")
+    p.add_argument("--pool", nargs="+", metavar="LABELS", default=None,
+                   help="several rounds' labels.csv (each beside its key): summed per --by "
+                        "group into OUT/pooled_by_*.{md,json,csv}, and a figure by size")
     p.add_argument("--cells", default=None, metavar="DIR",
                    help="with --score: resolution.py's cells/ folder the tiles came from; adds "
                         "judges_target (tiles every independent classifier calls the target)")
@@ -129,6 +164,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.score:
         score(args)
+        return 0
+    if args.pool:
+        pool(args)
         return 0
     if args.quick:
         args.n = 1

@@ -97,6 +97,22 @@ def test_reader_sheets_from_cells_with_unedited_controls(res, tmp_path, monkeypa
     # sources 10, 11, 12 (ids 0, 1, 2): the MLP says 8 for ids 0 and 2
     assert got == {("-", "unedited source"): (3, None), ("112", "csp_joint"): (3, 2),
                    ("28", "pixel"): (3, 2)}
+    # two rounds pooled (here the same one twice, and a second reader who saw the source in
+    # every tile): counts summed per group, and the figure of the share read as the target
+    second = tmp_path / "second"
+    shutil.copytree(tmp_path / "reader", second)
+    (second / "labels.csv").write_text("\n".join([*lines[:2], *(
+        f"{t['tile']},3" for t in tiles)]) + "\n")
+    drawn = {}
+    monkeypatch.setattr(study.protocol, "size_figure", lambda path, rows, **kw: drawn.update(
+        {(r["size"], r["method"]): r["as_target"] / r["n"] for r in rows}))
+    assert study.main(["--pool", str(labels), str(labels), str(second / "labels.csv"), "--by",
+                       "size,mode,domain", "--out", str(tmp_path / "pooled")]) == 0
+    pooled = json.loads((tmp_path / "pooled" / "pooled_by_size_mode_domain.json").read_text())
+    assert [(r["size"], r["domain"], r["rounds"], r["n"], r["as_target"], r["as_source"])
+            for r in pooled] == [("-", "unedited source", 3, 9, 6, 3),
+                                 ("112", "csp_joint", 3, 9, 6, 3), ("28", "pixel", 3, 9, 6, 3)]
+    assert drawn == {(112, "csp_joint"): 6 / 9, (28, "pixel"): 6 / 9}    # edited tiles only
 
 
 @pytest.mark.slow

@@ -95,9 +95,10 @@ DOMAIN_COLORS = {"pixel": "#222222", "csp_phase": "#d62728", "csp_joint": "#1f77
 
 
 def size_figure(path: Path, rows: Sequence[Mapping], *, title: str = "",
-                count: str = "all") -> Path:
+                count: str = "all", ylabel: str = "share every judge calls the target",
+                unit: str = "sources") -> Path:
     """Transfer against image size: per mode (figure rows) and budget ``B`` (columns), the
-    share ``row[count] / row["n"]`` of each cell's sources (by default: those every
+    share ``row[count] / row["n"]`` of each cell's ``unit`` (by default: the sources every
     independent judge calls the target) at each ``size``; one colour per ``method``, solid
     for a robust driver (``"+robust"`` in ``driver``), dashed for a standard one."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -128,12 +129,11 @@ def size_figure(path: Path, rows: Sequence[Mapping], *, title: str = "",
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
         ax.set_xlabel("image size (px)" if i == len(modes) - 1 else "")
-        ax.set_ylabel(("share every judge" if count == "all" else f"share {count}")
-                      + " calls the target" if j == 0 else "")
+        ax.set_ylabel(ylabel if j == 0 else "")
     ns = "/".join(str(v) for v in sorted({r["n"] for r in rows}))
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right center", fontsize=8,
-               title=f"{ns} sources per cell")
+               title=f"{ns} {unit} per cell")
     fig.suptitle(title or "transfer against image size")
     return viz.save_figure(fig, path, dpi=130)
 
