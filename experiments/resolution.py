@@ -23,9 +23,9 @@ SIZES = {"mnist5k": "28,56,112", "fashion_mnist": "28,112"}
 PAIRS = {"mnist5k": reference.MNIST_PAIRS, "fashion_mnist": reference.FASHION_PAIRS}
 
 
-def load_driver(spec: str, dataset: str, size: int, args):  # --*-large: S > 28 (0: default)
-    kw = {} if size == BASE else {"size": size, "epochs": args.epochs_large or None,
-                                  "n_train": args.n_train_large or None}
+def load_driver(spec: str, dataset: str, size: int, args):  # --*-large: S > 28 (+28: --same-recipe)
+    kw = ({} if size == BASE else {"size": size}) | ({} if size == BASE and not args.same_recipe
+          else {"epochs": args.epochs_large or None, "n_train": args.n_train_large or None})
     if spec.endswith("+robust"):
         kw["adversary"] = dataclasses.replace(a := default_attack(dataset), eps=a.eps * size / BASE)
     fn, _, info = job.load_model(spec.split("+")[0], dataset, quick=args.quick,   # full: a
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     p = protocol.study_parser(__doc__.splitlines()[0], out="outputs/resolution",
         datasets="mnist5k,fashion_mnist", sizes="", drivers="cnn,cnn+robust", modes="fixed,live",
         budgets="2,4,6", domains=",".join(job.default_domains()), n=30, n_specificity=3, reader=0,
-        cells="", reader_budget="4", epochs_large=0, n_train_large=0)   # --sizes: see SIZES
+        cells="", reader_budget="4", epochs_large=0, n_train_large=0, same_recipe=False)
     args = protocol.parse_study_args(p, argv=argv)
     if args.reader:            # sheets of --reader sources per pair of each of --cells
         return make_reader(args, Path(args.out)) or 0

@@ -49,6 +49,27 @@ def test_judges_see_a_larger_image_downsampled_to_28(res):
                                rtol=1e-5, atol=1e-5)
 
 
+def test_driver_recipe_flags_reach_training(res, monkeypatch):
+    """``--epochs-large``/``--n-train-large`` train the drivers above 28 px (at their size);
+    ``--same-recipe`` gives the 28-px drivers the same recipe (a control of size against
+    data and epochs); robust drivers get PGD eps scaled by S / 28."""
+    import types
+    seen = []
+    monkeypatch.setattr(res.job, "load_model", lambda model, ds, **kw: seen.append(kw) or (
+        None, None, {"test_accuracy": 1.0}))
+    args = types.SimpleNamespace(epochs_large=4, n_train_large=4000, same_recipe=False,
+                                 quick=False)
+    res.load_driver("cnn", "fashion_mnist", 28, args)
+    res.load_driver("cnn+robust", "fashion_mnist", 112, args)
+    args.same_recipe = True
+    res.load_driver("cnn", "fashion_mnist", 28, args)
+    strip = [{k: v for k, v in kw.items() if k in ("size", "epochs", "n_train")} for kw in seen]
+    assert strip == [{}, {"size": 112, "epochs": 4, "n_train": 4000},
+                     {"epochs": 4, "n_train": 4000}]
+    base = res.default_attack("fashion_mnist").eps
+    assert "adversary" not in seen[0] and seen[1]["adversary"].eps == pytest.approx(base * 4)
+
+
 def _fake_cell(folder: Path, stem: str, *, n: int, budgets, value: float):
     # the judges: the MLP calls even sources the target, the ccexam CNN all of them; the
     # driver (pred_G) and the other driver never do, and are not independent judges
