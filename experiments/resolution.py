@@ -23,8 +23,8 @@ SIZES = {"mnist5k": "28,56,112", "fashion_mnist": "28,112"}
 PAIRS = {"mnist5k": reference.MNIST_PAIRS, "fashion_mnist": reference.FASHION_PAIRS}
 
 
-def load_driver(spec: str, dataset: str, size: int, args):  # --*-large: S > 28 (+28: --same-recipe)
-    kw = ({} if size == BASE else {"size": size}) | ({} if size == BASE and not args.same_recipe
+def load_driver(spec: str, dataset: str, size: int, args, same=False):  # --*-large: S > 28
+    kw = ({} if size == BASE else {"size": size}) | ({} if size == BASE and not same  # or all
           else {"epochs": args.epochs_large or None, "n_train": args.n_train_large or None})
     if spec.endswith("+robust"):
         kw["adversary"] = dataclasses.replace(a := default_attack(dataset), eps=a.eps * size / BASE)
@@ -66,7 +66,7 @@ def run_dataset(dataset: str, args, out: Path) -> None:
     args.first = np.unique(src28.pair, return_index=True)[1]     # first source of each pair
     budgets = [float(b) for b in args.budgets.split(",")]
     for size in map(int, (args.sizes or ("28,56" if args.quick else SIZES[dataset])).split(",")):
-        drivers = {d[0]: load_driver(d[0], dataset, size, args) for d in (
+        drivers = {d[0]: load_driver(d[0], dataset, size, args, args.same_recipe) for d in (
             s.split("@") for s in args.drivers.split(",")) if d[1:] in ([], [str(size)])}
         src = src28._replace(images=np.asarray(data.resize(src28.images, size)))
         for (dname, fn), mode in itertools.product(drivers.items(), args.modes.split(",")):

@@ -52,22 +52,33 @@ def test_judges_see_a_larger_image_downsampled_to_28(res):
 def test_driver_recipe_flags_reach_training(res, monkeypatch):
     """``--epochs-large``/``--n-train-large`` train the drivers above 28 px (at their size);
     ``--same-recipe`` gives the 28-px drivers the same recipe (a control of size against
-    data and epochs); robust drivers get PGD eps scaled by S / 28."""
+    data and epochs), but never the driver that picks the sources (the same sources as the
+    study's own 28-px run); robust drivers get PGD eps scaled by S / 28."""
     import types
     seen = []
     monkeypatch.setattr(res.job, "load_model", lambda model, ds, **kw: seen.append(kw) or (
         None, None, {"test_accuracy": 1.0}))
-    args = types.SimpleNamespace(epochs_large=4, n_train_large=4000, same_recipe=False,
-                                 quick=False)
+    args = types.SimpleNamespace(epochs_large=4, n_train_large=4000, quick=False)
     res.load_driver("cnn", "fashion_mnist", 28, args)
     res.load_driver("cnn+robust", "fashion_mnist", 112, args)
-    args.same_recipe = True
-    res.load_driver("cnn", "fashion_mnist", 28, args)
+    res.load_driver("cnn", "fashion_mnist", 28, args, True)
     strip = [{k: v for k, v in kw.items() if k in ("size", "epochs", "n_train")} for kw in seen]
     assert strip == [{}, {"size": 112, "epochs": 4, "n_train": 4000},
                      {"epochs": 4, "n_train": 4000}]
     base = res.default_attack("fashion_mnist").eps
     assert "adversary" not in seen[0] and seen[1]["adversary"].eps == pytest.approx(base * 4)
+    # a --same-recipe run: the sources are picked by the study's own 28-px driver
+    def select_sources(*a, **kw):      # stop the run once the sources are picked
+        raise StopIteration
+
+    monkeypatch.setattr(res.ev, "select_sources", select_sources)
+    monkeypatch.setattr(res.job, "load_evaluators", lambda *a, **kw: ({}, []))
+    monkeypatch.setattr(res.data, "load", lambda *a, **kw: (None, None))
+    seen.clear()
+    with pytest.raises(StopIteration):
+        res.run_dataset("fashion_mnist", types.SimpleNamespace(
+            **vars(args), same_recipe=True, n=1, sizes="28", drivers="cnn"), None)
+    assert seen == [{"quick": False, "progress": True}]
 
 
 def _fake_cell(folder: Path, stem: str, *, n: int, budgets, value: float):
