@@ -9,7 +9,7 @@ mode x domain x budget, how often the reader saw the target.
 
     python experiments/reader_study.py                # mnist5k, 5 sources per pair, L2 = 4
     python experiments/reader_study.py --score outputs/reader_study/mnist5k/labels.csv
-    python experiments/reader_study.py --pool docs/reader/resolution_live_*/labels.csv \
+    python experiments/reader_study.py --pool docs/reader/resolution_live_*/labels.csv \\
         --by size,driver,mode,domain,B --out outputs/pooled   # rounds summed, a figure
     python experiments/reader_study.py --modes fixed --budget 6,8 --source-seed 1 \\
         --domains pixel,csp_flow_joint --out outputs/reader_study_b68   # a second round
@@ -26,13 +26,12 @@ if __package__ in (None, ""):
 
 import numpy as np  # noqa: E402
 
-from lens_jax import data, reader  # noqa: E402
-from lens_jax.studies import job  # noqa: E402
-from lens_jax import evaluate as ev  # noqa: E402
-from lens_jax.studies import protocol, reference  # noqa: E402
+from lens_jax import data, reader, evaluate as ev  # noqa: E402
+from lens_jax.studies import job, protocol, reference  # noqa: E402
 from lens_jax.tables import read_json, record_command, write_tables  # noqa: E402
 
 PAIRS = {"mnist5k": reference.MNIST_PAIRS, "fashion_mnist": reference.FASHION_PAIRS}
+BY = "driver,mode,domain,B"      # --by default: the table is scores.*, else scores_by_*
 
 
 def make(args) -> Path:
@@ -73,16 +72,9 @@ def score(args) -> list[dict]:
     labels_path = Path(args.score)
     key = reader.load_key(labels_path.parent / "key.json")
     labels = reader.read_labels(labels_path, key)
-    rows = reader.score(key, labels, group=tuple(args.by.split(",")))
-    if args.cells:          # tiles of resolution.py's cells: the judges on the same tiles
-        agree = judges_on_tiles(key, Path(args.cells))
-        for row in rows:
-            ts = [t for t in key["tiles"] if all(str(t.get(k)) == str(row[k]) for k in
-                                                  args.by.split(","))]
-            row["judges_target"] = sum(agree.get(t["tile"], 0) for t in ts) if all(
-                t["tile"] in agree for t in ts) else None
-    stem = "scores" if args.by == "driver,mode,domain,B" else "scores_by_" + args.by.replace(
-        ",", "_")
+    rows = reader.score(key, labels, group=tuple(args.by.split(",")), judged=None if not
+                        args.cells else judged_tiles(key, Path(args.cells)))
+    stem = "scores" if args.by == BY else "scores_by_" + args.by.replace(",", "_")
     paths = write_tables(rows, labels_path.parent / stem)
     fig = reader.unblind(key, labels, labels_path.parent / "unblinded.png",
                          group=tuple(args.by.split(",")))
@@ -92,63 +84,44 @@ def score(args) -> list[dict]:
     return rows
 
 
-def pool(args) -> list[dict]:
-    """Several scored rounds as one: their tiles' readings summed per ``--by`` group (each
-    round's labels checked against its own key); with ``size`` and ``mode`` in ``--by``, a
-    figure of the share read as the target against image size."""
-    rows: dict[tuple, dict] = {}
-    by = tuple(args.by.split(","))
-    for path in map(Path, args.pool):
-        key = reader.load_key(path.parent / "key.json")
-        for r in reader.score(key, reader.read_labels(path, key), group=by):
-            g = tuple(r[k] for k in by)
-            acc = rows.setdefault(g, {**{k: r[k] for k in by}, "rounds": 0} | {
-                k: 0 for k in r if k not in by and k != "target_frac"})
-            acc["rounds"] += 1
-            for k in acc.keys() - {*by, "rounds"}:
-                acc[k] += r[k]
-    out = sorted(rows.values(), key=lambda r: tuple(str(r[k]) for k in by))
-    for r in out:
-        r["target_frac"] = r["as_target"] / r["labelled"] if r["labelled"] else float("nan")
-    folder = Path(args.out)
-    paths = write_tables(out, folder / ("pooled_by_" + "_".join(by)))
-    print(f"{len(args.pool)} rounds pooled: {paths['md']}\n{paths['md'].read_text()}")
-    if {"size", "mode", "domain"} <= set(by):        # edited tiles: share read as the target
-        edited = [{**r, "size": int(r["size"]), "method": r["domain"], "driver": r.get(
-            "driver", "cnn+robust"), "B": r.get("B", 0.0)} for r in out if r["size"] != "-"]
-        protocol.size_figure(folder / "read_as_target.png", edited, count="as_target",
-                             ylabel="share read as the target", unit="tiles",
-                             title=f"{len(args.pool)} blind readings: tiles read as the target")
-    return out
-
-
-def judges_on_tiles(key, cells: Path) -> dict[int, bool]:
+def judged_tiles(key, cells: Path) -> dict[int, bool]:
     """``{tile: every independent classifier calls it the target}`` for the edited tiles of
     ``experiments/resolution.py``'s cells (their records; not the driver, not the other one)."""
     out, cache = {}, {}
-    for t in key["tiles"]:
+    for t in (t for t in key["tiles"] if t["domain"] != "unedited source"):
         stem = cells / "{size}px_{driver}_{mode}_{domain}.json".format(**t)
-        if t["domain"] != "unedited source" and stem.is_file():
-            recs = cache.setdefault(stem, read_json(stem)["records"])
-            r = next(r for r in recs if r["index"] == t["index"] and r["B"] == t["B"])
-            out[t["tile"]] = all(r[k] == t["target"] for k in r if k.startswith("pred_")
-                                 and k not in ("pred_G", "pred_other driver"))
+        recs = cache.setdefault(stem, read_json(stem)["records"])
+        r = next(r for r in recs if r["index"] == t["index"] and r["B"] == t["B"])
+        out[t["tile"]] = all(r[k] == t["target"] for k in r if k.startswith("pred_")
+                             and k not in ("pred_G", "pred_other driver"))
     return out
+
+
+def pool(args) -> list[dict]:       # several rounds summed; a figure against image size
+    by, keys = tuple(args.by.split(",")), [reader.load_key(Path(p).parent / "key.json")
+                                           for p in args.pool]
+    rows = reader.pool([(k, reader.read_labels(p, k)) for k, p in zip(keys, args.pool)],
+                       group=by)
+    paths = write_tables(rows, Path(args.out) / ("pooled_by_" + "_".join(by)))
+    print(f"{len(args.pool)} rounds pooled: {paths['md']}\n{paths['md'].read_text()}")
+    if {"size", "mode", "domain"} <= set(by):        # edited tiles: share read as the target
+        protocol.size_figure(Path(args.out) / "read_as_target.png", [
+            {**r, "size": int(r["size"]), "method": r["domain"], "driver": r.get(
+                "driver", "cnn+robust"), "B": r.get("B", 0.0)} for r in rows if r["size"] != "-"],
+            count="as_target", ylabel="share read as the target", unit="tiles",
+            title=f"{len(args.pool)} blind readings: tiles read as the target")
+    return rows
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--score", metavar="LABELS", default=None,
                    help="score this labels.csv against the key beside it (makes nothing)")
-    p.add_argument("--by", default="driver,mode,domain,B",
-                   help="with --score: key fields to group by (default driver,mode,domain,B; "
-                        "add source for one row per pair)")
+    p.add_argument("--by", default=BY, help="--score, --pool: group by these key fields")
     p.add_argument("--pool", nargs="+", metavar="LABELS", default=None,
-                   help="several rounds' labels.csv (each beside its key): summed per --by "
-                        "group into OUT/pooled_by_*.{md,json,csv}, and a figure by size")
+                   help="rounds' labels.csv: summed per --by into OUT, a figure by size")
     p.add_argument("--cells", default=None, metavar="DIR",
-                   help="with --score: resolution.py's cells/ folder the tiles came from; adds "
-                        "judges_target (tiles every independent classifier calls the target)")
+                   help="--score: resolution.py's cells/ of the tiles: adds judged_target")
     p.add_argument("--dataset", default="mnist5k", choices=sorted(PAIRS))
     p.add_argument("--out", default="outputs/reader_study")
     p.add_argument("--n", type=int, default=5, help="sources per pair (default 5)")
@@ -157,16 +130,12 @@ def main(argv=None) -> int:
     p.add_argument("--modes", default="fixed,live")
     p.add_argument("--budget", default="4", help="image L2, or several: 6,8 (default 4)")
     p.add_argument("--source-seed", type=int, default=None,
-                   help="a seeded random subset of the sources (default: the first ones; "
-                        "use a seed to show a reader sources they have not seen)")
+                   help="a seeded random subset of the sources (default: the first ones)")
     p.add_argument("--seed", type=int, default=0, help="the shuffle")
     p.add_argument("--quick", action="store_true", help="1-epoch models, 1 source per pair")
     args = p.parse_args(argv)
-    if args.score:
-        score(args)
-        return 0
-    if args.pool:
-        pool(args)
+    if args.score or args.pool:
+        (score if args.score else pool)(args)
         return 0
     if args.quick:
         args.n = 1

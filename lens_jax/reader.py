@@ -32,7 +32,7 @@ import numpy as np
 from ._io import atomic_write_bytes, atomic_write_text
 from .tables import plain
 
-__all__ = ["FORMAT", "make_sheets", "load_key", "read_labels", "score", "unblind"]
+__all__ = ["FORMAT", "make_sheets", "load_key", "read_labels", "score", "pool", "unblind"]
 
 FORMAT = "lens_jax.reader/1"
 UNREADABLE = "?"
@@ -259,11 +259,16 @@ def read_labels(path: str | os.PathLike, key: Mapping[str, Any]) -> dict[int, in
 
 
 def score(key: Mapping[str, Any], labels: Mapping[int, int | None], *,
-          group: Sequence[str] = ("driver", "mode", "domain")) -> list[dict]:
+          group: Sequence[str] = ("driver", "mode", "domain"),
+          judged: Mapping[int, bool] | None = None) -> list[dict]:
     """One row per group of tiles (sorted by the group values): ``n`` tiles,
     ``labelled``, and how many the reader called the target (``as_target``), the source
     (``as_source``), another class (``as_other``) or ``unreadable``; ``target_frac`` is
-    ``as_target / labelled``.  Group by any key field (``source``, ``target``, ...)."""
+    ``as_target / labelled``.  Group by any key field (``source``, ``target``, ...).
+
+    ``judged``: ``{tile: bool}``, e.g. whether classifiers call the tile the target; adds
+    ``judged_target``, the count over the group's tiles (None where a tile has no entry),
+    to set the reader beside them on the same tiles."""
     clash = set(group) & set(_COUNTS)
     if clash:
         raise ValueError(f"cannot group by {sorted(clash)}: those are the score's columns")
@@ -278,7 +283,31 @@ def score(key: Mapping[str, Any], labels: Mapping[int, int | None], *,
                 row[reading] += 1
         row["target_frac"] = (row["as_target"] / row["labelled"] if row["labelled"]
                               else float("nan"))
+        if judged is not None:
+            row["judged_target"] = (sum(bool(judged[t["tile"]]) for t in tiles)
+                                    if all(t["tile"] in judged for t in tiles) else None)
         rows.append(row)
+    return rows
+
+
+def pool(rounds: Sequence[tuple[Mapping[str, Any], Mapping[int, int | None]]], *,
+         group: Sequence[str] = ("driver", "mode", "domain")) -> list[dict]:
+    """Several reading rounds as one: ``rounds`` is a sequence of ``(key, labels)`` (each
+    round's labels read against its own key); their :func:`score` rows summed per group,
+    with ``rounds`` (how many rounds had the group) and ``target_frac`` recomputed.  A tile
+    read in two rounds counts twice: ``n`` counts readings."""
+    acc: dict[tuple, dict] = {}
+    for key, labels in rounds:
+        for r in score(key, labels, group=group):
+            row = acc.setdefault(tuple(r[k] for k in group), {
+                **{k: r[k] for k in group}, "rounds": 0, **dict.fromkeys(_COUNTS, 0)})
+            row["rounds"] += 1
+            for k in _COUNTS:
+                row[k] += r[k]
+    rows = [acc[g] for g in sorted(acc, key=lambda g: tuple(str(v) for v in g))]
+    for row in rows:
+        row["target_frac"] = (row["as_target"] / row["labelled"] if row["labelled"]
+                              else float("nan"))
     return rows
 
 

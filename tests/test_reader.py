@@ -61,6 +61,28 @@ def test_score_matches_a_direct_tally(tmp_path):
     assert [(r["source"], r["target"], r["n"]) for r in by_source] == [(3, 8, 23)]
     with pytest.raises(ValueError, match="columns"):
         reader.score(key, labels, group=("n",))
+    # classifiers' verdicts on the same tiles: counted per group; a group with a tile the
+    # verdicts do not cover gets None
+    judged = {t["tile"]: t["tile"] % 3 == 0 for t in key["tiles"]}
+    rows_j = reader.score(key, labels, group=("domain",), judged=judged)
+    for row in rows_j:
+        tiles = [t["tile"] for t in key["tiles"] if t["domain"] == row["domain"]]
+        assert row["judged_target"] == sum(t % 3 == 0 for t in tiles)
+    first = key["tiles"][0]
+    del judged[first["tile"]]
+    rows_j = {r["domain"]: r for r in reader.score(key, labels, group=("domain",),
+                                                   judged=judged)}
+    assert rows_j[first["domain"]]["judged_target"] is None
+    # pooled rounds: the rows of each round summed per group (a tile read twice counts twice)
+    other = {t: (3 if lab == 8 else lab) for t, lab in labels.items()}    # a second reader
+    pooled = reader.pool([(key, labels), (key, other)], group=("domain",))
+    one, two = (reader.score(key, lb, group=("domain",)) for lb in (labels, other))
+    assert [r["domain"] for r in pooled] == [r["domain"] for r in one]
+    for r, a, b in zip(pooled, one, two):
+        assert r["rounds"] == 2
+        for k in ("n", "labelled", "as_target", "as_source", "as_other", "unreadable"):
+            assert r[k] == a[k] + b[k]
+        assert r["target_frac"] == pytest.approx(a["as_target"] / (a["labelled"] + b["labelled"]))
 
 
 def test_existing_labels_are_never_overwritten_or_orphaned(tmp_path):

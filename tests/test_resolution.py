@@ -125,7 +125,7 @@ def test_reader_sheets_from_cells_with_unedited_controls(res, tmp_path, monkeypa
     labels.write_text("\n".join([*lines[:2], *(f"{t['tile']},8" for t in tiles)]) + "\n")
     assert study.main(["--score", str(labels), "--by", "size,domain", "--cells", str(cells)]) == 0
     rows = json.loads((tmp_path / "reader" / "scores_by_size_domain.json").read_text())
-    got = {(r["size"], r["domain"]): (r["as_target"], r["judges_target"]) for r in rows}
+    got = {(r["size"], r["domain"]): (r["as_target"], r["judged_target"]) for r in rows}
     # sources 10, 11, 12 (ids 0, 1, 2): the MLP says 8 for ids 0 and 2
     assert got == {("-", "unedited source"): (3, None), ("112", "csp_joint"): (3, 2),
                    ("28", "pixel"): (3, 2)}
