@@ -104,10 +104,9 @@ def pool(args) -> list[dict]:       # several rounds summed; a figure against im
                        group=by)
     paths = write_tables(rows, Path(args.out) / ("pooled_by_" + "_".join(by)))
     print(f"{len(args.pool)} rounds pooled: {paths['md']}\n{paths['md'].read_text()}")
-    if {"size", "mode", "domain"} <= set(by):        # edited tiles: share read as the target
+    if {"size", "driver", "mode", "domain", "B"} <= set(by):    # edited tiles, by size
         protocol.size_figure(Path(args.out) / "read_as_target.png", [
-            {**r, "size": int(r["size"]), "method": r["domain"], "driver": r.get(
-                "driver", "cnn+robust"), "B": r.get("B", 0.0)} for r in rows if r["size"] != "-"],
+            {**r, "size": int(r["size"]), "method": r["domain"]} for r in rows if r["size"] != "-"],
             count="as_target", ylabel="share read as the target", unit="tiles",
             title=f"{len(args.pool)} blind readings: tiles read as the target")
     return rows

@@ -23,8 +23,8 @@ SIZES = {"mnist5k": "28,56,112", "fashion_mnist": "28,112"}
 PAIRS = {"mnist5k": reference.MNIST_PAIRS, "fashion_mnist": reference.FASHION_PAIRS}
 
 
-def load_driver(spec: str, dataset: str, size: int, args, same=False):  # --*-large: S > 28
-    kw = ({} if size == BASE else {"size": size}) | ({} if size == BASE and not same  # or all
+def load_driver(spec: str, dataset: str, size: int, args, same=False):  # same: --same-recipe
+    kw = ({} if size == BASE else {"size": size}) | ({} if size == BASE and not same  # --*-large
           else {"epochs": args.epochs_large or None, "n_train": args.n_train_large or None})
     if spec.endswith("+robust"):
         kw["adversary"] = dataclasses.replace(a := default_attack(dataset), eps=a.eps * size / BASE)

@@ -138,12 +138,16 @@ def test_reader_sheets_from_cells_with_unedited_controls(res, tmp_path, monkeypa
     drawn = {}
     monkeypatch.setattr(study.protocol, "size_figure", lambda path, rows, **kw: drawn.update(
         {(r["size"], r["method"]): r["as_target"] / r["n"] for r in rows}))
+    by = "size,driver,mode,domain,B"            # the figure needs every one of these
     assert study.main(["--pool", str(labels), str(labels), str(second / "labels.csv"), "--by",
                        "size,mode,domain", "--out", str(tmp_path / "pooled")]) == 0
+    assert drawn == {}                          # no driver or budget in --by: no figure
     pooled = json.loads((tmp_path / "pooled" / "pooled_by_size_mode_domain.json").read_text())
     assert [(r["size"], r["domain"], r["rounds"], r["n"], r["as_target"], r["as_source"])
             for r in pooled] == [("-", "unedited source", 3, 9, 6, 3),
                                  ("112", "csp_joint", 3, 9, 6, 3), ("28", "pixel", 3, 9, 6, 3)]
+    assert study.main(["--pool", str(labels), str(labels), str(second / "labels.csv"), "--by",
+                       by, "--out", str(tmp_path / "pooled")]) == 0
     assert drawn == {(112, "csp_joint"): 6 / 9, (28, "pixel"): 6 / 9}    # edited tiles only
 
 
