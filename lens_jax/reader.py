@@ -281,8 +281,7 @@ def score(key: Mapping[str, Any], labels: Mapping[int, int | None], *,
             if reading is not None:
                 row["labelled"] += 1
                 row[reading] += 1
-        row["target_frac"] = (row["as_target"] / row["labelled"] if row["labelled"]
-                              else float("nan"))
+        row["target_frac"] = _target_frac(row)
         if judged is not None:
             row["judged_target"] = (sum(bool(judged[t["tile"]]) for t in tiles)
                                     if all(t["tile"] in judged for t in tiles) else None)
@@ -306,9 +305,13 @@ def pool(rounds: Sequence[tuple[Mapping[str, Any], Mapping[int, int | None]]], *
                 row[k] += r[k]
     rows = [acc[g] for g in sorted(acc, key=lambda g: tuple(str(v) for v in g))]
     for row in rows:
-        row["target_frac"] = (row["as_target"] / row["labelled"] if row["labelled"]
-                              else float("nan"))
+        row["target_frac"] = _target_frac(row)
     return rows
+
+
+def _target_frac(row: Mapping[str, int]) -> float:
+    """``as_target / labelled`` (NaN when nothing is labelled)."""
+    return row["as_target"] / row["labelled"] if row["labelled"] else float("nan")
 
 
 def _grouped(key: Mapping[str, Any], group: Sequence[str]) -> dict[tuple, list]:
