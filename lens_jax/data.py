@@ -66,6 +66,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,22 @@ def _resolve_local(name: str, data_dir: Path) -> tuple[str, str | None] | None:
     return None
 
 
+@contextlib.contextmanager
+def _tfds_scratch():
+    """Point :mod:`tempfile` at a folder removed afterwards while a builder is made.
+
+    tfds makes an empty ``mkdtemp("tfds")`` folder, never removed, for every builder whose data
+    set is not prepared yet (``DatasetInfo.initialize_from_bucket``); without this each first
+    load would leave one behind in the user's temporary directory.
+    """
+    with tempfile.TemporaryDirectory(prefix="lens_jax-tfds-") as scratch:
+        old, tempfile.tempdir = tempfile.tempdir, scratch
+        try:
+            yield
+        finally:
+            tempfile.tempdir = old
+
+
 def _local_builder(bname: str, config: str | None, data_dir: Path):
     from lens_jax import datasets
     cls = datasets.BUILDERS[bname]
@@ -206,7 +223,8 @@ def _local_builder(bname: str, config: str | None, data_dir: Path):
         raise ValueError(f"unknown config {config!r} for {bname!r}; "
                          f"choose from {sorted(cls.builder_configs)}")
     try:
-        return cls(data_dir=os.fspath(data_dir), config=config)
+        with _tfds_scratch():
+            return cls(data_dir=os.fspath(data_dir), config=config)
     except Exception as e:  # a damaged dataset_info.json (protobuf, json)
         cfg = config
         if cfg is None and cls.BUILDER_CONFIGS:
@@ -216,7 +234,8 @@ def _local_builder(bname: str, config: str | None, data_dir: Path):
         if not folder.is_dir():
             raise
         _discard(folder, f"{type(e).__name__}: {e}")
-        return cls(data_dir=os.fspath(data_dir), config=config)
+        with _tfds_scratch():
+            return cls(data_dir=os.fspath(data_dir), config=config)
 
 
 def _is_prepared(builder) -> bool:

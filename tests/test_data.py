@@ -458,3 +458,15 @@ def test_bad_names_are_refused_before_touching_files(tmp_path, name, no_network)
     assert sorted(tmp_path.rglob("*")) == before
     assert data.check_name(" mnist5k ") == "mnist5k"
     assert data.check_name("other_set/cfg:1.0.0") == "other_set/cfg:1.0.0"
+
+
+def test_loading_leaves_no_temporary_folders(tmp_path, monkeypatch):
+    """tfds leaves an empty ``tmp*tfds`` folder in the temporary directory for every builder
+    made before its data set is prepared; ``data.load`` must not litter the user's /tmp."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(scratch))
+    x, y = data.load("synthetic/small", "test", data_dir=tmp_path / "data")
+    assert len(x) == len(y) > 0
+    data.load("synthetic/small", "test", data_dir=tmp_path / "data")  # prepared now
+    assert sorted(p.name for p in scratch.iterdir()) == []
