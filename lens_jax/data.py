@@ -706,7 +706,8 @@ def class_names(name: str, *, data_dir: str | os.PathLike | None = None) -> list
             cls = registered.imported_builder_cls(base)
         except Exception:  # noqa: BLE001 - any failure means: not known offline
             raise _not_prepared_error(name, roots) from None
-        feats = cls(data_dir=os.fspath(roots[0]), config=config).info.features
+        with _tfds_scratch():
+            feats = cls(data_dir=os.fspath(roots[0]), config=config).info.features
     # tfds' FeaturesDict supports ``in`` and ``[]`` but has no ``.get``
     label = feats["label"] if "label" in feats else None  # noqa: SIM401
     if label is None or not hasattr(label, "names"):

@@ -469,4 +469,6 @@ def test_loading_leaves_no_temporary_folders(tmp_path, monkeypatch):
     x, y = data.load("synthetic/small", "test", data_dir=tmp_path / "data")
     assert len(x) == len(y) > 0
     data.load("synthetic/small", "test", data_dir=tmp_path / "data")  # prepared now
+    # a registered tfds data set that is not prepared: names from its code, nothing left behind
+    assert len(data.class_names("cifar10", data_dir=tmp_path / "data")) == 10
     assert sorted(p.name for p in scratch.iterdir()) == []
