@@ -90,6 +90,8 @@ def judged_tiles(key, cells: Path) -> dict[int, bool]:
     out, cache = {}, {}
     for t in (t for t in key["tiles"] if t["domain"] != "unedited source"):
         stem = cells / "{size}px_{driver}_{mode}_{domain}.json".format(**t)
+        if not stem.is_file():
+            raise SystemExit(f"--cells {cells}: no {stem.name} (give the cells/ folder)")
         recs = cache.setdefault(stem, read_json(stem)["records"])
         r = next(r for r in recs if r["index"] == t["index"] and r["B"] == t["B"])
         out[t["tile"]] = all(r[k] == t["target"] for k in r if k.startswith("pred_")
@@ -128,16 +130,15 @@ def main(argv=None) -> int:
     p.add_argument("--domains", default="pixel,csp_phase,csp_flow_joint")
     p.add_argument("--modes", default="fixed,live")
     p.add_argument("--budget", default="4", help="image L2, or several: 6,8 (default 4)")
-    p.add_argument("--source-seed", type=int, default=None,
-                   help="a seeded random subset of the sources (default: the first ones)")
+    p.add_argument("--source-seed", type=int, default=None, help="a seeded random subset of "
+                   "the sources (default: the first ones)")
     p.add_argument("--seed", type=int, default=0, help="the shuffle")
     p.add_argument("--quick", action="store_true", help="1-epoch models, 1 source per pair")
     args = p.parse_args(argv)
     if args.score or args.pool:
         (score if args.score else pool)(args)
         return 0
-    if args.quick:
-        args.n = 1
+    args.n = 1 if args.quick else args.n
     t0 = time.perf_counter()
     key = make(args)
     record_command(key.parent, time.perf_counter() - t0,

@@ -123,6 +123,9 @@ def test_reader_sheets_from_cells_with_unedited_controls(res, tmp_path, monkeypa
     labels = tmp_path / "reader" / "labels.csv"
     lines = labels.read_text().splitlines()
     labels.write_text("\n".join([*lines[:2], *(f"{t['tile']},8" for t in tiles)]) + "\n")
+    with pytest.raises(SystemExit, match=r"no \d+px_cnn\S* .give the "
+                       "cells/ folder"):       # the data set's folder, not its cells/
+        study.main(["--score", str(labels), "--by", "size,domain", "--cells", str(cells.parent)])
     assert study.main(["--score", str(labels), "--by", "size,domain", "--cells", str(cells)]) == 0
     rows = json.loads((tmp_path / "reader" / "scores_by_size_domain.json").read_text())
     got = {(r["size"], r["domain"]): (r["as_target"], r["judged_target"]) for r in rows}
