@@ -200,18 +200,22 @@ def _resolve_local(name: str, data_dir: Path) -> tuple[str, str | None] | None:
 
 @contextlib.contextmanager
 def _tfds_scratch():
-    """Point :mod:`tempfile` at a folder removed afterwards while a builder is made.
+    """Point :mod:`tempfile` at a folder of its own while a builder is made, then remove it.
 
     tfds makes an empty ``mkdtemp("tfds")`` folder, never removed, for every builder whose data
     set is not prepared yet (``DatasetInfo.initialize_from_bucket``); without this each first
-    load would leave one behind in the user's temporary directory.
+    load would leave one behind in the user's temporary directory.  Only empty folders are
+    removed: anything another thread wrote there meanwhile stays.
     """
-    with tempfile.TemporaryDirectory(prefix="lens_jax-tfds-") as scratch:
-        old, tempfile.tempdir = tempfile.tempdir, scratch
-        try:
-            yield
-        finally:
-            tempfile.tempdir = old
+    scratch = Path(tempfile.mkdtemp(prefix="lens_jax-tfds-"))
+    old, tempfile.tempdir = tempfile.tempdir, os.fspath(scratch)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = old
+        for folder in [*scratch.glob("tmp*tfds"), scratch]:
+            with contextlib.suppress(OSError):      # not empty: not only tfds' folder
+                folder.rmdir()
 
 
 def _local_builder(bname: str, config: str | None, data_dir: Path):

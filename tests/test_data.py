@@ -1,5 +1,6 @@
 """Tests of lens_jax.data and the tfds builders in lens_jax.datasets (offline, no TF)."""
 import gzip
+import os
 import shutil
 import socket
 import sys
@@ -472,3 +473,15 @@ def test_loading_leaves_no_temporary_folders(tmp_path, monkeypatch):
     # a registered tfds data set that is not prepared: names from its code, nothing left behind
     assert len(data.class_names("cifar10", data_dir=tmp_path / "data")) == 10
     assert sorted(p.name for p in scratch.iterdir()) == []
+
+
+def test_tfds_scratch_removes_only_empty_folders(tmp_path, monkeypatch):
+    """While a builder is made, a file another thread creates with :mod:`tempfile` survives."""
+    import tempfile
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    with data._tfds_scratch():
+        empty = Path(tempfile.mkdtemp("tfds"))             # what tfds leaves behind
+        fd, other = tempfile.mkstemp()                      # someone else's file
+        os.close(fd)
+    assert tempfile.gettempdir() == str(tmp_path)
+    assert not empty.exists() and Path(other).is_file()
