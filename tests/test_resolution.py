@@ -243,3 +243,26 @@ def test_summary_covers_every_cell_with_and_without_other_driver(res, tmp_path, 
     lines = {ln.get_label(): ln.get_xydata().tolist() for ln in ax.get_lines()}
     assert lines == {"pixel (standard cnn)": [[56, 0.75], [112, 0.75]],
                      "csp_flow_joint (standard cnn)": [[56, 0.75]]}
+
+
+def test_size_figure_keeps_equal_lines_apart_and_lists_every_panels_lines(tmp_path, monkeypatch):
+    """Two lines of the same values are drawn side by side, not on top of each other, and a
+    line drawn only in the live panel is in the legend too."""
+    from lens_jax.studies import protocol
+    rows = [dict(size=s, mode="fixed", B=6.0, method=m, driver="cnn+robust", n=9, all=0)
+            for s in (28, 56) for m in ("warp", "csp_flow")]
+    rows += [dict(size=s, mode="live", B=6.0, method="csp_joint", driver="cnn", n=9, all=2)
+             for s in (28, 56)]
+    saved = {}
+    monkeypatch.setattr(viz, "save_figure", lambda fig, path, **kw: saved.update(fig=fig) or path)
+    protocol.size_figure(tmp_path / "f.png", rows, count="all")
+    fixed, live = saved["fig"].axes[:2]
+    xs = {ln.get_label(): tuple(ln.get_xdata()) for ln in fixed.get_lines()}
+    assert set(xs) == {"warp (robust cnn)", "csp_flow (robust cnn)"}
+    a, b = xs.values()
+    assert all(x != y for x, y in zip(a, b))                         # side by side
+    assert all(abs(x / s - 1) < 0.06 for x, s in zip(a + b, (28, 56, 28, 56)))   # near the size
+    legend = [t.get_text() for t in saved["fig"].legends[0].get_texts()]
+    assert sorted(legend) == ["csp_flow (robust cnn)", "csp_joint (standard cnn)",
+                              "warp (robust cnn)"]
+    assert [ln.get_label() for ln in live.get_lines()] == ["csp_joint (standard cnn)"]

@@ -100,7 +100,9 @@ def size_figure(path: Path, rows: Sequence[Mapping], *, title: str = "",
     """Transfer against image size: per mode (figure rows) and budget ``B`` (columns), the
     share ``row[count] / row["n"]`` of each cell's ``unit`` (by default: the sources every
     independent judge calls the target) at each ``size``; one colour per ``method``, solid
-    for a robust driver (``"+robust"`` in ``driver``), dashed for a standard one."""
+    for a robust driver (``"+robust"`` in ``driver``), dashed for a standard one.  Each line's
+    points sit a little to the side of its size (the same offset in every panel) so lines of
+    equal values stay visible; the legend lists the lines of every panel."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from .. import viz
@@ -108,6 +110,13 @@ def size_figure(path: Path, rows: Sequence[Mapping], *, title: str = "",
     budgets, sizes = sorted({r["B"] for r in rows}), sorted({r["size"] for r in rows})
     methods = list(dict.fromkeys([*DOMAIN_COLORS, *(r["method"] for r in rows)]))
     drivers = sorted({r["driver"] for r in rows}, key=lambda d: ("+robust" not in d, d))
+    lines = [(m, d) for m in methods for d in drivers
+             if any((r["method"], r["driver"]) == (m, d) for r in rows)]
+    dodge = dict(zip(lines, np.linspace(-0.08, 0.08, len(lines)) if len(lines) > 1 else [0.0]))
+
+    def label(m, drv):
+        return f"{m} ({'robust' if '+robust' in drv else 'standard'} {drv.split('+')[0]})"
+
     fig = Figure(figsize=(4.2 * len(budgets) + 2.2, 3.3 * len(modes)), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(modes), len(budgets), squeeze=False, sharex=True, sharey=True)
@@ -115,13 +124,11 @@ def size_figure(path: Path, rows: Sequence[Mapping], *, title: str = "",
         ax = axes[i][j]
         for m in methods:
             for drv in drivers:
-                pts = sorted((r["size"], r[count] / r["n"]) for r in rows
+                pts = sorted((r["size"] * 2.0 ** dodge[m, drv], r[count] / r["n"]) for r in rows
                              if (r["mode"], r["B"], r["method"], r["driver"]) == (mode, b, m, drv))
                 if pts:
-                    robust = "+robust" in drv
-                    ax.plot(*zip(*pts), "-" if robust else "--", marker="o", ms=4,
-                            color=DOMAIN_COLORS.get(m, "#7f7f7f"),
-                            label=f"{m} ({'robust' if robust else 'standard'} {drv.split('+')[0]})")
+                    ax.plot(*zip(*pts), "-" if "+robust" in drv else "--", marker="o", ms=4,
+                            color=DOMAIN_COLORS.get(m, "#7f7f7f"), label=label(m, drv))
         ax.set_title(f"{mode} gradient, L2 = {b:g} (28-px scale)", fontsize=10)
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [str(v) for v in sizes])
@@ -131,8 +138,12 @@ def size_figure(path: Path, rows: Sequence[Mapping], *, title: str = "",
         ax.set_xlabel("image size (px)" if i == len(modes) - 1 else "")
         ax.set_ylabel(ylabel if j == 0 else "")
     ns = "/".join(str(v) for v in sorted({r["n"] for r in rows}))
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right center", fontsize=8,
+    legend = {}                               # every panel's lines, each label once
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(lab, h)
+    labels = [label(m, d) for m, d in lines]
+    fig.legend([legend[lab] for lab in labels], labels, loc="outside right center", fontsize=8,
                title=f"{ns} {unit} per cell")
     fig.suptitle(title or "transfer against image size")
     return viz.save_figure(fig, path, dpi=130)
