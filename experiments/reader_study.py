@@ -130,8 +130,8 @@ def main(argv=None) -> int:
     p.add_argument("--domains", default="pixel,csp_phase,csp_flow_joint")
     p.add_argument("--modes", default="fixed,live")
     p.add_argument("--budget", default="4", help="image L2, or several: 6,8 (default 4)")
-    p.add_argument("--source-seed", type=int, default=None, help="a seeded random subset of "
-                   "the sources (default: the first ones)")
+    p.add_argument("--source-seed", type=int, default=None,
+                   help="a seeded random subset of the sources (default: the first ones)")
     p.add_argument("--seed", type=int, default=0, help="the shuffle")
     p.add_argument("--quick", action="store_true", help="1-epoch models, 1 source per pair")
     args = p.parse_args(argv)

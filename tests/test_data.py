@@ -4,6 +4,7 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -477,7 +478,6 @@ def test_loading_leaves_no_temporary_folders(tmp_path, monkeypatch):
 
 def test_tfds_scratch_removes_only_empty_folders(tmp_path, monkeypatch):
     """While a builder is made, a file another thread creates with :mod:`tempfile` survives."""
-    import tempfile
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     with data._tfds_scratch():
         empty = Path(tempfile.mkdtemp("tfds"))             # what tfds leaves behind
