@@ -194,12 +194,17 @@ def restore_state(mngr, step: int, target: Any, *, allow_unverified: bool = Fals
     return state
 
 
-def save(mngr, step, params, opt_state, rng, history, config, *, finished, test_accuracy):
+def save(mngr, step, params, opt_state, rng, history, config, *, finished, test_accuracy,
+         epoch=None, in_epoch=None):
+    """Save a step: ``epoch`` (default ``step``) is the number of finished epochs;
+    ``in_epoch`` (a dict) marks a checkpoint taken part-way through the next epoch."""
     ocp = _ocp()
     state = {"params": params, "opt_state": opt_state, "rng": rng}
-    meta = {"epoch": step, "finished": bool(finished), "history": history,
-            "config": config, "test_accuracy": test_accuracy,
+    meta = {"epoch": step if epoch is None else epoch, "finished": bool(finished),
+            "history": history, "config": config, "test_accuracy": test_accuracy,
             "content_sha256": _state_hash(state)}      # verified by restore_state
+    if in_epoch is not None:
+        meta["in_epoch"] = in_epoch
     mngr.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         meta=ocp.args.JsonSave(json.loads(json.dumps(meta)))), force=True)

@@ -4,10 +4,11 @@
 train step and a progress bar showing loss and accuracy (plain lines in a log),
 evaluates on the test split after every epoch and, given a ``workdir``, saves an orbax
 checkpoint after every epoch (params, optimiser state, epoch, PRNG key, history,
-config). Orbax writes each checkpoint to a temporary directory and renames it when complete, so an
-interrupted run leaves only finished epochs behind; calling
-:func:`train_classifier` again with the same arguments resumes after the last
-finished epoch and ends with the same parameters as an uninterrupted run (the
+config), and a long epoch's state every ``checkpoint_seconds`` (10 minutes) into
+``workdir/in_epoch``. Orbax writes each checkpoint to a temporary directory and renames it when
+complete, so an interrupted run leaves only finished checkpoints behind; calling
+:func:`train_classifier` again with the same arguments resumes from the last one
+and ends with the same parameters as an uninterrupted run (the
 epoch-``e`` shuffle is a function of ``(seed, e)`` only, and the schedule depends
 on the total epoch count, which is part of the checkpointed config).
 
@@ -30,6 +31,7 @@ import os
 import re
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -373,7 +375,8 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
                      workdir: str | os.PathLike | None = None, resume: bool = True,
                      progress: bool = True, model_kwargs: Mapping[str, Any] | None = None,
                      callback: Callable[[int, dict], None] | None = None,
-                     adversary: PGD | None = None, ramp_epochs: int = 3) -> TrainResult:
+                     adversary: PGD | None = None, ramp_epochs: int = 3,
+                     checkpoint_seconds: float | None = 600.0) -> TrainResult:
     """Train ``get_model(model_name, num_classes)`` on ``train_data = (images, labels)``,
     evaluating on ``test_data`` (``(images, labels)`` or None) after every epoch.
 
@@ -390,6 +393,14 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
     finished epoch; a finished run returns at once. A different configuration raises
     :class:`CheckpointMismatchError` (a ``ValueError``) unless ``resume=False``,
     which deletes the old checkpoints and starts over.
+
+    A long epoch is checkpointed part-way too: with a ``workdir``, the running epoch's
+    state (and its losses so far) is saved to ``workdir/in_epoch`` at the first step
+    ``checkpoint_seconds`` after the last save (None: at epoch ends only), so an
+    interrupted run loses at most that much work; a resumed run continues from that
+    step and still ends bit-equal to an uninterrupted one. A damaged in-epoch
+    checkpoint is discarded with a ``RuntimeWarning`` (the epoch restarts from its
+    beginning); it is removed once its epoch is saved.
 
     ``adversary`` (a :class:`PGD`) turns on adversarial training (Madry et al.,
     2018): every batch is replaced by PGD examples against the current params, with
@@ -414,6 +425,12 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
     if isinstance(ramp_epochs, bool) or not isinstance(ramp_epochs, (int, np.integer)) \
             or ramp_epochs < 0:
         raise ValueError(f"ramp_epochs must be an int >= 0, got {ramp_epochs!r}")
+    if checkpoint_seconds is not None and (
+            isinstance(checkpoint_seconds, bool)
+            or not isinstance(checkpoint_seconds, (int, float, np.integer, np.floating))
+            or not checkpoint_seconds >= 0):
+        raise ValueError(f"checkpoint_seconds must be a number >= 0 or None, got "
+                         f"{checkpoint_seconds!r}")
     if model_name not in _models.MODELS:
         raise ValueError(f"unknown model {model_name!r}; choose from {sorted(_models.MODELS)}")
     epochs = _positive_int("epochs", epochs)
@@ -465,7 +482,8 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
                     "workdir or resume=False to start over")
             mngr.close()
             for child in workdir.iterdir():     # orbax step folders (and their temporaries)
-                if child.is_dir() and child.name.split(".")[0].isdigit():
+                if child.is_dir() and (child.name.split(".")[0].isdigit()
+                                       or child.name == _IN_EPOCH):
                     shutil.rmtree(child)
             mngr, latest = manager(workdir), None
         if latest is not None:
@@ -473,6 +491,11 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
             history = list(meta["history"])
             start_epoch = int(meta["epoch"])
     resumed_from = start_epoch
+    start_step, losses, accs = 0, [], []
+    if workdir is not None and start_epoch < int(epochs):
+        part = _resume_in_epoch(workdir / _IN_EPOCH, config, start_epoch, state)
+        if part is not None:
+            state, start_step, losses, accs = part
     params, opt_state = state["params"], state["opt_state"]
     train_step = _make_steps(model, tx, adversary)
     test_acc = history[-1]["test_acc"] if history else float("nan")
@@ -484,9 +507,13 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
             t0 = time.perf_counter()
             perm = np.random.default_rng([int(seed), epoch]).permutation(n)
             bar = _progress(steps_per_epoch, f"{label} epoch {epoch + 1}/{epochs}", progress)
-            losses, accs = [], []
+            first, start_step = start_step, 0      # first: steps restored from in_epoch
+            if first and bar is not None:
+                bar.update(first)
+            losses, accs = (losses, accs) if first else ([], [])
             eps = None
-            for i in range(steps_per_epoch):
+            saved_at = time.monotonic()
+            for i in range(first, steps_per_epoch):
                 idx = perm[i * bs:(i + 1) * bs]
                 if adversary is None:
                     params, opt_state, loss, acc = train_step(params, opt_state,
@@ -504,6 +531,13 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
                     bar.set_postfix(loss=f"{float(loss):.4f}", acc=f"{float(acc):.3f}", **extra)
                 if bar is not None:
                     bar.update(1)
+                if (mngr is not None and checkpoint_seconds is not None
+                        and i + 1 < steps_per_epoch
+                        and time.monotonic() - saved_at >= checkpoint_seconds):
+                    _save_in_epoch(workdir / _IN_EPOCH, epoch, i + 1, steps_per_epoch,
+                                   params, opt_state, state["rng"], history, config,
+                                   losses, accs)
+                    saved_at = time.monotonic()
             record = {"epoch": epoch + 1,
                       "train_loss": float(np.mean(jax.device_get(losses))),
                       "train_acc": float(np.mean(jax.device_get(accs)))}
@@ -530,6 +564,7 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
                 save(mngr, epoch + 1, params, opt_state, state["rng"], history, config,
                       finished=epoch + 1 == int(epochs),
                       test_accuracy=record.get("test_acc", float("nan")))
+                shutil.rmtree(workdir / _IN_EPOCH, ignore_errors=True)   # superseded
             if callback is not None:
                 callback(epoch + 1, record)
     finally:
@@ -538,6 +573,59 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
     return TrainResult(params=params, model=model, history=history,
                        test_accuracy=float(test_acc), workdir=workdir,
                        resumed_from=resumed_from)
+
+
+#: the subfolder of a workdir holding the running epoch's latest state
+_IN_EPOCH = "in_epoch"
+
+
+def _save_in_epoch(folder: Path, epoch: int, step: int, steps_per_epoch: int, params,
+                   opt_state, rng, history, config, losses, accs) -> None:
+    """Save the state after ``step`` steps of epoch ``epoch + 1`` (orbax step number: the
+    global step), with the epoch's losses so far; older in-epoch steps are dropped."""
+    mngr = manager(folder, max_to_keep=1)
+    try:
+        save(mngr, epoch * steps_per_epoch + step, params, opt_state, rng, history, config,
+             finished=False, test_accuracy=float("nan"), epoch=epoch,
+             in_epoch={"step": step,
+                       "losses": [float(v) for v in jax.device_get(losses)],
+                       "accs": [float(v) for v in jax.device_get(accs)]})
+    finally:
+        mngr.close()
+
+
+def _resume_in_epoch(folder: Path, config: Mapping, epoch: int, target: dict):
+    """``(state, step, losses, accs)`` from ``folder``'s in-epoch checkpoint of this run's
+    epoch ``epoch + 1``, or None (none, another run's or epoch's, or damaged: warned and
+    removed)."""
+    if not folder.is_dir():
+        return None
+    mngr = None
+    try:
+        mngr, latest, meta = read_meta(folder)
+        part = (meta or {}).get("in_epoch")
+        if (latest is None or meta.get("config") != json.loads(json.dumps(config))
+                or meta.get("epoch") != epoch or not isinstance(part, dict)):
+            return None                  # stale: an earlier configuration or epoch
+        step = part.get("step")
+        if not (isinstance(step, int) and 0 < step < config["steps_per_epoch"]
+                and len(part.get("losses", ())) == step == len(part.get("accs", ()))):
+            raise CheckpointCorruptError(f"checkpoint {folder} (step {latest}) is damaged: "
+                                         "its in-epoch record is inconsistent")
+        state = restore_state(mngr, latest, target, meta=meta)
+    except CheckpointCorruptError as e:
+        if mngr is not None:
+            mngr.close()
+            mngr = None
+        shutil.rmtree(folder, ignore_errors=True)
+        warnings.warn(f"{e}; discarded it: epoch {epoch + 1} restarts from its first step",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    finally:
+        if mngr is not None:
+            mngr.close()
+    return (state, step, [np.float32(v) for v in part["losses"]],
+            [np.float32(v) for v in part["accs"]])
 
 
 def _finite(params: Any) -> bool:

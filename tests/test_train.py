@@ -92,6 +92,59 @@ def test_resume_after_interrupt_matches_uninterrupted(digits, tmp_path):
     assert _leaves_equal(again.params, full.params)
 
 
+@pytest.mark.parametrize("adversary", [None, T.PGD("l2", 0.5, 2, random_start=True)],
+                         ids=["standard", "robust"])
+def test_interrupted_epoch_resumes_from_its_last_step_bit_equal(adversary, tmp_path,
+                                                                monkeypatch):
+    x, y = _tiny_xy(256)                        # 8 steps of 32 per epoch
+    kw = dict(TINY_MLP, epochs=2, seed=3, adversary=adversary, ramp_epochs=1)
+    full = T.train_classifier("mlp", (x, y), (x, y), **kw)
+    original, calls = T._make_steps, []
+
+    def counted(limit):
+        def make(*a):
+            step = original(*a)
+
+            def run(*args):
+                if len(calls) == limit:
+                    raise KeyboardInterrupt
+                calls.append(1)
+                return step(*args)
+            return run
+        return make
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(T, "_make_steps", counted(11))      # cut after 3 steps of epoch 2
+    with pytest.raises(KeyboardInterrupt):
+        T.train_classifier("mlp", (x, y), (x, y), workdir=run, checkpoint_seconds=0, **kw)
+    assert T.restore_checkpoint(run)[2]["epoch"] == 1 and (run / "in_epoch").is_dir()
+    calls.clear()
+    monkeypatch.setattr(T, "_make_steps", counted(-1))
+    resumed = T.train_classifier("mlp", (x, y), (x, y), workdir=run, **kw)
+    assert len(calls) == 5 and resumed.resumed_from == 1    # steps 4..8 of epoch 2 only
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in resumed.history]
+    assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in full.history]
+    assert _leaves_equal(resumed.params, full.params)
+    assert not (run / "in_epoch").exists()       # superseded by the epoch's checkpoint
+
+    # a damaged in-epoch checkpoint: discarded with a warning, the epoch reruns whole
+    run2 = tmp_path / "run2"
+    calls.clear()
+    monkeypatch.setattr(T, "_make_steps", counted(11))
+    with pytest.raises(KeyboardInterrupt):
+        T.train_classifier("mlp", (x, y), (x, y), workdir=run2, checkpoint_seconds=0, **kw)
+    (step_dir,) = [p for p in (run2 / "in_epoch").iterdir() if p.name.isdigit()]
+    for f in _array_files(step_dir):
+        _flip(f)
+    calls.clear()
+    monkeypatch.setattr(T, "_make_steps", counted(-1))
+    with pytest.warns(RuntimeWarning, match="epoch 2 restarts from its first step"):
+        again = T.train_classifier("mlp", (x, y), (x, y), workdir=run2, **kw)
+    assert len(calls) == 8 and _leaves_equal(again.params, full.params)
+    with pytest.raises(ValueError, match="checkpoint_seconds"):
+        T.train_classifier("mlp", (x, y), None, checkpoint_seconds=-1, **TINY_MLP)
+
+
 def test_config_mismatch(digits, tmp_path):
     train, _ = digits
     small = (train[0][:128], train[1][:128])
