@@ -506,10 +506,9 @@ def train_classifier(model_name: str, train_data: Sequence[np.ndarray],
         for epoch in range(start_epoch, int(epochs)):
             t0 = time.perf_counter()
             perm = np.random.default_rng([int(seed), epoch]).permutation(n)
-            bar = _progress(steps_per_epoch, f"{label} epoch {epoch + 1}/{epochs}", progress)
             first, start_step = start_step, 0      # first: steps restored from in_epoch
-            if first and bar is not None:
-                bar.update(first)
+            bar = _progress(steps_per_epoch, f"{label} epoch {epoch + 1}/{epochs}", progress,
+                            initial=first)
             losses, accs = (losses, accs) if first else ([], [])
             eps = None
             saved_at = time.monotonic()
@@ -639,10 +638,10 @@ def _config_diff(old: Mapping, new: Mapping) -> str:
     return "; ".join(diffs) or "unknown difference"
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def _progress(total: int, desc: str, enabled: bool, initial: int = 0):
     if not enabled:
         return None
-    return progress_bar(total, desc=desc, leave=True)
+    return progress_bar(total, desc=desc, leave=True, initial=initial)
 
 
 # ----------------------------------------------------------------------------------
