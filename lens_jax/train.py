@@ -617,7 +617,8 @@ def _resume_in_epoch(folder: Path, config: Mapping, epoch: int, target: dict):
             mngr.close()
             mngr = None
         shutil.rmtree(folder, ignore_errors=True)
-        warnings.warn(f"{e}; discarded it: epoch {epoch + 1} restarts from its first step",
+        what = re.sub(r"\(epoch (\d+)\)", rf"(step \1, within epoch {epoch + 1})", str(e))
+        warnings.warn(f"{what}; discarded it: epoch {epoch + 1} restarts from its first step",
                       RuntimeWarning, stacklevel=3)
         return None
     finally:

@@ -138,7 +138,8 @@ def test_interrupted_epoch_resumes_from_its_last_step_bit_equal(tmp_path, monkey
         _flip(f)
     calls.clear()
     monkeypatch.setattr(T, "_make_steps", counted(-1))
-    with pytest.warns(RuntimeWarning, match="epoch 2 restarts from its first step"):
+    with pytest.warns(RuntimeWarning, match=r"\(step 11, within epoch 2\) is damaged.*"
+                      "epoch 2 restarts from its first step"):
         again = T.train_classifier("mlp", (x, y), (x, y), workdir=run2, **kw)
     assert len(calls) == 8 and _leaves_equal(again.params, full.params)
     with pytest.raises(ValueError, match="checkpoint_seconds"):
